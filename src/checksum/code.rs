@@ -1,0 +1,142 @@
+//! The instruction stream of one function, hashed independently of where the
+//! function and everything it refers to sit.
+//!
+//! Each instruction contributes its bytes with every position-dependent field
+//! zeroed (relocated fields, resolved branch displacements, RIP-relative
+//! displacements), followed by a description of what each such field points
+//! at. Jump-label sites contribute only their length, since objtool may have
+//! replaced the `jmp` with a NOP; the site's key and target are covered by its
+//! `__jump_table` entry.
+
+use iced_x86::{Decoder, DecoderOptions, Instruction, OpKind};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::describe::{slice, tag, Describer, HashExt};
+use super::tables::Tables;
+
+/// One contiguous piece of a function: its section and byte range.
+#[derive(Debug, Clone, Copy)]
+pub struct Range {
+    pub section: usize,
+    pub start: u64,
+    pub end: u64,
+}
+
+pub fn hash_range(h: &mut Xxh3, d: &mut Describer, tables: &Tables, range: Range) {
+    let index = d.index;
+    let sec = range.section;
+    let data = slice(index.sections[sec].data, range.start, range.end);
+    let relocs = index.relocs_in(sec, range.start, range.end);
+    let mut decoder = Decoder::with_ip(64, data, range.start, DecoderOptions::NONE);
+    let mut insn = Instruction::default();
+    let mut bytes = Vec::with_capacity(16);
+    let mut next_reloc = 0;
+    h.u64(data.len() as u64);
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        let ip = insn.ip();
+        let len = insn.len() as u64;
+        let end = ip + len;
+        let first = next_reloc;
+        while next_reloc < relocs.len() && relocs[next_reloc].offset < end {
+            next_reloc += 1;
+        }
+        let insn_relocs = &relocs[first..next_reloc];
+
+        h.tag(tag::INSN);
+        if tables.is_jump_label_site(sec, ip) && insn_relocs.is_empty() {
+            h.tag(tag::JUMP_LABEL);
+            h.u64(len);
+            continue;
+        }
+        bytes.clear();
+        bytes.extend_from_slice(slice(data, ip - range.start, end - range.start));
+        let mask = |from: u64, width: u64, bytes: &mut Vec<u8>| {
+            let a = from.saturating_sub(ip).min(len) as usize;
+            let b = (from + width).saturating_sub(ip).min(len) as usize;
+            bytes[a..b].fill(0);
+        };
+        for r in insn_relocs {
+            mask(r.offset, u64::from(r.width), &mut bytes);
+        }
+        let covered = |at: usize, size: usize| {
+            let (a, b) = (ip + at as u64, ip + (at + size) as u64);
+            insn_relocs
+                .iter()
+                .any(|r| r.offset < b && r.offset + u64::from(r.width) > a)
+        };
+        let mut branch = None;
+        let mut rip = None;
+        if !insn.is_invalid() {
+            let offsets = decoder.get_constant_offsets(&insn);
+            let is_branch = (0..insn.op_count()).any(|i| {
+                matches!(
+                    insn.op_kind(i),
+                    OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+                )
+            });
+            if is_branch
+                && offsets.has_immediate()
+                && !covered(offsets.immediate_offset(), offsets.immediate_size())
+            {
+                mask(
+                    ip + offsets.immediate_offset() as u64,
+                    offsets.immediate_size() as u64,
+                    &mut bytes,
+                );
+                branch = Some(insn.near_branch_target());
+            }
+            if insn.is_ip_rel_memory_operand()
+                && offsets.has_displacement()
+                && !covered(offsets.displacement_offset(), offsets.displacement_size())
+            {
+                mask(
+                    ip + offsets.displacement_offset() as u64,
+                    offsets.displacement_size() as u64,
+                    &mut bytes,
+                );
+                rip = Some(insn.ip_rel_memory_address());
+            }
+        }
+        h.bytes(&bytes);
+        for r in insn_relocs {
+            h.tag(tag::RELOC);
+            h.u64(r.offset.wrapping_sub(ip));
+            h.u64(u64::from(r.r_type));
+            // S + A - P is taken from the field; the CPU adds it to the end
+            // of the instruction, so the target is S + A + (end - P).
+            let addend = if r.pc_relative {
+                r.addend.wrapping_add((end - r.offset) as i64)
+            } else {
+                r.addend
+            };
+            d.symbol(h, r.symbol, addend, 0);
+        }
+        if let Some(target) = branch {
+            h.tag(tag::BRANCH);
+            code_target(h, d, range, target);
+        }
+        if let Some(target) = rip {
+            h.tag(tag::RIP);
+            d.place(h, sec, target, 0);
+        }
+    }
+}
+
+/// A branch target resolved by the assembler: the function it lands in and
+/// the offset inside it, or, for an unnamed spot, the offset from the start
+/// of the range being hashed.
+fn code_target(h: &mut Xxh3, d: &mut Describer, range: Range, target: u64) {
+    match d.index.symbol_at(range.section, target) {
+        Some(sym) => {
+            let s = &d.index.symbols[sym];
+            h.tag(tag::SYMBOL);
+            h.bytes(s.demangled.as_bytes());
+            h.u64(target.wrapping_sub(s.value));
+        }
+        None => {
+            h.tag(tag::LABEL);
+            h.u64(target.wrapping_sub(range.start));
+        }
+    }
+}

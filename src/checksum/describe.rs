@@ -1,0 +1,192 @@
+//! Position-independent descriptions of what a relocation or branch points at.
+//!
+//! A target is hashed by what it *is*, never by where it sits: a named symbol
+//! by its demangled name and the offset inside it; a string literal by its
+//! characters; a pool constant by its bytes; a read-only object or an
+//! anonymous region (a jump table, an alternative's replacement code) by its
+//! contents. Contents are followed two levels deep, which bounds the work and
+//! breaks reference cycles.
+
+use std::collections::HashMap;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use super::elf_index::{ElfIndex, SectionKind, SymType};
+
+/// How many levels of referenced contents are folded into a checksum.
+const MAX_DEPTH: u8 = 2;
+
+/// Tags that keep differently shaped inputs from hashing alike.
+pub mod tag {
+    pub const SYMBOL: u8 = 1;
+    pub const READ_ONLY: u8 = 2;
+    pub const STRING: u8 = 3;
+    pub const CONSTANT: u8 = 4;
+    pub const ANONYMOUS: u8 = 5;
+    pub const REGION: u8 = 6;
+    pub const RELOC: u8 = 7;
+    pub const BRANCH: u8 = 8;
+    pub const RIP: u8 = 9;
+    pub const LABEL: u8 = 10;
+    pub const JUMP_LABEL: u8 = 11;
+    pub const COLD: u8 = 12;
+    pub const ENTRY: u8 = 13;
+    pub const INSN: u8 = 14;
+}
+
+/// Typed, length-prefixed writes into an XXH3 stream.
+pub trait HashExt {
+    fn tag(&mut self, t: u8);
+    fn u64(&mut self, v: u64);
+    fn bytes(&mut self, b: &[u8]);
+}
+
+impl HashExt for Xxh3 {
+    fn tag(&mut self, t: u8) {
+        self.update(&[t]);
+    }
+    fn u64(&mut self, v: u64) {
+        self.update(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u64(b.len() as u64);
+        self.update(b);
+    }
+}
+
+/// Describes targets within one object, remembering region hashes.
+pub struct Describer<'a, 'd> {
+    pub index: &'a ElfIndex<'d>,
+    regions: HashMap<(usize, u64, u64, u8), u64>,
+}
+
+impl<'a, 'd> Describer<'a, 'd> {
+    pub fn new(index: &'a ElfIndex<'d>) -> Self {
+        Describer {
+            index,
+            regions: HashMap::new(),
+        }
+    }
+
+    /// Hashes "symbol `sym` plus `addend`", the addend already made relative
+    /// to the symbol (PC-relative bias removed by the caller).
+    pub fn symbol(&mut self, h: &mut Xxh3, sym: usize, addend: i64, depth: u8) {
+        let s = &self.index.symbols[sym];
+        match s.section {
+            Some(sec) if s.is_anonymous() => {
+                self.place(h, sec, s.value.wrapping_add(addend as u64), depth)
+            }
+            Some(sec)
+                if s.sym_type == SymType::Object
+                    && matches!(
+                        self.index.sections[sec].kind,
+                        SectionKind::ReadOnly | SectionKind::Constants | SectionKind::Strings
+                    ) =>
+            {
+                // A constant table's contents are part of what the code does.
+                h.tag(tag::READ_ONLY);
+                h.bytes(s.demangled.as_bytes());
+                h.u64(addend as u64);
+                if depth < MAX_DEPTH {
+                    let (start, end) = (s.value, s.value + s.size);
+                    let r = self.region(sec, start, end, depth + 1);
+                    h.u64(r);
+                }
+            }
+            _ => {
+                h.tag(tag::SYMBOL);
+                h.bytes(s.demangled.as_bytes());
+                h.u64(addend as u64);
+            }
+        }
+    }
+
+    /// Hashes the place `offset` bytes into section `sec`.
+    pub fn place(&mut self, h: &mut Xxh3, sec: usize, offset: u64, depth: u8) {
+        let section = &self.index.sections[sec];
+        match section.kind {
+            SectionKind::Strings => {
+                h.tag(tag::STRING);
+                h.bytes(string_at(section.data, offset, section.entsize));
+            }
+            SectionKind::Constants => {
+                let size = section.entsize.max(1);
+                let start = offset - offset % size;
+                h.tag(tag::CONSTANT);
+                h.bytes(slice(section.data, start, start + size));
+                h.u64(offset - start);
+            }
+            _ => match self.index.symbol_at(sec, offset) {
+                Some(sym) => {
+                    let addend = offset.wrapping_sub(self.index.symbols[sym].value) as i64;
+                    self.symbol(h, sym, addend, depth)
+                }
+                None => {
+                    h.tag(tag::ANONYMOUS);
+                    if depth < MAX_DEPTH {
+                        let end = self.index.region_end(sec, offset);
+                        let r = self.region(sec, offset, end, depth + 1);
+                        h.u64(r);
+                    } else {
+                        h.bytes(super::demangle::demangle(section.name).as_bytes());
+                        h.u64(offset);
+                    }
+                }
+            },
+        }
+    }
+
+    /// The hash of the bytes `[start, end)` of `sec` with every relocation in
+    /// it replaced by a description of its target.
+    pub fn region(&mut self, sec: usize, start: u64, end: u64, depth: u8) -> u64 {
+        if let Some(&h) = self.regions.get(&(sec, start, end, depth)) {
+            return h;
+        }
+        let index = self.index;
+        let section = &index.sections[sec];
+        let relocs = index.relocs_in(sec, start, end);
+        let mut h = Xxh3::new();
+        h.tag(tag::REGION);
+        h.u64(end.saturating_sub(start));
+        if section.kind != SectionKind::Bss {
+            let mut bytes = slice(section.data, start, end).to_vec();
+            for r in relocs {
+                let from = (r.offset - start) as usize;
+                let to = (from + usize::from(r.width)).min(bytes.len());
+                bytes[from..to].fill(0);
+            }
+            h.bytes(&bytes);
+        }
+        for r in relocs {
+            h.tag(tag::RELOC);
+            h.u64(r.offset - start);
+            h.u64(u64::from(r.r_type));
+            self.symbol(&mut h, r.symbol, r.addend, depth);
+        }
+        let digest = h.digest();
+        self.regions.insert((sec, start, end, depth), digest);
+        digest
+    }
+}
+
+/// The bytes of `data[start..end]`, clipped to what exists.
+pub fn slice(data: &[u8], start: u64, end: u64) -> &[u8] {
+    let len = data.len() as u64;
+    let (s, e) = (start.min(len), end.min(len).max(start.min(len)));
+    &data[s as usize..e as usize]
+}
+
+/// The string at `offset` up to its terminating zero unit (units of
+/// `entsize` bytes for wide strings).
+fn string_at(data: &[u8], offset: u64, entsize: u64) -> &[u8] {
+    let unit = entsize.max(1) as usize;
+    let rest = slice(data, offset, data.len() as u64);
+    let mut end = 0;
+    while end + unit <= rest.len() {
+        if rest[end..end + unit].iter().all(|&b| b == 0) {
+            break;
+        }
+        end += unit;
+    }
+    &rest[..end]
+}

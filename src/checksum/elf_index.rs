@@ -1,0 +1,405 @@
+//! A read-only index of one relocatable x86-64 ELF object: its sections with
+//! their relocations sorted by offset, and its symbols with the named ones of
+//! each section sorted by address. Built once per object; everything the
+//! checksums need is looked up here.
+
+use object::elf;
+use object::read::elf::{ElfFile64, FileHeader, SectionHeader};
+use object::{
+    Endianness, Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget,
+    SymbolSection,
+};
+
+use super::demangle::demangle;
+use super::ChecksumError;
+
+/// What a section holds, as far as hashing is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionKind {
+    Code,
+    /// `SHF_MERGE|SHF_STRINGS`: references hash the string they point at.
+    Strings,
+    /// `SHF_MERGE` constant pools (`.rodata.cst*`): references hash the constant.
+    Constants,
+    ReadOnly,
+    Writable,
+    /// `SHT_NOBITS`: has a size but no bytes.
+    Bss,
+    /// Not loaded at run time (debug info, notes, `.comment`, ...).
+    NotAlloc,
+}
+
+pub struct Section<'d> {
+    pub name: &'d str,
+    pub kind: SectionKind,
+    pub data: &'d [u8],
+    pub size: u64,
+    pub entsize: u64,
+    pub relocs: Vec<Reloc>,
+    /// Indices (into [`ElfIndex::symbols`]) of the named functions and data
+    /// objects defined here, sorted by address.
+    pub named: Vec<usize>,
+    /// Section-relative addresses where something starts: named symbols and
+    /// exact references from elsewhere. Bounds anonymous regions (jump tables,
+    /// alternative replacements) so that one does not swallow the next.
+    pub starts: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Reloc {
+    pub offset: u64,
+    pub r_type: u32,
+    /// Width of the relocated field in bytes.
+    pub width: u8,
+    pub pc_relative: bool,
+    pub symbol: usize,
+    pub addend: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymType {
+    Func,
+    Object,
+    Section,
+    File,
+    Other,
+}
+
+pub struct Symbol<'d> {
+    pub name: &'d str,
+    pub demangled: &'d str,
+    pub sym_type: SymType,
+    pub binding: u8,
+    pub section: Option<usize>,
+    pub value: u64,
+    pub size: u64,
+    /// The `STT_FILE` in effect for a local symbol.
+    pub file: Option<&'d str>,
+}
+
+impl Symbol<'_> {
+    /// A symbol that stands for a place in a section rather than for a named
+    /// entity: section symbols and local labels.
+    pub fn is_anonymous(&self) -> bool {
+        self.sym_type == SymType::Section
+            || self.name.is_empty()
+            || (self.binding == elf::STB_LOCAL.0 && self.sym_type == SymType::Other)
+    }
+}
+
+pub struct ElfIndex<'d> {
+    pub sections: Vec<Section<'d>>,
+    /// Indexed by ELF symbol-table index (entry 0 is the null symbol).
+    pub symbols: Vec<Symbol<'d>>,
+    /// The compiler's `.comment` strings, joined.
+    pub comment: Option<String>,
+}
+
+const LLVM_BITCODE_MAGIC: &[u8] = b"BC\xc0\xde";
+const LLVM_WRAPPER_MAGIC: &[u8] = b"\xde\xc0\x17\x0b";
+
+impl<'d> ElfIndex<'d> {
+    pub fn parse(data: &'d [u8]) -> Result<Self, ChecksumError> {
+        if data.starts_with(LLVM_BITCODE_MAGIC) || data.starts_with(LLVM_WRAPPER_MAGIC) {
+            return Err(ChecksumError::LlvmBitcode);
+        }
+        if !data.starts_with(&elf::ELFMAG) {
+            return Err(ChecksumError::NotElf);
+        }
+        if data.get(4) != Some(&elf::ELFCLASS64.0) {
+            return Err(ChecksumError::UnsupportedArch(
+                "32-bit ELF (only x86-64 is supported)".into(),
+            ));
+        }
+        let file = ElfFile64::<Endianness>::parse(data).map_err(malformed)?;
+        let endian = file.endian();
+        let header = file.elf_header();
+        let machine = header.e_machine(endian);
+        if machine != elf::EM_X86_64 {
+            return Err(ChecksumError::UnsupportedArch(format!(
+                "ELF machine {machine} (only x86-64, EM_X86_64 = 62, is supported)"
+            )));
+        }
+        if header.e_type(endian) != elf::ET_REL {
+            return Err(ChecksumError::NotRelocatable);
+        }
+
+        let mut sections = Vec::new();
+        let mut comment = None;
+        for section in file.sections() {
+            let h = section.elf_section_header();
+            let name = section.name().map_err(malformed)?;
+            if name.starts_with(".gnu.lto_") {
+                return Err(ChecksumError::GccLto);
+            }
+            let flags = h.sh_flags(endian).0;
+            let sh_type = h.sh_type(endian).0;
+            let kind = section_kind(sh_type, flags);
+            let data = if sh_type == elf::SHT_NOBITS.0 {
+                &[][..]
+            } else {
+                section.data().map_err(malformed)?
+            };
+            if name == ".comment" {
+                comment = comment_text(data);
+            }
+            let mut relocs = Vec::new();
+            if kind != SectionKind::NotAlloc {
+                for (offset, r) in section.relocations() {
+                    let RelocationFlags::Elf { r_type } = r.flags() else {
+                        continue;
+                    };
+                    let RelocationTarget::Symbol(sym) = r.target() else {
+                        continue;
+                    };
+                    let (width, pc_relative) = reloc_shape(r_type);
+                    let r_type = r_type.0;
+                    if width == 0 {
+                        continue;
+                    }
+                    if offset + u64::from(width) > data.len() as u64 && kind != SectionKind::Bss {
+                        return Err(ChecksumError::Malformed(format!(
+                            "relocation at {name}+{offset:#x} lies outside the section"
+                        )));
+                    }
+                    relocs.push(Reloc {
+                        offset,
+                        r_type,
+                        width,
+                        pc_relative,
+                        symbol: sym.0,
+                        addend: r.addend(),
+                    });
+                }
+                relocs.sort_by_key(|r| r.offset);
+            }
+            // object's section indices are ELF indices; keep them aligned.
+            while sections.len() < section.index().0 {
+                sections.push(empty_section());
+            }
+            sections.push(Section {
+                name,
+                kind,
+                data,
+                size: h.sh_size(endian),
+                entsize: h.sh_entsize(endian),
+                relocs,
+                named: Vec::new(),
+                starts: Vec::new(),
+            });
+        }
+
+        let table = file.elf_symbol_table();
+        let mut symbols = Vec::with_capacity(table.len());
+        symbols.push(null_symbol());
+        let mut file_name = None;
+        for sym in file.symbols() {
+            let raw = sym.elf_symbol();
+            let name = sym.name().map_err(malformed)?;
+            let sym_type = match raw.st_type() {
+                elf::STT_FUNC | elf::STT_GNU_IFUNC => SymType::Func,
+                elf::STT_OBJECT | elf::STT_TLS | elf::STT_COMMON => SymType::Object,
+                elf::STT_SECTION => SymType::Section,
+                elf::STT_FILE => SymType::File,
+                _ => SymType::Other,
+            };
+            if sym_type == SymType::File {
+                file_name = Some(name);
+            }
+            let binding = raw.st_bind().0;
+            let section = match sym.section() {
+                SymbolSection::Section(i) if i.0 < sections.len() => Some(i.0),
+                _ => None,
+            };
+            while symbols.len() < sym.index().0 {
+                symbols.push(null_symbol());
+            }
+            symbols.push(Symbol {
+                name,
+                demangled: demangle(name),
+                sym_type,
+                binding,
+                section,
+                value: sym.address(),
+                size: sym.size(),
+                file: (binding == elf::STB_LOCAL.0).then_some(file_name).flatten(),
+            });
+        }
+
+        let mut index = ElfIndex {
+            sections,
+            symbols,
+            comment,
+        };
+        index.link_symbols_and_starts()?;
+        Ok(index)
+    }
+
+    fn link_symbols_and_starts(&mut self) -> Result<(), ChecksumError> {
+        for (i, s) in self.symbols.iter().enumerate() {
+            if let (Some(sec), SymType::Func | SymType::Object) = (s.section, s.sym_type) {
+                if !s.name.is_empty() {
+                    self.sections[sec].named.push(i);
+                    self.sections[sec].starts.push(s.value);
+                }
+            }
+        }
+        // Exact references: absolute ones anywhere, and PC-relative ones in
+        // data (`x - .`). PC-relative operands inside instructions point
+        // past the instruction end, which is only known after decoding.
+        let mut refs = Vec::new();
+        for sec in &self.sections {
+            for r in &sec.relocs {
+                if r.pc_relative && sec.kind == SectionKind::Code {
+                    continue;
+                }
+                let sym = self
+                    .symbols
+                    .get(r.symbol)
+                    .ok_or_else(|| bad_symbol(sec, r))?;
+                if let (true, Some(target)) = (sym.is_anonymous(), sym.section) {
+                    refs.push((target, sym.value.wrapping_add(r.addend as u64)));
+                }
+            }
+        }
+        for (target, at) in refs {
+            self.sections[target].starts.push(at);
+        }
+        for sec in &mut self.sections {
+            let symbols = &self.symbols;
+            sec.named
+                .sort_by_key(|&i| (symbols[i].value, std::cmp::Reverse(symbols[i].size)));
+            sec.starts.sort_unstable();
+            sec.starts.dedup();
+        }
+        for sec in &self.sections {
+            if let Some(r) = sec.relocs.iter().find(|r| r.symbol >= self.symbols.len()) {
+                return Err(bad_symbol(sec, r));
+            }
+        }
+        Ok(())
+    }
+
+    /// The named function or data object in `section` that covers `offset`
+    /// (a zero-sized symbol covers just its own address).
+    pub fn symbol_at(&self, section: usize, offset: u64) -> Option<usize> {
+        let named = &self.sections[section].named;
+        let end = named.partition_point(|&i| self.symbols[i].value <= offset);
+        named[..end].iter().rev().copied().find(|&i| {
+            let s = &self.symbols[i];
+            offset < s.value + s.size || offset == s.value
+        })
+    }
+
+    /// Where the anonymous region that starts at `offset` ends: the next
+    /// start recorded for the section, or its end.
+    pub fn region_end(&self, section: usize, offset: u64) -> u64 {
+        let sec = &self.sections[section];
+        let i = sec.starts.partition_point(|&s| s <= offset);
+        sec.starts.get(i).copied().unwrap_or(sec.size).min(sec.size)
+    }
+
+    /// The relocations of `section` whose field starts in `[start, end)`.
+    pub fn relocs_in(&self, section: usize, start: u64, end: u64) -> &[Reloc] {
+        let relocs = &self.sections[section].relocs;
+        let a = relocs.partition_point(|r| r.offset < start);
+        let b = relocs.partition_point(|r| r.offset < end);
+        &relocs[a..b]
+    }
+}
+
+fn section_kind(sh_type: u32, flags: u64) -> SectionKind {
+    if flags & elf::SHF_ALLOC.0 == 0 {
+        SectionKind::NotAlloc
+    } else if sh_type == elf::SHT_NOBITS.0 {
+        SectionKind::Bss
+    } else if flags & elf::SHF_EXECINSTR.0 != 0 {
+        SectionKind::Code
+    } else if flags & elf::SHF_STRINGS.0 != 0 {
+        SectionKind::Strings
+    } else if flags & elf::SHF_MERGE.0 != 0 {
+        SectionKind::Constants
+    } else if flags & elf::SHF_WRITE.0 != 0 {
+        SectionKind::Writable
+    } else {
+        SectionKind::ReadOnly
+    }
+}
+
+/// Field width in bytes and whether the value is relative to the field's
+/// own address, for each x86-64 relocation type (0 width: no field).
+fn reloc_shape(r_type: elf::RelocationType) -> (u8, bool) {
+    match r_type {
+        elf::R_X86_64_NONE | elf::R_X86_64_TLSDESC_CALL => (0, false),
+        elf::R_X86_64_64
+        | elf::R_X86_64_GOTOFF64
+        | elf::R_X86_64_DTPMOD64
+        | elf::R_X86_64_DTPOFF64
+        | elf::R_X86_64_TPOFF64
+        | elf::R_X86_64_SIZE64 => (8, false),
+        elf::R_X86_64_PC64 | elf::R_X86_64_GOTPC64 | elf::R_X86_64_GOTPCREL64 => (8, true),
+        elf::R_X86_64_16 => (2, false),
+        elf::R_X86_64_PC16 => (2, true),
+        elf::R_X86_64_8 => (1, false),
+        elf::R_X86_64_PC8 => (1, true),
+        elf::R_X86_64_PC32
+        | elf::R_X86_64_PLT32
+        | elf::R_X86_64_GOTPCREL
+        | elf::R_X86_64_GOTPCRELX
+        | elf::R_X86_64_REX_GOTPCRELX
+        | elf::R_X86_64_GOTPC32
+        | elf::R_X86_64_TLSGD
+        | elf::R_X86_64_TLSLD
+        | elf::R_X86_64_GOTTPOFF
+        | elf::R_X86_64_GOTPC32_TLSDESC => (4, true),
+        _ => (4, false),
+    }
+}
+
+fn comment_text(data: &[u8]) -> Option<String> {
+    let parts: Vec<String> = data
+        .split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).trim().to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+fn malformed(e: object::read::Error) -> ChecksumError {
+    ChecksumError::Malformed(e.to_string())
+}
+
+fn bad_symbol(sec: &Section, r: &Reloc) -> ChecksumError {
+    ChecksumError::Malformed(format!(
+        "relocation at {}+{:#x} names symbol {} which does not exist",
+        sec.name, r.offset, r.symbol
+    ))
+}
+
+fn empty_section() -> Section<'static> {
+    Section {
+        name: "",
+        kind: SectionKind::NotAlloc,
+        data: &[],
+        size: 0,
+        entsize: 0,
+        relocs: Vec::new(),
+        named: Vec::new(),
+        starts: Vec::new(),
+    }
+}
+
+fn null_symbol() -> Symbol<'static> {
+    Symbol {
+        name: "",
+        demangled: "",
+        sym_type: SymType::Other,
+        binding: elf::STB_LOCAL.0,
+        section: None,
+        value: 0,
+        size: 0,
+        file: None,
+    }
+}

@@ -1,0 +1,250 @@
+//! One position-independent XXH3-64 checksum per function and per data
+//! object of a relocatable x86-64 ELF object (DESIGN §3).
+//!
+//! - [`elf_index`] reads the object once into sorted tables.
+//! - [`code`] hashes a function's instructions (iced-x86), each relocated or
+//!   resolved field replaced by what it points at ([`describe`]).
+//! - [`tables`] adds the special-section entries (jump labels, exception
+//!   fixups, bug entries, alternatives) that point into each function.
+//! - A `.cold` part is hashed into its parent; `.part`, `.constprop` and
+//!   `.isra` clones are functions of their own.
+//!
+//! The checksums are the same before and after objtool rewrites the object
+//! (kbuild runs it right after the compile), so a manifest can be checked
+//! against the final object by recomputing them; the [`ObjectChecksums::fingerprint`]
+//! summarises them all.
+
+mod code;
+pub mod demangle;
+mod describe;
+mod elf_index;
+mod tables;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use object::elf;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::manifest::{Binding, SymbolKind, SymbolRecord};
+use code::Range;
+use describe::{tag, Describer, HashExt};
+use elf_index::{ElfIndex, SectionKind, SymType};
+use tables::Tables;
+
+/// What klp-cc knows about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectChecksums {
+    pub arch: &'static str,
+    /// The compiler's own identification from `.comment`, if it left one.
+    pub compiler: Option<String>,
+    /// A hash over every record: equal fingerprints, equal manifests.
+    pub fingerprint: u64,
+    /// Sorted by name, then section.
+    pub symbols: Vec<SymbolRecord>,
+}
+
+/// Why an object has no checksums. The text goes into the manifest, so a
+/// later step can refuse with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChecksumError {
+    NotElf,
+    LlvmBitcode,
+    GccLto,
+    UnsupportedArch(String),
+    NotRelocatable,
+    Malformed(String),
+}
+
+impl fmt::Display for ChecksumError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChecksumError::NotElf => write!(f, "not an ELF object"),
+            ChecksumError::LlvmBitcode => write!(
+                f,
+                "LLVM bitcode (clang LTO): there is no machine code to checksum before \
+                 the final link; build without LTO to live-patch"
+            ),
+            ChecksumError::GccLto => write!(
+                f,
+                "GCC LTO object (GIMPLE bytecode from -flto): there is no machine code to \
+                 checksum before the final link; build without LTO to live-patch"
+            ),
+            ChecksumError::UnsupportedArch(what) => write!(f, "unsupported architecture: {what}"),
+            ChecksumError::NotRelocatable => {
+                write!(f, "not a relocatable object (ELF type is not ET_REL)")
+            }
+            ChecksumError::Malformed(what) => write!(f, "malformed ELF object: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ChecksumError {}
+
+/// Computes the checksums of the object whose bytes are `data`.
+pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
+    let index = ElfIndex::parse(data)?;
+    let tables = Tables::new(&index);
+    let mut describer = Describer::new(&index);
+
+    let functions: Vec<usize> = (0..index.symbols.len())
+        .filter(|&i| {
+            let s = &index.symbols[i];
+            s.sym_type == SymType::Func && !s.name.is_empty() && loaded(&index, s.section)
+        })
+        .collect();
+    let children = cold_children(&index, &functions);
+
+    let mut symbols = Vec::new();
+    for &f in &functions {
+        let s = &index.symbols[f];
+        let parent = demangle::cold_parent(s.name)
+            .filter(|_| children.values().any(|c| c.contains(&f)))
+            .map(str::to_owned);
+        let mut h = Xxh3::new();
+        hash_function(&mut h, &mut describer, &tables, f);
+        for &child in children.get(&f).into_iter().flatten() {
+            h.tag(tag::COLD);
+            hash_function(&mut h, &mut describer, &tables, child);
+        }
+        symbols.push(record(
+            &index,
+            f,
+            if parent.is_some() {
+                SymbolKind::Cold
+            } else {
+                SymbolKind::Func
+            },
+            h.digest(),
+            parent,
+        ));
+    }
+    for (i, s) in index.symbols.iter().enumerate() {
+        if s.sym_type != SymType::Object || s.name.is_empty() || !loaded(&index, s.section) {
+            continue;
+        }
+        let sec = s.section.expect("loaded implies a section");
+        let checksum = describer.region(sec, s.value, s.value + s.size, 1);
+        symbols.push(record(&index, i, SymbolKind::Data, checksum, None));
+    }
+    symbols.sort_by(|a, b| (&a.name, &a.section).cmp(&(&b.name, &b.section)));
+
+    let mut h = Xxh3::new();
+    for s in &symbols {
+        h.bytes(s.name.as_bytes());
+        h.bytes(s.section.as_bytes());
+        h.u64(s.size);
+        h.u64(s.checksum);
+        h.tag(s.kind as u8);
+    }
+    Ok(ObjectChecksums {
+        arch: "x86_64",
+        compiler: index.comment.clone(),
+        fingerprint: h.digest(),
+        symbols,
+    })
+}
+
+fn loaded(index: &ElfIndex, section: Option<usize>) -> bool {
+    section.is_some_and(|s| index.sections[s].kind != SectionKind::NotAlloc)
+}
+
+/// Hashes a function's own instructions and the table entries that point
+/// into them.
+fn hash_function(h: &mut Xxh3, d: &mut Describer, tables: &Tables, f: usize) {
+    let index = d.index;
+    let s = &index.symbols[f];
+    let section = s.section.expect("functions are defined");
+    let end = if s.size > 0 {
+        s.value + s.size
+    } else {
+        // Assembler code without `.size`: up to whatever starts next.
+        next_symbol_start(index, section, s.value)
+    };
+    let range = Range {
+        section,
+        start: s.value,
+        end,
+    };
+    code::hash_range(h, d, tables, range);
+    let mut seen = Vec::new();
+    for e in tables.entries_into(section, range.start, range.end) {
+        if seen.contains(&(e.table, e.start)) {
+            continue;
+        }
+        seen.push((e.table, e.start));
+        h.tag(tag::ENTRY);
+        h.bytes(index.sections[e.table].name.as_bytes());
+        let entry = d.region(e.table, e.start, e.end, 1);
+        h.u64(entry);
+    }
+}
+
+fn next_symbol_start(index: &ElfIndex, section: usize, after: u64) -> u64 {
+    let sec = &index.sections[section];
+    sec.named
+        .iter()
+        .map(|&i| index.symbols[i].value)
+        .find(|&v| v > after)
+        .unwrap_or(sec.size)
+        .min(sec.size)
+}
+
+/// Maps each function to its `.cold` parts, matched by name and, for local
+/// symbols, by source file.
+fn cold_children(index: &ElfIndex, functions: &[usize]) -> HashMap<usize, Vec<usize>> {
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for &f in functions {
+        by_name.entry(index.symbols[f].name).or_default().push(f);
+    }
+    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+    for &f in functions {
+        let child = &index.symbols[f];
+        let Some(parent) = demangle::cold_parent(child.name) else {
+            continue;
+        };
+        let Some(candidates) = by_name.get(parent) else {
+            continue;
+        };
+        let same_file = candidates
+            .iter()
+            .copied()
+            .find(|&p| index.symbols[p].file == child.file);
+        if let Some(p) = same_file.or_else(|| candidates.first().copied()) {
+            children.entry(p).or_default().push(f);
+        }
+    }
+    for v in children.values_mut() {
+        v.sort_by_key(|&c| index.symbols[c].name);
+    }
+    children
+}
+
+fn record(
+    index: &ElfIndex,
+    i: usize,
+    kind: SymbolKind,
+    checksum: u64,
+    parent: Option<String>,
+) -> SymbolRecord {
+    let s = &index.symbols[i];
+    let binding = match s.binding {
+        l if l == elf::STB_LOCAL.0 => Binding::Local,
+        w if w == elf::STB_WEAK.0 => Binding::Weak,
+        _ => Binding::Global,
+    };
+    SymbolRecord {
+        kind,
+        checksum,
+        binding,
+        size: s.size,
+        section: s
+            .section
+            .map(|sec| index.sections[sec].name.to_owned())
+            .unwrap_or_default(),
+        name: s.name.to_owned(),
+        demangled: s.demangled.to_owned(),
+        file: s.file.map(str::to_owned),
+        parent,
+    }
+}

@@ -1,0 +1,292 @@
+//! Finding the real compiler and running it transparently.
+//!
+//! klp-cc is reached in three ways: `klp-cc gcc ARGS` (or `klp-cc ccache gcc
+//! ARGS`), a bare `klp-cc ARGS` (compiler from `KLP_CC_COMPILER`, else
+//! `gcc`), or a symlink named like a compiler in a folder put first on PATH.
+//! In every case the program is looked up on PATH skipping klp-cc itself and
+//! anything an outer klp-cc already ran, so it never runs itself and never
+//! loops through a compiler cache that finds the masquerading name again.
+//!
+//! The child inherits stdin, stdout and stderr, so its output passes through
+//! byte for byte. Termination signals sent to klp-cc are forwarded to it, and
+//! a child killed by a signal makes klp-cc die of the same signal.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use crate::config::{Config, ACTIVE_VAR};
+
+/// Compiler caches and distributors that take the compiler as their first
+/// argument (cc-rs knows the same list).
+const WRAPPERS: &[&str] = &["buildcache", "ccache", "distcc", "icecc", "sccache"];
+
+/// The real command to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The program to execute (a compiler, or a wrapper such as ccache).
+    pub program: PathBuf,
+    /// For a wrapper, the compiler it is to run (resolved to a path).
+    pub wrapped: Option<PathBuf>,
+    /// The compiler's own arguments.
+    pub args: Vec<OsString>,
+    /// The programs in the chain so far, for the child's `KLP_CC_ACTIVE`.
+    pub chain: Vec<PathBuf>,
+}
+
+impl Resolved {
+    /// The compiler proper (the wrapped one when there is a wrapper).
+    pub fn compiler(&self) -> &Path {
+        self.wrapped.as_deref().unwrap_or(&self.program)
+    }
+}
+
+#[derive(Debug)]
+pub enum FindError {
+    /// `name` is nowhere on PATH (other than klp-cc itself).
+    NotFound { name: String },
+    /// `KLP_CC_COMPILER` could not be split into words.
+    BadCompilerVar { value: String, why: String },
+}
+
+impl fmt::Display for FindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FindError::NotFound { name } => write!(
+                f,
+                "cannot find the real compiler `{name}` on PATH (klp-cc itself and the \
+                 programs it already ran are skipped); install it or name it by path, \
+                 e.g. `klp-cc /usr/bin/gcc ...`"
+            ),
+            FindError::BadCompilerVar { value, why } => {
+                write!(f, "KLP_CC_COMPILER=`{value}` is not a valid command: {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FindError {}
+
+/// Works out which real program to run for klp-cc invoked as `argv0` with
+/// arguments `rest`.
+pub fn resolve(
+    argv0: &OsStr,
+    rest: &[OsString],
+    config: &Config,
+    self_exe: &Path,
+) -> Result<Resolved, FindError> {
+    let invoked = Path::new(argv0)
+        .file_name()
+        .unwrap_or(argv0)
+        .to_string_lossy()
+        .into_owned();
+    let mut skip: Vec<PathBuf> = config.active_chain.clone().unwrap_or_default();
+    skip.extend(canonical(self_exe));
+
+    let (mut words, mut args): (Vec<OsString>, Vec<OsString>) = if !invoked.starts_with("klp-cc") {
+        // Masquerading as the compiler of that name.
+        (vec![invoked.into()], rest.to_vec())
+    } else if rest.first().is_some_and(|a| names_program(a, &skip)) {
+        (vec![rest[0].clone()], rest[1..].to_vec())
+    } else {
+        let value = config.compiler.clone().unwrap_or_else(|| "gcc".into());
+        let words = shell_words::split(&value).map_err(|e| FindError::BadCompilerVar {
+            value: value.clone(),
+            why: e.to_string(),
+        })?;
+        if words.is_empty() {
+            return Err(FindError::BadCompilerVar {
+                value,
+                why: "it is empty".into(),
+            });
+        }
+        (
+            words.into_iter().map(OsString::from).collect(),
+            rest.to_vec(),
+        )
+    };
+
+    let program = find(&words[0], &skip)?;
+    let mut chain = config.active_chain.clone().unwrap_or_default();
+    chain.extend(canonical(&program));
+    let mut wrapped = None;
+    if is_wrapper(&words[0]) {
+        if words.len() == 1 && args.first().is_some_and(|a| names_program(a, &skip)) {
+            words.push(args.remove(0));
+        }
+        if let Some(compiler) = words.get(1) {
+            let mut skip = skip.clone();
+            skip.extend(canonical(&program));
+            wrapped = Some(find(compiler, &skip)?);
+        }
+    }
+    // Extra words of KLP_CC_COMPILER (beyond program and compiler) are
+    // arguments that come first.
+    let extra = words.len().min(if wrapped.is_some() { 2 } else { 1 });
+    args.splice(0..0, words.drain(extra..));
+    Ok(Resolved {
+        program,
+        wrapped,
+        args,
+        chain,
+    })
+}
+
+fn is_wrapper(word: &OsStr) -> bool {
+    let name = Path::new(word).file_name().unwrap_or(word);
+    WRAPPERS.iter().any(|w| name == *w)
+}
+
+/// Whether `arg` names a program rather than being a compiler argument: not
+/// a flag, and found as an executable (by path, or on PATH).
+fn names_program(arg: &OsStr, skip: &[PathBuf]) -> bool {
+    let bytes = arg.as_encoded_bytes();
+    if bytes.is_empty() || bytes[0] == b'-' || bytes[0] == b'@' {
+        return false;
+    }
+    find(arg, skip).is_ok()
+}
+
+/// Looks `name` up like a shell would, skipping `skip` (canonical paths).
+fn find(name: &OsStr, skip: &[PathBuf]) -> Result<PathBuf, FindError> {
+    let not_found = || FindError::NotFound {
+        name: name.to_string_lossy().into_owned(),
+    };
+    if name.as_encoded_bytes().contains(&b'/') {
+        let path = PathBuf::from(name);
+        let usable = is_executable(&path) && !canonical(&path).is_some_and(|c| skip.contains(&c));
+        return usable.then_some(path).ok_or_else(not_found);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p) && !canonical(p).is_some_and(|c| skip.contains(&c)))
+        .ok_or_else(not_found)
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn canonical(p: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(p).ok()
+}
+
+/// The real command could not be started or waited for.
+#[derive(Debug)]
+pub struct SpawnError {
+    pub command: String,
+    pub error: std::io::Error,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "could not run `{}`: {}", self.command, self.error)
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// The child's pid while it runs, for the forwarding signal handler.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(signal: libc::c_int) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// Runs `resolved` with `extra` arguments appended and waits for it.
+pub fn run(resolved: &Resolved, extra: &[&str]) -> Result<ExitStatus, SpawnError> {
+    let mut cmd = Command::new(&resolved.program);
+    cmd.arg0(&resolved.program);
+    if let Some(w) = &resolved.wrapped {
+        cmd.arg(w);
+    }
+    cmd.args(&resolved.args).args(extra);
+    if let Ok(chain) = std::env::join_paths(&resolved.chain) {
+        cmd.env(ACTIVE_VAR, chain);
+    }
+    let describe = || {
+        let mut s = resolved.program.display().to_string();
+        if let Some(w) = &resolved.wrapped {
+            s = format!("{s} {}", w.display());
+        }
+        for a in resolved.args.iter().take(8) {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        if resolved.args.len() > 8 {
+            s.push_str(" ...");
+        }
+        s
+    };
+    let mut child = cmd.spawn().map_err(|error| SpawnError {
+        command: describe(),
+        error,
+    })?;
+    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    // SAFETY: installing handlers that only call kill(2), and ignoring the
+    // terminal's SIGINT/SIGQUIT, which reach the child through the process
+    // group anyway (as system(3) does).
+    unsafe {
+        for s in [libc::SIGTERM, libc::SIGHUP] {
+            libc::signal(s, forward as *const () as libc::sighandler_t);
+        }
+        for s in [libc::SIGINT, libc::SIGQUIT] {
+            libc::signal(s, libc::SIG_IGN);
+        }
+    }
+    let status = child.wait().map_err(|error| SpawnError {
+        command: describe(),
+        error,
+    });
+    CHILD.store(0, Ordering::SeqCst);
+    status
+}
+
+/// Ends klp-cc the way the child ended: with its exit code, or by the signal
+/// that killed it.
+pub fn exit_like(status: ExitStatus) -> ! {
+    if let Some(signal) = status.signal() {
+        // SAFETY: restoring the default action and raising the signal on
+        // ourselves; if it does not end us, fall through to exit.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::raise(signal);
+        }
+        std::process::exit(128 + signal);
+    }
+    std::process::exit(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrappers_are_recognised_by_file_name() {
+        assert!(is_wrapper(OsStr::new("ccache")));
+        assert!(is_wrapper(OsStr::new("/usr/bin/sccache")));
+        assert!(!is_wrapper(OsStr::new("gcc")));
+    }
+
+    #[test]
+    fn flags_and_sources_are_not_programs() {
+        assert!(!names_program(OsStr::new("-c"), &[]));
+        assert!(!names_program(OsStr::new("@args"), &[]));
+        assert!(!names_program(OsStr::new("no-such-source-file.c"), &[]));
+        assert!(names_program(OsStr::new("sh"), &[]));
+    }
+}

@@ -1,0 +1,24 @@
+//! klp-cc builds Linux kernel live-patch modules from checksum manifests that are
+//! written while the kernel itself is being built.
+//!
+//! The phases, each in its own module:
+//!
+//! - [`config`]: the `KLP_CC_*` environment settings, read once at start-up.
+//! - [`args`]: a pure reading of a compiler command line: does it compile sources
+//!   to objects (and which), or must it pass through untouched, and why.
+//! - [`compiler`]: finding the real compiler (never ourselves) and running it
+//!   transparently: status, output and signals pass through.
+//! - [`checksum`]: one position-independent XXH3 checksum per function and data
+//!   object of an x86-64 ELF object.
+//! - [`response_file`]: `@file` arguments, expanded before classification.
+//! - [`manifest`]: the versioned text format those checksums are stored in,
+//!   written atomically beside each object.
+//! - [`shim`]: the klp-cc front end that ties the above together for one compile.
+
+pub mod args;
+pub mod checksum;
+pub mod compiler;
+pub mod config;
+pub mod manifest;
+pub mod response_file;
+pub mod shim;

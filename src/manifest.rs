@@ -1,0 +1,608 @@
+//! The checksum manifest: a versioned, line-oriented text file written beside
+//! each object (`dir/.name.o.klp` for `dir/name.o`), meant to be read by people
+//! and by `diff` as much as by klp-link.
+//!
+//! ```text
+//! klp-cc-manifest 1
+//! object fs/proc/cmdline.o
+//! compiler GCC: (Debian 12.2.0-14+deb12u1) 12.2.0
+//! driver /usr/bin/x86_64-linux-gnu-gcc-12
+//! flags 5a0d8c1e4f7b2a93
+//! sections on
+//! arch x86_64
+//! fingerprint 0c4be0f2a1d93e77
+//! status ok
+//! func 3f9c0e1d2b4a5968 local 47 .text.cmdline_proc_show cmdline_proc_show file=cmdline.c
+//! data 77aa01c2d3e4f506 global 8 .data.foo foo
+//! cold 1b2c3d4e5f607182 local 21 .text.unlikely.bar bar.cold file=bar.c parent=bar
+//! end 3
+//! ```
+//!
+//! Header lines are `key value`; symbol lines are
+//! `kind checksum binding size section name [key=value ...]`. The `end` line
+//! carries the symbol count, so a truncated file is never mistaken for a
+//! complete one. A manifest that could not be computed says
+//! `status unavailable <reason>` and lists no symbols. Values escape `\`,
+//! space, tab and newline as `\\`, `\s`, `\t` and `\n`.
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// First line of every manifest; the number is bumped on any incompatible change.
+pub const MAGIC: &str = "klp-cc-manifest";
+pub const VERSION: u32 = 1;
+
+/// What a symbol line describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SymbolKind {
+    /// A function; its checksum also covers its `.cold` parts.
+    Func,
+    /// A `.cold` part split off a function by gcc: it travels with `parent`.
+    Cold,
+    /// A data object (`.data`, `.rodata`, `.bss`, thread-local).
+    Data,
+}
+
+impl SymbolKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SymbolKind::Func => "func",
+            SymbolKind::Cold => "cold",
+            SymbolKind::Data => "data",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "func" => SymbolKind::Func,
+            "cold" => SymbolKind::Cold,
+            "data" => SymbolKind::Data,
+            _ => return None,
+        })
+    }
+}
+
+/// ELF symbol binding, as far as correlation cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Binding {
+    Local,
+    Global,
+    Weak,
+}
+
+impl Binding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Binding::Local => "local",
+            Binding::Global => "global",
+            Binding::Weak => "weak",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "local" => Binding::Local,
+            "global" => Binding::Global,
+            "weak" => Binding::Weak,
+            _ => return None,
+        })
+    }
+}
+
+/// One function or data object and its checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolRecord {
+    pub kind: SymbolKind,
+    pub checksum: u64,
+    pub binding: Binding,
+    pub size: u64,
+    pub section: String,
+    pub name: String,
+    /// The name with compiler-generated suffix numbers removed (DESIGN §3).
+    pub demangled: String,
+    /// For a local symbol: the source file (`STT_FILE`) it belongs to.
+    pub file: Option<String>,
+    /// For a `.cold` part: the function it was split from.
+    pub parent: Option<String>,
+}
+
+/// Either the checksums, or why they could not be computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Checksums(Vec<SymbolRecord>),
+    Unavailable(String),
+}
+
+/// A whole manifest. Header fields that are unknown (an object checksummed
+/// after the fact, say) are `None` and written as `-`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub object: String,
+    /// The compiler's own identification (the object's `.comment`).
+    pub compiler: Option<String>,
+    /// The compiler program klp-cc ran.
+    pub driver: Option<String>,
+    /// Hash of the code-generation arguments (see [`crate::args`]).
+    pub flags: Option<u64>,
+    /// Whether klp-cc added `-ffunction-sections -fdata-sections`.
+    pub sections: Option<bool>,
+    pub arch: Option<String>,
+    /// Hash of what objtool leaves alone in the object (see [`crate::checksum`]).
+    pub fingerprint: Option<u64>,
+    pub content: Content,
+}
+
+/// Where the manifest of `object` lives: a hidden file beside it, so kbuild's
+/// own `.gitignore` (`.*`) keeps it out of `git status`.
+pub fn path_for(object: &Path) -> PathBuf {
+    let name = object
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    object.with_file_name(format!(".{name}.klp"))
+}
+
+impl Manifest {
+    /// Renders the manifest in its text form.
+    pub fn to_text(&self) -> String {
+        let mut out = String::with_capacity(256);
+        let opt = |v: &Option<String>| v.as_deref().map(escape_line).unwrap_or_else(|| "-".into());
+        let hex = |v: Option<u64>| v.map(|h| format!("{h:016x}")).unwrap_or_else(|| "-".into());
+        let _ = writeln!(out, "{MAGIC} {VERSION}");
+        let _ = writeln!(out, "object {}", escape_line(&self.object));
+        let _ = writeln!(out, "compiler {}", opt(&self.compiler));
+        let _ = writeln!(out, "driver {}", opt(&self.driver));
+        let _ = writeln!(out, "flags {}", hex(self.flags));
+        let sections = match self.sections {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "-",
+        };
+        let _ = writeln!(out, "sections {sections}");
+        let _ = writeln!(out, "arch {}", opt(&self.arch));
+        let _ = writeln!(out, "fingerprint {}", hex(self.fingerprint));
+        match &self.content {
+            Content::Unavailable(reason) => {
+                let _ = writeln!(out, "status unavailable {}", escape_line(reason));
+                let _ = writeln!(out, "end 0");
+            }
+            Content::Checksums(symbols) => {
+                let _ = writeln!(out, "status ok");
+                for s in symbols {
+                    let _ = write!(
+                        out,
+                        "{} {:016x} {} {} {} {}",
+                        s.kind.as_str(),
+                        s.checksum,
+                        s.binding.as_str(),
+                        s.size,
+                        escape(&s.section),
+                        escape(&s.name)
+                    );
+                    if s.demangled != s.name {
+                        let _ = write!(out, " demangled={}", escape(&s.demangled));
+                    }
+                    if let Some(f) = &s.file {
+                        let _ = write!(out, " file={}", escape(f));
+                    }
+                    if let Some(p) = &s.parent {
+                        let _ = write!(out, " parent={}", escape(p));
+                    }
+                    out.push('\n');
+                }
+                let _ = writeln!(out, "end {}", symbols.len());
+            }
+        }
+        out
+    }
+
+    /// Parses the text form; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Manifest, ParseError> {
+        Parser::new(text, origin).manifest()
+    }
+
+    /// Reads and parses a manifest file.
+    pub fn read(path: &Path) -> Result<Manifest, ParseError> {
+        let bytes = std::fs::read(path).map_err(|e| ParseError::io(path, e))?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| ParseError {
+            path: path.to_owned(),
+            line: 0,
+            what: "not UTF-8 text".into(),
+        })?;
+        Manifest::parse(text, path)
+    }
+
+    /// Writes the manifest to `path` atomically: a temporary file in the same
+    /// folder, renamed over `path`, so concurrent readers and writers only
+    /// ever see complete manifests.
+    pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        // Readable like the object beside it (tempfile's default is 0600).
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".klp-manifest")
+            .permissions(std::fs::Permissions::from_mode(0o644))
+            .tempfile_in(dir)?;
+        tmp.write_all(self.to_text().as_bytes())?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// A manifest that cannot be read, with the file and line at fault.
+#[derive(Debug)]
+pub struct ParseError {
+    pub path: PathBuf,
+    /// 1-based; 0 when the fault is not on one line.
+    pub line: usize,
+    pub what: String,
+}
+
+impl ParseError {
+    fn io(path: &Path, e: std::io::Error) -> Self {
+        ParseError {
+            path: path.to_owned(),
+            line: 0,
+            what: e.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path.display(), self.what)
+        } else {
+            write!(f, "{}:{}: {}", self.path.display(), self.line, self.what)
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+struct Parser<'a> {
+    lines: std::iter::Enumerate<std::str::Lines<'a>>,
+    origin: &'a Path,
+    line: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a str, origin: &'a Path) -> Self {
+        Parser {
+            lines: text.lines().enumerate(),
+            origin,
+            line: 0,
+        }
+    }
+
+    fn error(&self, what: impl Into<String>) -> ParseError {
+        ParseError {
+            path: self.origin.to_owned(),
+            line: self.line,
+            what: what.into(),
+        }
+    }
+
+    fn next_line(&mut self) -> Result<&'a str, ParseError> {
+        match self.lines.next() {
+            Some((i, l)) => {
+                self.line = i + 1;
+                Ok(l)
+            }
+            None => Err(self.error("truncated manifest (no `end` line)")),
+        }
+    }
+
+    /// Reads `key value` and returns the value.
+    fn header(&mut self, key: &str) -> Result<&'a str, ParseError> {
+        let line = self.next_line()?;
+        match line.split_once(' ') {
+            Some((k, v)) if k == key => Ok(v),
+            _ => Err(self.error(format!("expected `{key} ...`, found `{line}`"))),
+        }
+    }
+
+    fn opt_text(&self, v: &str) -> Result<Option<String>, ParseError> {
+        if v == "-" {
+            Ok(None)
+        } else {
+            unescape(v).map(Some).map_err(|e| self.error(e))
+        }
+    }
+
+    fn opt_hex(&self, v: &str) -> Result<Option<u64>, ParseError> {
+        if v == "-" {
+            return Ok(None);
+        }
+        self.hex(v).map(Some)
+    }
+
+    fn hex(&self, v: &str) -> Result<u64, ParseError> {
+        if v.len() != 16 {
+            return Err(self.error(format!("`{v}` is not a 16-digit hex checksum")));
+        }
+        u64::from_str_radix(v, 16).map_err(|_| self.error(format!("`{v}` is not hex")))
+    }
+
+    fn manifest(mut self) -> Result<Manifest, ParseError> {
+        let first = self.next_line()?;
+        let version = first
+            .strip_prefix(MAGIC)
+            .and_then(|r| r.strip_prefix(' '))
+            .ok_or_else(|| self.error("not a klp-cc manifest (bad first line)"))?;
+        if version != VERSION.to_string() {
+            return Err(self.error(format!(
+                "manifest format version {version}; this klp-cc reads version {VERSION} \
+                 (rebuild the tree with this klp-cc)"
+            )));
+        }
+        let object = self.header("object")?;
+        let object = unescape(object).map_err(|e| self.error(e))?;
+        let v = self.header("compiler")?;
+        let compiler = self.opt_text(v)?;
+        let v = self.header("driver")?;
+        let driver = self.opt_text(v)?;
+        let v = self.header("flags")?;
+        let flags = self.opt_hex(v)?;
+        let sections = match self.header("sections")? {
+            "on" => Some(true),
+            "off" => Some(false),
+            "-" => None,
+            other => return Err(self.error(format!("bad `sections {other}`"))),
+        };
+        let v = self.header("arch")?;
+        let arch = self.opt_text(v)?;
+        let v = self.header("fingerprint")?;
+        let fingerprint = self.opt_hex(v)?;
+        let status = self.header("status")?;
+        let content = if status == "ok" {
+            Content::Checksums(self.symbols()?)
+        } else if let Some(reason) = status.strip_prefix("unavailable ") {
+            let reason = unescape(reason).map_err(|e| self.error(e))?;
+            self.end(0)?;
+            Content::Unavailable(reason)
+        } else {
+            return Err(self.error(format!("bad status `{status}`")));
+        };
+        if let Some((i, l)) = self.lines.next() {
+            self.line = i + 1;
+            return Err(self.error(format!("text after `end`: `{l}`")));
+        }
+        Ok(Manifest {
+            object,
+            compiler,
+            driver,
+            flags,
+            sections,
+            arch,
+            fingerprint,
+            content,
+        })
+    }
+
+    fn end(&mut self, count: usize) -> Result<(), ParseError> {
+        let v = self.header("end")?;
+        if v != count.to_string() {
+            return Err(self.error(format!("`end {v}` but {count} symbols were listed")));
+        }
+        Ok(())
+    }
+
+    fn symbols(&mut self) -> Result<Vec<SymbolRecord>, ParseError> {
+        let mut out = Vec::new();
+        loop {
+            let line = self.next_line()?;
+            if let Some(count) = line.strip_prefix("end ") {
+                if count != out.len().to_string() {
+                    return Err(self.error(format!(
+                        "`end {count}` but {} symbols were listed",
+                        out.len()
+                    )));
+                }
+                return Ok(out);
+            }
+            out.push(self.symbol(line)?);
+        }
+    }
+
+    fn symbol(&self, line: &str) -> Result<SymbolRecord, ParseError> {
+        let mut f = line.split(' ');
+        let mut field = |what: &str| {
+            f.next()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| self.error(format!("symbol line lacks its {what}: `{line}`")))
+        };
+        let kind = field("kind")?;
+        let kind = SymbolKind::parse(kind)
+            .ok_or_else(|| self.error(format!("unknown symbol kind `{kind}`")))?;
+        let checksum = self.hex(field("checksum")?)?;
+        let binding = field("binding")?;
+        let binding = Binding::parse(binding)
+            .ok_or_else(|| self.error(format!("unknown binding `{binding}`")))?;
+        let size = field("size")?;
+        let size = size
+            .parse()
+            .map_err(|_| self.error(format!("bad size `{size}`")))?;
+        let section = unescape(field("section")?).map_err(|e| self.error(e))?;
+        let name = unescape(field("name")?).map_err(|e| self.error(e))?;
+        let mut rec = SymbolRecord {
+            kind,
+            checksum,
+            binding,
+            size,
+            section,
+            demangled: name.clone(),
+            name,
+            file: None,
+            parent: None,
+        };
+        for extra in f {
+            let (k, v) = extra
+                .split_once('=')
+                .ok_or_else(|| self.error(format!("bad field `{extra}`")))?;
+            let v = unescape(v).map_err(|e| self.error(e))?;
+            match k {
+                "demangled" => rec.demangled = v,
+                "file" => rec.file = Some(v),
+                "parent" => rec.parent = Some(v),
+                _ => return Err(self.error(format!("unknown field `{k}`"))),
+            }
+        }
+        Ok(rec)
+    }
+}
+
+/// Escapes a header value, which runs to the end of its line: only what
+/// would end the line (and the escape character itself) is escaped.
+fn escape_line(s: &str) -> String {
+    if !s.contains(['\\', '\n', '\r']) && s != "-" {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    if out == "-" {
+        // A literal "-" must not read back as "unknown".
+        out = "\\-".into();
+    }
+    out
+}
+
+/// Escapes a symbol-line field, which ends at a space.
+fn escape(s: &str) -> String {
+    if !s.contains(['\\', ' ', '\t', '\n', '\r']) && !s.is_empty() {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            ' ' => out.push_str("\\s"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        out.push_str("\\e");
+    }
+    out
+}
+
+fn unescape(s: &str) -> Result<String, String> {
+    if !s.contains('\\') {
+        return Ok(s.to_owned());
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('s') => out.push(' '),
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('e') => {}
+            Some('-') => out.push('-'),
+            other => return Err(format!("bad escape `\\{}` in `{s}`", other.unwrap_or(' '))),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            object: "dir with space/a\\b.o".into(),
+            compiler: Some("GCC: (Debian 12.2.0-14) 12.2.0".into()),
+            driver: Some("-".into()),
+            flags: Some(0x1234),
+            sections: Some(true),
+            arch: Some("x86_64".into()),
+            fingerprint: Some(u64::MAX),
+            content: Content::Checksums(vec![
+                SymbolRecord {
+                    kind: SymbolKind::Func,
+                    checksum: 7,
+                    binding: Binding::Local,
+                    size: 47,
+                    section: ".text.foo.constprop.0".into(),
+                    name: "foo.constprop.0".into(),
+                    demangled: "foo.constprop".into(),
+                    file: Some("a.c".into()),
+                    parent: None,
+                },
+                SymbolRecord {
+                    kind: SymbolKind::Cold,
+                    checksum: 8,
+                    binding: Binding::Local,
+                    size: 3,
+                    section: ".text.unlikely.foo".into(),
+                    name: "foo.cold".into(),
+                    demangled: "foo.cold".into(),
+                    file: Some("a.c".into()),
+                    parent: Some("foo".into()),
+                },
+            ]),
+        }
+    }
+
+    #[test]
+    fn text_round_trips() {
+        let m = sample();
+        let text = m.to_text();
+        assert_eq!(Manifest::parse(&text, Path::new("m")).unwrap(), m);
+        let u = Manifest {
+            content: Content::Unavailable("LLVM bitcode (LTO)\nsecond line".into()),
+            ..sample()
+        };
+        assert_eq!(Manifest::parse(&u.to_text(), Path::new("m")).unwrap(), u);
+    }
+
+    #[test]
+    fn truncation_is_detected_at_every_line() {
+        let text = sample().to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        for n in 0..lines.len() {
+            let cut = lines[..n].join("\n");
+            assert!(
+                Manifest::parse(&cut, Path::new("m")).is_err(),
+                "accepted a manifest cut after {n} lines"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_version_says_what_to_do() {
+        let text = sample()
+            .to_text()
+            .replace("klp-cc-manifest 1", "klp-cc-manifest 9");
+        let e = Manifest::parse(&text, Path::new("m")).unwrap_err();
+        assert!(e.to_string().contains("version 9"), "{e}");
+    }
+
+    #[test]
+    fn manifest_path_is_hidden_beside_object() {
+        assert_eq!(
+            path_for(Path::new("fs/proc/cmdline.o")),
+            Path::new("fs/proc/.cmdline.o.klp")
+        );
+        assert_eq!(path_for(Path::new("a.o")), Path::new(".a.o.klp"));
+    }
+}
