@@ -285,7 +285,10 @@ impl<'d> ElfIndex<'d> {
     pub fn symbol_at(&self, section: usize, offset: u64) -> Option<usize> {
         let named = &self.sections[section].named;
         let end = named.partition_point(|&i| self.symbols[i].value <= offset);
-        named[..end].iter().rev().copied().find(|&i| {
+        // Symbols rarely overlap beyond aliases of one address, so a short
+        // look back finds any cover; a missed one only means the place is
+        // described by its contents instead of by name.
+        named[..end].iter().rev().take(16).copied().find(|&i| {
             let s = &self.symbols[i];
             offset < s.value + s.size || offset == s.value
         })

@@ -94,12 +94,13 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
         })
         .collect();
     let children = cold_children(&index, &functions);
+    let is_child: std::collections::HashSet<usize> = children.values().flatten().copied().collect();
 
     let mut symbols = Vec::new();
     for &f in &functions {
         let s = &index.symbols[f];
         let parent = demangle::cold_parent(s.name)
-            .filter(|_| children.values().any(|c| c.contains(&f)))
+            .filter(|_| is_child.contains(&f))
             .map(str::to_owned);
         let mut h = Xxh3::new();
         hash_function(&mut h, &mut describer, &tables, f);
