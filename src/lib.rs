@@ -19,6 +19,7 @@ pub mod args;
 pub mod checksum;
 pub mod compiler;
 pub mod config;
+pub mod link;
 pub mod manifest;
 pub mod response_file;
 pub mod shim;

@@ -15,11 +15,13 @@
 //! func 3f9c0e1d2b4a5968 local 47 .text.cmdline_proc_show cmdline_proc_show file=cmdline.c
 //! data 77aa01c2d3e4f506 global 8 .data.foo foo
 //! cold 1b2c3d4e5f607182 local 21 .text.unlikely.bar bar.cold file=bar.c parent=bar
-//! end 3
+//! func 2c3d4e5f60718293 local 30 .text.baz baz file=bar.c clones=bar.constprop.1
+//! end 4
 //! ```
 //!
 //! Header lines are `key value`; symbol lines are
-//! `kind checksum binding size section name [key=value ...]`. The `end` line
+//! `kind checksum binding size section name [key=value ...]`; the keys are
+//! `demangled`, `file`, `parent` and `clones` (comma-separated). The `end` line
 //! carries the symbol count, so a truncated file is never mistaken for a
 //! complete one. A manifest that could not be computed says
 //! `status unavailable <reason>` and lists no symbols. Values escape `\`,
@@ -104,6 +106,10 @@ pub struct SymbolRecord {
     pub file: Option<String>,
     /// For a `.cold` part: the function it was split from.
     pub parent: Option<String>,
+    /// The compiler clones (`foo.constprop.1`) this symbol refers to, by
+    /// exact name: their numbers are not stable, so the checksum names them
+    /// by demangled name and klp-link matches these across builds.
+    pub clone_refs: Vec<String>,
 }
 
 /// Either the checksums, or why they could not be computed.
@@ -187,6 +193,10 @@ impl Manifest {
                     }
                     if let Some(p) = &s.parent {
                         let _ = write!(out, " parent={}", escape(p));
+                    }
+                    if !s.clone_refs.is_empty() {
+                        let refs: Vec<String> = s.clone_refs.iter().map(|r| escape(r)).collect();
+                        let _ = write!(out, " clones={}", refs.join(","));
                     }
                     out.push('\n');
                 }
@@ -437,11 +447,20 @@ impl<'a> Parser<'a> {
             name,
             file: None,
             parent: None,
+            clone_refs: Vec::new(),
         };
         for extra in f {
             let (k, v) = extra
                 .split_once('=')
                 .ok_or_else(|| self.error(format!("bad field `{extra}`")))?;
+            if k == "clones" {
+                rec.clone_refs = v
+                    .split(',')
+                    .map(unescape)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| self.error(e))?;
+                continue;
+            }
             let v = unescape(v).map_err(|e| self.error(e))?;
             match k {
                 "demangled" => rec.demangled = v,
@@ -547,6 +566,7 @@ mod tests {
                     demangled: "foo.constprop".into(),
                     file: Some("a.c".into()),
                     parent: None,
+                    clone_refs: vec!["bar.isra.0".into(), "baz.part.1".into()],
                 },
                 SymbolRecord {
                     kind: SymbolKind::Cold,
@@ -558,6 +578,7 @@ mod tests {
                     demangled: "foo.cold".into(),
                     file: Some("a.c".into()),
                     parent: Some("foo".into()),
+                    clone_refs: Vec::new(),
                 },
             ]),
         }

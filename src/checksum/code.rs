@@ -31,7 +31,6 @@ pub fn hash_range(h: &mut Xxh3, d: &mut Describer, tables: &Tables, range: Range
     let mut insn = Instruction::default();
     let mut bytes = Vec::with_capacity(16);
     let mut next_reloc = 0;
-    h.u64(data.len() as u64);
     while decoder.can_decode() {
         decoder.decode_out(&mut insn);
         let ip = insn.ip();
@@ -65,7 +64,6 @@ pub fn hash_range(h: &mut Xxh3, d: &mut Describer, tables: &Tables, range: Range
                 .iter()
                 .any(|r| r.offset < b && r.offset + u64::from(r.width) > a)
         };
-        let mut branch = None;
         let mut rip = None;
         if !insn.is_invalid() {
             let offsets = decoder.get_constant_offsets(&insn);
@@ -79,12 +77,14 @@ pub fn hash_range(h: &mut Xxh3, d: &mut Describer, tables: &Tables, range: Range
                 && offsets.has_immediate()
                 && !covered(offsets.immediate_offset(), offsets.immediate_size())
             {
-                mask(
-                    ip + offsets.immediate_offset() as u64,
-                    offsets.immediate_size() as u64,
-                    &mut bytes,
-                );
-                branch = Some(insn.near_branch_target());
+                // The assembler chose the short or near form by distance, so
+                // a resolved branch is hashed by what it does and where it
+                // goes, not by its encoding.
+                h.tag(tag::BRANCH);
+                h.u64(insn.mnemonic() as u64);
+                h.u64(u64::from(insn.has_repne_prefix()) | u64::from(insn.has_rep_prefix()) << 1);
+                code_target(h, d, range, insn.near_branch_target());
+                continue;
             }
             if insn.is_ip_rel_memory_operand()
                 && offsets.has_displacement()
@@ -111,10 +111,6 @@ pub fn hash_range(h: &mut Xxh3, d: &mut Describer, tables: &Tables, range: Range
                 r.addend
             };
             d.symbol(h, r.symbol, addend, 0);
-        }
-        if let Some(target) = branch {
-            h.tag(tag::BRANCH);
-            code_target(h, d, range, target);
         }
         if let Some(target) = rip {
             h.tag(tag::RIP);

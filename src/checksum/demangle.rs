@@ -2,26 +2,54 @@
 //! (`foo.constprop.0` becoming `foo.constprop.1`, `.llvm.<hash>`, the counter
 //! in `__UNIQUE_ID_x123`) are removed, so names can be compared across builds.
 
-/// Returns the demangled form of an ELF symbol name (DESIGN §3).
-pub fn demangle(name: &str) -> &str {
+use std::borrow::Cow;
+
+/// Returns the demangled form of an ELF symbol name: `.llvm.<hash>` cut,
+/// every all-digit `.N` component dropped (`show.constprop.0.isra.0` becomes
+/// `show.constprop.isra`, so renumbering anywhere in a clone chain is not a
+/// rename), and the counter of `__UNIQUE_ID_` names trimmed.
+pub fn demangle(name: &str) -> Cow<'_, str> {
     let name = match name.find(".llvm.") {
         Some(i) => &name[..i],
         None => name,
     };
-    if name.contains('.') || name.starts_with("__UNIQUE_ID_") {
-        let trimmed = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.' || c == '_');
-        // A name made only of those characters has nothing left to compare by.
-        if !trimmed.is_empty() {
-            return trimmed;
+    let trimmed = if name.starts_with("__UNIQUE_ID_") {
+        name.trim_end_matches(|c: char| c.is_ascii_digit())
+    } else {
+        name
+    };
+    if !trimmed.contains('.') {
+        return Cow::Borrowed(trimmed);
+    }
+    let mut parts = trimmed.split('.');
+    let mut out = String::with_capacity(trimmed.len());
+    out.push_str(parts.next().unwrap_or_default());
+    for part in parts {
+        if !part.is_empty() && !part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('.');
+            out.push_str(part);
         }
     }
-    name
+    if out.is_empty() {
+        return Cow::Borrowed(trimmed);
+    }
+    Cow::Owned(out)
 }
 
-/// If `name` is a `.cold` part split off a function, the parent's name.
+/// If `name` is a `.cold` part split off a function (`foo.cold`,
+/// `foo.cold.7`, `foo.part.0.cold`), the parent's exact name.
 pub fn cold_parent(name: &str) -> Option<&str> {
-    let base = demangle(name);
-    base.strip_suffix(".cold").filter(|p| !p.is_empty())
+    let name = match name.find(".llvm.") {
+        Some(i) => &name[..i],
+        None => name,
+    };
+    let i = name.rfind(".cold")?;
+    let rest = &name[i + ".cold".len()..];
+    let numbered = rest.is_empty()
+        || rest
+            .strip_prefix('.')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    (numbered && i > 0).then(|| &name[..i])
 }
 
 #[cfg(test)]
@@ -32,8 +60,12 @@ mod tests {
     fn strips_clone_counters_and_llvm_hashes() {
         assert_eq!(demangle("foo.constprop.0"), "foo.constprop");
         assert_eq!(demangle("foo.isra.12"), "foo.isra");
-        assert_eq!(demangle("foo.part.3.cold"), "foo.part.3.cold");
+        assert_eq!(demangle("foo.part.3.cold"), "foo.part.cold");
+        assert_eq!(demangle("show.constprop.0.isra.0"), "show.constprop.isra");
+        assert_eq!(demangle("CSWTCH.4"), "CSWTCH");
+        assert_eq!(demangle("__func__.3"), "__func__");
         assert_eq!(demangle("foo.cold"), "foo.cold");
+        assert_eq!(demangle("foo.cold.7"), "foo.cold");
         assert_eq!(demangle("bar.llvm.1234567"), "bar");
         assert_eq!(demangle("__UNIQUE_ID_ddebug417"), "__UNIQUE_ID_ddebug");
         assert_eq!(demangle("__already_done.0"), "__already_done");

@@ -32,6 +32,7 @@ pub mod tag {
     pub const COLD: u8 = 12;
     pub const ENTRY: u8 = 13;
     pub const INSN: u8 = 14;
+    pub const OUTSIDE: u8 = 15;
 }
 
 /// Typed, length-prefixed writes into an XXH3 stream.
@@ -58,6 +59,10 @@ impl HashExt for Xxh3 {
 pub struct Describer<'a, 'd> {
     pub index: &'a ElfIndex<'d>,
     regions: HashMap<(usize, u64, u64, u8), u64>,
+    /// The depth whose references to compiler clones are collected into
+    /// `clone_refs` (that of the symbol being checksummed), if any.
+    collect_at: Option<u8>,
+    clone_refs: Vec<String>,
 }
 
 impl<'a, 'd> Describer<'a, 'd> {
@@ -65,7 +70,24 @@ impl<'a, 'd> Describer<'a, 'd> {
         Describer {
             index,
             regions: HashMap::new(),
+            collect_at: None,
+            clone_refs: Vec::new(),
         }
+    }
+
+    /// Starts collecting the clones referenced at `depth`.
+    pub fn collect_clone_refs(&mut self, depth: u8) {
+        self.collect_at = Some(depth);
+        self.clone_refs.clear();
+    }
+
+    /// Stops collecting; returns the clones referenced, sorted, once each.
+    pub fn take_clone_refs(&mut self) -> Vec<String> {
+        self.collect_at = None;
+        let mut refs = std::mem::take(&mut self.clone_refs);
+        refs.sort();
+        refs.dedup();
+        refs
     }
 
     /// Hashes "symbol `sym` plus `addend`", the addend already made relative
@@ -93,6 +115,18 @@ impl<'a, 'd> Describer<'a, 'd> {
                     h.u64(r);
                 }
             }
+            Some(_) if s.sym_type == SymType::Func && s.demangled != s.name => {
+                // A compiler clone (`.constprop`, `.isra`, `.part`): its
+                // number is not stable and several clones may share the
+                // demangled name, so the exact one is recorded beside the
+                // checksum and matched across builds by klp-link.
+                if self.collect_at == Some(depth) {
+                    self.clone_refs.push(s.name.to_owned());
+                }
+                h.tag(tag::SYMBOL);
+                h.bytes(s.demangled.as_bytes());
+                h.u64(addend as u64);
+            }
             _ => {
                 h.tag(tag::SYMBOL);
                 h.bytes(s.demangled.as_bytes());
@@ -104,6 +138,23 @@ impl<'a, 'd> Describer<'a, 'd> {
     /// Hashes the place `offset` bytes into section `sec`.
     pub fn place(&mut self, h: &mut Xxh3, sec: usize, offset: u64, depth: u8) {
         let section = &self.index.sections[sec];
+        if offset >= section.size.max(1) {
+            // Before or past the section (`array - 1`): name the place by the
+            // section's first symbol and the signed distance from it.
+            h.tag(tag::OUTSIDE);
+            let anchor = section.named.first().map(|&i| &self.index.symbols[i]);
+            match anchor {
+                Some(a) => {
+                    h.bytes(a.demangled.as_bytes());
+                    h.u64(offset.wrapping_sub(a.value));
+                }
+                None => {
+                    h.bytes(super::demangle::demangle(section.name).as_bytes());
+                    h.u64(offset);
+                }
+            }
+            return;
+        }
         match section.kind {
             SectionKind::Strings => {
                 h.tag(tag::STRING);

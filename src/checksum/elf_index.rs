@@ -3,6 +3,8 @@
 //! each section sorted by address. Built once per object; everything the
 //! checksums need is looked up here.
 
+use std::borrow::Cow;
+
 use object::elf;
 use object::read::elf::{ElfFile64, FileHeader, SectionHeader};
 use object::{
@@ -67,7 +69,7 @@ pub enum SymType {
 
 pub struct Symbol<'d> {
     pub name: &'d str,
-    pub demangled: &'d str,
+    pub demangled: Cow<'d, str>,
     pub sym_type: SymType,
     pub binding: u8,
     pub section: Option<usize>,
@@ -397,7 +399,7 @@ fn empty_section() -> Section<'static> {
 fn null_symbol() -> Symbol<'static> {
     Symbol {
         name: "",
-        demangled: "",
+        demangled: Cow::Borrowed(""),
         sym_type: SymType::Other,
         binding: elf::STB_LOCAL.0,
         section: None,

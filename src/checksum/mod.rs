@@ -10,14 +10,15 @@
 //!   `.isra` clones are functions of their own.
 //!
 //! The checksums are the same before and after objtool rewrites the object
-//! (kbuild runs it right after the compile), so a manifest can be checked
-//! against the final object by recomputing them; the [`ObjectChecksums::fingerprint`]
-//! summarises them all.
+//! (kbuild runs it right after the compile). So is the much cheaper
+//! [`fingerprint`](fingerprint_object), which tells whether a manifest still
+//! describes the object beside it.
 
 mod code;
 pub mod demangle;
 mod describe;
 mod elf_index;
+mod fingerprint;
 mod tables;
 
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ pub struct ObjectChecksums {
     pub arch: &'static str,
     /// The compiler's own identification from `.comment`, if it left one.
     pub compiler: Option<String>,
-    /// A hash over every record: equal fingerprints, equal manifests.
+    /// What objtool leaves alone of the object (see [`fingerprint_object`]).
     pub fingerprint: u64,
     /// Sorted by name, then section.
     pub symbols: Vec<SymbolRecord>,
@@ -97,53 +98,56 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
     let is_child: std::collections::HashSet<usize> = children.values().flatten().copied().collect();
 
     let mut symbols = Vec::new();
+    // Data first: a function hashing a read-only object's contents would
+    // otherwise leave that region cached without the object's clone
+    // references collected.
+    for (i, s) in index.symbols.iter().enumerate() {
+        if s.sym_type != SymType::Object || s.name.is_empty() || !loaded(&index, s.section) {
+            continue;
+        }
+        let sec = s.section.expect("loaded implies a section");
+        describer.collect_clone_refs(1);
+        let checksum = describer.region(sec, s.value, s.value.saturating_add(s.size), 1);
+        let refs = describer.take_clone_refs();
+        symbols.push(record(&index, i, SymbolKind::Data, checksum, None, refs));
+    }
     for &f in &functions {
         let s = &index.symbols[f];
         let parent = demangle::cold_parent(s.name)
             .filter(|_| is_child.contains(&f))
             .map(str::to_owned);
         let mut h = Xxh3::new();
+        describer.collect_clone_refs(0);
         hash_function(&mut h, &mut describer, &tables, f);
         for &child in children.get(&f).into_iter().flatten() {
             h.tag(tag::COLD);
             hash_function(&mut h, &mut describer, &tables, child);
         }
-        symbols.push(record(
-            &index,
-            f,
-            if parent.is_some() {
-                SymbolKind::Cold
-            } else {
-                SymbolKind::Func
-            },
-            h.digest(),
-            parent,
-        ));
-    }
-    for (i, s) in index.symbols.iter().enumerate() {
-        if s.sym_type != SymType::Object || s.name.is_empty() || !loaded(&index, s.section) {
-            continue;
-        }
-        let sec = s.section.expect("loaded implies a section");
-        let checksum = describer.region(sec, s.value, s.value + s.size, 1);
-        symbols.push(record(&index, i, SymbolKind::Data, checksum, None));
+        let refs = describer.take_clone_refs();
+        let kind = if parent.is_some() {
+            SymbolKind::Cold
+        } else {
+            SymbolKind::Func
+        };
+        symbols.push(record(&index, f, kind, h.digest(), parent, refs));
     }
     symbols.sort_by(|a, b| (&a.name, &a.section).cmp(&(&b.name, &b.section)));
 
-    let mut h = Xxh3::new();
-    for s in &symbols {
-        h.bytes(s.name.as_bytes());
-        h.bytes(s.section.as_bytes());
-        h.u64(s.size);
-        h.u64(s.checksum);
-        h.tag(s.kind as u8);
-    }
     Ok(ObjectChecksums {
         arch: "x86_64",
         compiler: index.comment.clone(),
-        fingerprint: h.digest(),
+        fingerprint: fingerprint::fingerprint(&index, &tables),
         symbols,
     })
+}
+
+/// The fingerprint of an object: a hash of its sections, relocations and
+/// symbols that is the same before and after objtool, computed without
+/// decoding any code beyond jump-label sites.
+pub fn fingerprint_object(data: &[u8]) -> Result<u64, ChecksumError> {
+    let index = ElfIndex::parse(data)?;
+    let tables = Tables::new(&index);
+    Ok(fingerprint::fingerprint(&index, &tables))
 }
 
 fn loaded(index: &ElfIndex, section: Option<usize>) -> bool {
@@ -227,6 +231,7 @@ fn record(
     kind: SymbolKind,
     checksum: u64,
     parent: Option<String>,
+    clone_refs: Vec<String>,
 ) -> SymbolRecord {
     let s = &index.symbols[i];
     let binding = match s.binding {
@@ -244,8 +249,9 @@ fn record(
             .map(|sec| index.sections[sec].name.to_owned())
             .unwrap_or_default(),
         name: s.name.to_owned(),
-        demangled: s.demangled.to_owned(),
+        demangled: s.demangled.to_string(),
         file: s.file.map(str::to_owned),
         parent,
+        clone_refs,
     }
 }

@@ -103,11 +103,24 @@ impl Tables {
         &v[a..b]
     }
 
+    pub fn jump_label_sites(&self, sec: usize) -> impl Iterator<Item = u64> + '_ {
+        self.jump_label_sites
+            .get(&sec)
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
     pub fn is_jump_label_site(&self, sec: usize, offset: u64) -> bool {
         self.jump_label_sites
             .get(&sec)
             .is_some_and(|v| v.binary_search(&offset).is_ok())
     }
+}
+
+/// Whether a section only restates the code or is added by objtool.
+pub fn is_derived(name: &str) -> bool {
+    DERIVED.contains(&name) || name.starts_with(".discard.")
 }
 
 /// A loaded, non-code section of relocations with no named objects in it,
@@ -119,8 +132,7 @@ fn is_table(index: &ElfIndex, sec: usize) -> bool {
             s.kind,
             SectionKind::ReadOnly | SectionKind::Writable | SectionKind::Constants
         )
-        && !DERIVED.contains(&s.name)
-        && !s.name.starts_with(".discard.")
+        && !is_derived(s.name)
         && !s
             .named
             .iter()

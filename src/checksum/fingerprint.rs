@@ -1,0 +1,90 @@
+//! A cheap hash of an object's contents that objtool leaves alone, so that
+//! a manifest written right after the compile can be checked against the
+//! final object without recomputing its checksums.
+//!
+//! kbuild runs objtool on each object in the same rule as the compile. In
+//! place, objtool adds sections (ORC, retpoline/return/static-call sites)
+//! and turns jump-label `jmp`s into NOPs of the same length. So the hash
+//! leaves out the sections objtool adds and the bytes of jump-label sites,
+//! and names relocation targets by section and offset (not by symbol index,
+//! which objtool may shift). Everything else goes in: every other loaded
+//! section's name, size, bytes and relocations, and every named symbol.
+
+use iced_x86::Decoder;
+use xxhash_rust::xxh3::Xxh3;
+
+use super::describe::HashExt;
+use super::elf_index::{ElfIndex, SectionKind, SymType};
+use super::tables::{is_derived, Tables};
+
+pub fn fingerprint(index: &ElfIndex, tables: &Tables) -> u64 {
+    let mut h = Xxh3::new();
+    let mut sections: Vec<usize> = (0..index.sections.len())
+        .filter(|&i| {
+            let s = &index.sections[i];
+            s.kind != SectionKind::NotAlloc && !is_derived(s.name)
+        })
+        .collect();
+    sections.sort_by_key(|&i| (index.sections[i].name, i));
+    for &i in &sections {
+        let s = &index.sections[i];
+        h.bytes(s.name.as_bytes());
+        h.u64(s.size);
+        let mut bytes = s.data.to_vec();
+        if s.kind == SectionKind::Code {
+            for site in tables.jump_label_sites(i) {
+                let at = site as usize;
+                if at >= bytes.len() {
+                    continue;
+                }
+                let mut decoder =
+                    Decoder::with_ip(64, &bytes[at..], 0, iced_x86::DecoderOptions::NONE);
+                let len = decoder.decode().len().max(1);
+                let end = (at + len).min(bytes.len());
+                bytes[at..end].fill(0);
+            }
+        }
+        h.bytes(&bytes);
+        for r in &s.relocs {
+            h.u64(r.offset);
+            h.u64(u64::from(r.r_type));
+            let target = &index.symbols[r.symbol];
+            match target.section {
+                Some(sec) => {
+                    h.tag(1);
+                    h.bytes(index.sections[sec].name.as_bytes());
+                    h.u64(target.value.wrapping_add(r.addend as u64));
+                }
+                None => {
+                    h.tag(2);
+                    h.bytes(target.name.as_bytes());
+                    h.u64(r.addend as u64);
+                }
+            }
+        }
+    }
+    let mut symbols: Vec<usize> = (0..index.symbols.len())
+        .filter(|&i| {
+            let s = &index.symbols[i];
+            matches!(s.sym_type, SymType::Func | SymType::Object) && !s.name.is_empty()
+        })
+        .collect();
+    symbols.sort_by_key(|&i| {
+        let s = &index.symbols[i];
+        (s.name, s.value, s.size)
+    });
+    for i in symbols {
+        let s = &index.symbols[i];
+        h.bytes(s.name.as_bytes());
+        h.bytes(
+            s.section
+                .map(|sec| index.sections[sec].name)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        h.u64(s.value);
+        h.u64(s.size);
+        h.tag(s.binding);
+    }
+    h.digest()
+}

@@ -1,0 +1,262 @@
+//! Pairs the symbols of one object's original and patched manifests.
+//!
+//! Symbols are matched by a key of demangled name, file scope (the source
+//! file of a local symbol) and linkage (local or not), so that renumbered
+//! clones (`foo.constprop.0` becoming `foo.constprop.1`) still pair up.
+//! Within a key shared by several symbols (two `foo.constprop` clones, 24
+//! `__already_done` flags), equal checksums pair first and the rest pair in
+//! manifest order; whatever is left over is new or removed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::manifest::{Binding, SymbolKind, SymbolRecord};
+
+/// What happened to one symbol between the two builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change<'a> {
+    Changed {
+        orig: &'a SymbolRecord,
+        patched: &'a SymbolRecord,
+    },
+    New(&'a SymbolRecord),
+    Removed(&'a SymbolRecord),
+}
+
+impl<'a> Change<'a> {
+    /// The symbol as it is after the patch (before it, when removed).
+    pub fn symbol(&self) -> &'a SymbolRecord {
+        match self {
+            Change::Changed { patched, .. } => patched,
+            Change::New(s) | Change::Removed(s) => s,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key<'a> {
+    data: bool,
+    name: String,
+    file: Option<&'a str>,
+    local: bool,
+}
+
+/// The name symbols are matched by: the demangled name, with the `__LINE__`
+/// and counter that kbuild puts into initcall symbol names removed
+/// (`__initcall__kmod_misc__242_295_misc_init4` becomes
+/// `__initcall__kmod_misc__misc_init4`), since a line shift renames them.
+pub fn match_name(s: &SymbolRecord) -> String {
+    let name = s.demangled.as_str();
+    let Some(rest) = name.strip_prefix("__initcall__kmod_") else {
+        return name.to_owned();
+    };
+    let Some((module, tail)) = rest.split_once("__") else {
+        return name.to_owned();
+    };
+    let mut parts = tail.splitn(3, '_');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(id), Some(line), Some(func))
+            if id.bytes().all(|b| b.is_ascii_digit())
+                && line.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            format!("__initcall__kmod_{module}__{func}")
+        }
+        _ => name.to_owned(),
+    }
+}
+
+fn key(s: &SymbolRecord) -> Key<'_> {
+    Key {
+        data: s.kind == SymbolKind::Data,
+        name: match_name(s),
+        file: s.file.as_deref(),
+        local: s.binding == Binding::Local,
+    }
+}
+
+/// Every difference between two symbol lists; `.cold` parts are left out,
+/// as their parent's checksum covers them.
+///
+/// A symbol whose checksum is unchanged still changed when the compiler
+/// clones it refers to are not the counterparts of the ones it referred to
+/// before (`apply_one` calling `apply.constprop.0` where it called the clone
+/// that is now `apply.constprop.1`): clone numbers are not stable, so the
+/// checksum names clones by demangled name and the exact ones are matched
+/// here.
+pub fn correlate<'a>(orig: &'a [SymbolRecord], patched: &'a [SymbolRecord]) -> Vec<Change<'a>> {
+    let mut groups: BTreeMap<Key<'a>, (Vec<&'a SymbolRecord>, Vec<&'a SymbolRecord>)> =
+        BTreeMap::new();
+    for s in orig {
+        groups.entry(key(s)).or_default().0.push(s);
+    }
+    for s in patched {
+        groups.entry(key(s)).or_default().1.push(s);
+    }
+    let mut same = Vec::new();
+    let mut changes = Vec::new();
+    for (_, (mut before, mut after)) in groups {
+        // Equal checksums are the same symbol, wherever they sit.
+        before.retain(
+            |b| match after.iter().position(|a| a.checksum == b.checksum) {
+                Some(i) => {
+                    same.push((*b, after.remove(i)));
+                    false
+                }
+                None => true,
+            },
+        );
+        let pairs = before.len().min(after.len());
+        for (b, a) in before.iter().zip(&after) {
+            changes.push(Change::Changed {
+                orig: b,
+                patched: a,
+            });
+        }
+        changes.extend(after[pairs..].iter().map(|a| Change::New(a)));
+        changes.extend(before[pairs..].iter().map(|b| Change::Removed(b)));
+    }
+
+    let counterpart: HashMap<&str, &str> = same
+        .iter()
+        .map(|(b, a)| (b.name.as_str(), a.name.as_str()))
+        .chain(changes.iter().filter_map(|c| match c {
+            Change::Changed { orig, patched } => Some((orig.name.as_str(), patched.name.as_str())),
+            _ => None,
+        }))
+        .collect();
+    for (b, a) in same {
+        let mapped: Option<Vec<&str>> = b
+            .clone_refs
+            .iter()
+            .map(|r| counterpart.get(r.as_str()).copied())
+            .collect();
+        let mut now: Vec<&str> = a.clone_refs.iter().map(String::as_str).collect();
+        now.sort_unstable();
+        let moved = match mapped {
+            Some(mut m) => {
+                m.sort_unstable();
+                m.dedup();
+                m != now
+            }
+            None => true,
+        };
+        if moved {
+            changes.push(Change::Changed {
+                orig: b,
+                patched: a,
+            });
+        }
+    }
+    changes.retain(|c| c.symbol().kind != SymbolKind::Cold);
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(kind: SymbolKind, name: &str, demangled: &str, checksum: u64) -> SymbolRecord {
+        SymbolRecord {
+            kind,
+            checksum,
+            binding: Binding::Local,
+            size: 8,
+            section: format!(".text.{name}"),
+            name: name.into(),
+            demangled: demangled.into(),
+            file: Some("a.c".into()),
+            parent: None,
+            clone_refs: Vec::new(),
+        }
+    }
+
+    fn names(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                Change::Changed { orig, patched } => {
+                    format!("changed {}>{}", orig.name, patched.name)
+                }
+                Change::New(s) => format!("new {}", s.name),
+                Change::Removed(s) => format!("removed {}", s.name),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn renumbered_clones_pair_by_checksum() {
+        let f = SymbolKind::Func;
+        let orig = [sym(f, "foo.constprop.0", "foo.constprop", 1)];
+        let patched = [
+            sym(f, "foo.constprop.0", "foo.constprop", 2),
+            sym(f, "foo.constprop.1", "foo.constprop", 1),
+        ];
+        assert_eq!(names(&correlate(&orig, &patched)), ["new foo.constprop.0"]);
+    }
+
+    #[test]
+    fn a_caller_that_switched_clones_changed() {
+        let f = SymbolKind::Func;
+        let caller = |target: &str| SymbolRecord {
+            clone_refs: vec![target.into()],
+            ..sym(f, "apply_one", "apply_one", 9)
+        };
+        let orig = [
+            sym(f, "apply.constprop.0", "apply.constprop", 1),
+            sym(f, "apply.constprop.1", "apply.constprop", 2),
+            caller("apply.constprop.1"),
+        ];
+        // Renumbered, same callee: no change.
+        let renumbered = [
+            sym(f, "apply.constprop.1", "apply.constprop", 1),
+            sym(f, "apply.constprop.0", "apply.constprop", 2),
+            caller("apply.constprop.0"),
+        ];
+        assert!(correlate(&orig, &renumbered).is_empty());
+        // Same bytes, the other clone: changed.
+        let swapped = [
+            sym(f, "apply.constprop.0", "apply.constprop", 1),
+            sym(f, "apply.constprop.1", "apply.constprop", 2),
+            caller("apply.constprop.0"),
+        ];
+        assert_eq!(
+            names(&correlate(&orig, &swapped)),
+            ["changed apply_one>apply_one"]
+        );
+    }
+
+    #[test]
+    fn body_change_new_and_removed() {
+        let f = SymbolKind::Func;
+        let orig = [sym(f, "a", "a", 1), sym(f, "gone", "gone", 5)];
+        let patched = [sym(f, "a", "a", 2), sym(f, "b", "b", 3)];
+        assert_eq!(
+            names(&correlate(&orig, &patched)),
+            ["changed a>a", "new b", "removed gone"]
+        );
+    }
+
+    #[test]
+    fn cold_parts_are_covered_by_their_parent() {
+        let orig = [sym(SymbolKind::Cold, "a.cold", "a.cold", 1)];
+        let patched = [sym(SymbolKind::Cold, "a.cold", "a.cold", 2)];
+        assert!(correlate(&orig, &patched).is_empty());
+    }
+
+    #[test]
+    fn initcall_line_numbers_do_not_matter() {
+        let d = SymbolKind::Data;
+        let orig = [sym(
+            d,
+            "__initcall__kmod_misc__242_295_misc_init4",
+            "__initcall__kmod_misc__242_295_misc_init4",
+            1,
+        )];
+        let patched = [sym(
+            d,
+            "__initcall__kmod_misc__243_297_misc_init4",
+            "__initcall__kmod_misc__243_297_misc_init4",
+            1,
+        )];
+        assert!(correlate(&orig, &patched).is_empty());
+    }
+}

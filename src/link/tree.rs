@@ -1,0 +1,178 @@
+//! What a built kbuild tree is made of, read from kbuild's own records:
+//! `vmlinux.a` (a thin archive whose members are vmlinux's objects, plus the
+//! `lib.a` archives linked beside it), `modules.order` and each module's
+//! `.mod` file (its objects). Paths are relative to the object tree (`O=`
+//! folder, or the source tree for an in-tree build).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use object::read::archive::ArchiveFile;
+
+/// The target every built-in object belongs to.
+pub const VMLINUX: &str = "vmlinux";
+
+/// Archives whose members make up vmlinux (Linux 6.1+; `lib.a` members are
+/// linked only when referenced, which the later steps check against the
+/// running kernel's symbols).
+const VMLINUX_ARCHIVES: &[&str] = &["vmlinux.a", "lib/lib.a", "arch/x86/lib/lib.a"];
+
+#[derive(Debug)]
+pub enum TreeError {
+    NotATree { dir: PathBuf },
+    NotBuilt { dir: PathBuf, missing: &'static str },
+    Read { path: PathBuf, error: String },
+}
+
+impl fmt::Display for TreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TreeError::NotATree { dir } => write!(
+                f,
+                "{} is not a kernel object tree (no .config); give the folder the kernel \
+                 was built in (its O= folder, if it used one)",
+                dir.display()
+            ),
+            TreeError::NotBuilt { dir, missing } => write!(
+                f,
+                "{} has no {missing}: build the kernel there first (make CC=\"klp-cc gcc\")",
+                dir.display()
+            ),
+            TreeError::Read { path, error } => write!(f, "cannot read {}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for TreeError {}
+
+/// A built object tree and the objects of each target in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    pub objtree: PathBuf,
+    /// Target name (`vmlinux` or a module's name) to its objects.
+    pub targets: BTreeMap<String, Vec<PathBuf>>,
+}
+
+impl Tree {
+    pub fn open(dir: &Path) -> Result<Tree, TreeError> {
+        let objtree = std::fs::canonicalize(dir).map_err(|e| TreeError::Read {
+            path: dir.to_owned(),
+            error: e.to_string(),
+        })?;
+        if !objtree.join(".config").is_file() {
+            return Err(TreeError::NotATree { dir: objtree });
+        }
+        let mut targets = BTreeMap::new();
+        if !objtree.join(VMLINUX_ARCHIVES[0]).is_file() {
+            return Err(TreeError::NotBuilt {
+                dir: objtree,
+                missing: "vmlinux.a",
+            });
+        }
+        let mut vmlinux = Vec::new();
+        for archive in VMLINUX_ARCHIVES {
+            let path = objtree.join(archive);
+            if path.is_file() {
+                vmlinux.extend(archive_members(&objtree, Path::new(archive))?);
+            }
+        }
+        dedup_keep_order(&mut vmlinux);
+        targets.insert(VMLINUX.to_owned(), vmlinux);
+        for (name, objects) in modules(&objtree)? {
+            targets.insert(name, objects);
+        }
+        Ok(Tree { objtree, targets })
+    }
+
+    /// Every object with the target it belongs to.
+    pub fn objects(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.targets
+            .iter()
+            .flat_map(|(t, objs)| objs.iter().map(move |o| (t.as_str(), o.as_path())))
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TreeError> {
+    std::fs::read(path).map_err(|e| TreeError::Read {
+        path: path.to_owned(),
+        error: e.to_string(),
+    })
+}
+
+/// The object members of a thin archive, relative to the object tree;
+/// nested archives are followed.
+fn archive_members(objtree: &Path, archive: &Path) -> Result<Vec<PathBuf>, TreeError> {
+    let path = objtree.join(archive);
+    let data = read(&path)?;
+    let bad = |error: String| TreeError::Read {
+        path: path.clone(),
+        error,
+    };
+    let file = ArchiveFile::parse(&*data).map_err(|e| bad(e.to_string()))?;
+    if !file.is_thin() {
+        return Err(bad(
+            "not a thin archive (kbuild makes thin ones; was this tree built by kbuild?)".into(),
+        ));
+    }
+    let base = archive.parent().unwrap_or(Path::new(""));
+    let mut out = Vec::new();
+    for member in file.members() {
+        let member = member.map_err(|e| bad(e.to_string()))?;
+        let name = String::from_utf8_lossy(member.name()).into_owned();
+        let rel = normalize(&base.join(&name));
+        if name.ends_with(".a") {
+            out.extend(archive_members(objtree, &rel)?);
+        } else {
+            out.push(rel);
+        }
+    }
+    Ok(out)
+}
+
+/// Modules from `modules.order` (`dir/name.ko` in Linux 6.1, `dir/name.o`
+/// later), each with the objects its `dir/name.mod` lists.
+fn modules(objtree: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, TreeError> {
+    let order = objtree.join("modules.order");
+    if !order.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = String::from_utf8_lossy(&read(&order)?).into_owned();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let module = Path::new(line);
+        let mod_file = module.with_extension("mod");
+        let listed = String::from_utf8_lossy(&read(&objtree.join(&mod_file))?).into_owned();
+        let objects = listed
+            .split_whitespace()
+            .map(|o| normalize(Path::new(o)))
+            .collect();
+        let name = module
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace('-', "_"))
+            .unwrap_or_default();
+        out.push((name, objects));
+    }
+    Ok(out)
+}
+
+/// Removes `.` and resolves `..` lexically (kbuild paths have no symlinks
+/// that matter here).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn dedup_keep_order(v: &mut Vec<PathBuf>) {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|p| seen.insert(p.clone()));
+}
