@@ -1,0 +1,6 @@
+//! One integration-test binary (ripgrep style): each module tests one face of
+//! klp-cc against a real compiler and real ELF.
+
+mod corpus;
+mod passthrough;
+mod support;
