@@ -106,7 +106,7 @@ pub fn compute(object: &Path) -> Manifest {
     };
     match std::fs::read(object) {
         Err(e) => m.content = Content::Unavailable(format!("cannot read the object: {e}")),
-        Ok(bytes) => match checksum_object(&bytes) {
+        Ok(bytes) => match checksum_guarded(&bytes) {
             Ok(sums) => {
                 m.compiler = sums.compiler;
                 m.arch = Some(sums.arch.to_owned());
@@ -117,6 +117,28 @@ pub fn compute(object: &Path) -> Manifest {
         },
     }
     m
+}
+
+/// Checksums that cannot take the compile down: malformed input is meant
+/// to give an error, but should a bug still panic, the manifest records it
+/// and the compile keeps its status (and its stderr stays the compiler's).
+fn checksum_guarded(
+    bytes: &[u8],
+) -> Result<crate::checksum::ObjectChecksums, crate::checksum::ChecksumError> {
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(|| checksum_object(bytes));
+    std::panic::set_hook(quiet);
+    result.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(crate::checksum::ChecksumError::Malformed(format!(
+            "klp-cc internal error while checksumming ({what}); please report it"
+        )))
+    })
 }
 
 fn log(config: &Config, resolved: &Resolved, decision: &Classified) {

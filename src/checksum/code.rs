@@ -52,7 +52,7 @@ pub fn hash_range(h: &mut Xxh3, d: &mut Describer, tables: &Tables, range: Range
         bytes.extend_from_slice(slice(data, ip - range.start, end - range.start));
         let mask = |from: u64, width: u64, bytes: &mut Vec<u8>| {
             let a = from.saturating_sub(ip).min(len) as usize;
-            let b = (from + width).saturating_sub(ip).min(len) as usize;
+            let b = from.saturating_add(width).saturating_sub(ip).min(len) as usize;
             bytes[a..b].fill(0);
         };
         for r in insn_relocs {
@@ -62,7 +62,7 @@ pub fn hash_range(h: &mut Xxh3, d: &mut Describer, tables: &Tables, range: Range
             let (a, b) = (ip + at as u64, ip + (at + size) as u64);
             insn_relocs
                 .iter()
-                .any(|r| r.offset < b && r.offset + u64::from(r.width) > a)
+                .any(|r| r.offset < b && r.offset.saturating_add(u64::from(r.width)) > a)
         };
         let mut rip = None;
         if !insn.is_invalid() {

@@ -110,7 +110,7 @@ impl<'a, 'd> Describer<'a, 'd> {
                 h.bytes(s.demangled.as_bytes());
                 h.u64(addend as u64);
                 if depth < MAX_DEPTH {
-                    let (start, end) = (s.value, s.value + s.size);
+                    let (start, end) = (s.value, s.value.saturating_add(s.size));
                     let r = self.region(sec, start, end, depth + 1);
                     h.u64(r);
                 }
@@ -164,7 +164,7 @@ impl<'a, 'd> Describer<'a, 'd> {
                 let size = section.entsize.max(1);
                 let start = offset - offset % size;
                 h.tag(tag::CONSTANT);
-                h.bytes(slice(section.data, start, start + size));
+                h.bytes(slice(section.data, start, start.saturating_add(size)));
                 h.u64(offset - start);
             }
             _ => match self.index.symbol_at(sec, offset) {
@@ -202,7 +202,7 @@ impl<'a, 'd> Describer<'a, 'd> {
         if section.kind != SectionKind::Bss {
             let mut bytes = slice(section.data, start, end).to_vec();
             for r in relocs {
-                let from = (r.offset - start) as usize;
+                let from = ((r.offset - start) as usize).min(bytes.len());
                 let to = (from + usize::from(r.width)).min(bytes.len());
                 bytes[from..to].fill(0);
             }

@@ -159,7 +159,9 @@ impl<'d> ElfIndex<'d> {
                     if width == 0 {
                         continue;
                     }
-                    if offset + u64::from(width) > data.len() as u64 && kind != SectionKind::Bss {
+                    if offset.saturating_add(u64::from(width)) > data.len() as u64
+                        && kind != SectionKind::Bss
+                    {
                         return Err(ChecksumError::Malformed(format!(
                             "relocation at {name}+{offset:#x} lies outside the section"
                         )));
@@ -292,7 +294,7 @@ impl<'d> ElfIndex<'d> {
         // described by its contents instead of by name.
         named[..end].iter().rev().take(16).copied().find(|&i| {
             let s = &self.symbols[i];
-            offset < s.value + s.size || offset == s.value
+            offset < s.value.saturating_add(s.size) || offset == s.value
         })
     }
 

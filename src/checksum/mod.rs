@@ -161,7 +161,7 @@ fn hash_function(h: &mut Xxh3, d: &mut Describer, tables: &Tables, f: usize) {
     let s = &index.symbols[f];
     let section = s.section.expect("functions are defined");
     let end = if s.size > 0 {
-        s.value + s.size
+        s.value.saturating_add(s.size)
     } else {
         // Assembler code without `.size`: up to whatever starts next.
         next_symbol_start(index, section, s.value)

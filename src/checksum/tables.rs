@@ -69,7 +69,7 @@ impl Tables {
                     target_offset,
                     table,
                     start,
-                    end: start + size,
+                    end: start.saturating_add(size),
                 });
                 // jump_entry.code is the first field of each entry.
                 if sec.name == "__jump_table" && r.offset == start {

@@ -3,4 +3,5 @@
 
 mod corpus;
 mod passthrough;
+mod robustness;
 mod support;

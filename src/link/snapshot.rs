@@ -1,0 +1,397 @@
+//! The snapshot of an original build: everything later steps need from it,
+//! kept in one folder that survives the tree being patched and rebuilt in
+//! place.
+//!
+//! ```text
+//! SNAP/snapshot        klp-link-snapshot 1 / tree <objtree> / release <kernel.release>
+//! SNAP/targets         "<target> <object>" per line (vmlinux, then modules)
+//! SNAP/objects         per object: "object <path> <size> <mtime_ns> <source>"
+//!                      then its manifest (which ends with its `end` line)
+//! SNAP/Module.symvers  copied from the tree, if it has one
+//! SNAP/symbols/<target>.syms   the linked symbol table: "<type> <bind> <addr> <size> <name>"
+//! ```
+//!
+//! All text, so a person can look inside; one file for all manifests, so
+//! reading 30,000 of them is one read.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use object::{Object, ObjectSymbol, SymbolKind};
+
+use super::load::{self, ObjectRecord, Source, Stamp};
+use super::tree::{Tree, TreeError, VMLINUX};
+use crate::manifest::Manifest;
+
+const MAGIC: &str = "klp-link-snapshot 1";
+
+#[derive(Debug)]
+pub enum SnapshotError {
+    Tree(TreeError),
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    Format {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
+    Exists {
+        path: PathBuf,
+    },
+    Symbols {
+        path: PathBuf,
+        error: String,
+    },
+}
+
+impl std::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotError::Tree(e) => e.fmt(f),
+            SnapshotError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            SnapshotError::Format { path, line, what } => write!(
+                f,
+                "{}:{line}: {what} (not a klp-link snapshot, or a damaged one: take it again \
+                 with `klp-link snapshot`)",
+                path.display()
+            ),
+            SnapshotError::Exists { path } => write!(
+                f,
+                "{} already exists; remove it or pass --force to replace it",
+                path.display()
+            ),
+            SnapshotError::Symbols { path, error } => {
+                write!(
+                    f,
+                    "cannot read the symbol table of {}: {error}",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |error| SnapshotError::Io {
+        path: path.to_owned(),
+        error,
+    }
+}
+
+/// One symbol of a linked vmlinux or module, in symbol-table order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedSymbol {
+    pub kind: char,
+    pub local: bool,
+    pub address: u64,
+    pub size: u64,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub objtree: PathBuf,
+    pub release: Option<String>,
+    pub targets: BTreeMap<String, Vec<PathBuf>>,
+    pub objects: BTreeMap<PathBuf, ObjectRecord>,
+    /// Objects a target lists that were missing from the tree.
+    pub missing: Vec<load::LoadError>,
+}
+
+impl Snapshot {
+    /// Reads everything from a built tree. Objects are loaded (and their
+    /// manifests verified) on all cores.
+    pub fn capture(tree: &Tree) -> Snapshot {
+        let mut paths: Vec<&Path> = tree.objects().map(|(_, o)| o).collect();
+        paths.sort();
+        paths.dedup();
+        let loaded = load::parallel_map(&paths, |p| load::load(&tree.objtree, p));
+        let mut objects = BTreeMap::new();
+        let mut missing = Vec::new();
+        for r in loaded {
+            match r {
+                Ok(rec) => {
+                    objects.insert(rec.path.clone(), rec);
+                }
+                Err(e) => missing.push(e),
+            }
+        }
+        Snapshot {
+            objtree: tree.objtree.clone(),
+            release: kernel_release(&tree.objtree),
+            targets: tree.targets.clone(),
+            objects,
+            missing,
+        }
+    }
+
+    /// Writes the snapshot folder `dest` (atomically: built beside it, then
+    /// renamed into place), with Module.symvers and the linked symbol tables
+    /// of `vmlinux` and the modules from the tree.
+    pub fn write(&self, dest: &Path, force: bool) -> Result<(), SnapshotError> {
+        if dest.exists() && !force {
+            return Err(SnapshotError::Exists {
+                path: dest.to_owned(),
+            });
+        }
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".klp-snapshot")
+            .tempdir_in(parent)
+            .map_err(io(parent))?;
+        let dir = tmp.path();
+
+        let mut head = format!("{MAGIC}\ntree {}\n", self.objtree.display());
+        if let Some(r) = &self.release {
+            let _ = writeln!(head, "release {r}");
+        }
+        write_file(&dir.join("snapshot"), &head)?;
+
+        let mut targets = String::new();
+        for (t, objs) in &self.targets {
+            for o in objs {
+                let _ = writeln!(targets, "{t} {}", o.display());
+            }
+        }
+        write_file(&dir.join("targets"), &targets)?;
+
+        let mut objects = String::new();
+        for rec in self.objects.values() {
+            let source = match &rec.source {
+                Source::Compile => "compile".to_owned(),
+                Source::Recomputed(why) => format!("recomputed {why}"),
+            };
+            let _ = writeln!(
+                objects,
+                "object {} {} {} {}",
+                rec.path.display(),
+                rec.stamp.size,
+                rec.stamp.mtime_ns,
+                source.replace('\n', " ")
+            );
+            objects.push_str(&rec.manifest.to_text());
+        }
+        write_file(&dir.join("objects"), &objects)?;
+
+        let symvers = self.objtree.join("Module.symvers");
+        if symvers.is_file() {
+            std::fs::copy(&symvers, dir.join("Module.symvers")).map_err(io(&symvers))?;
+        }
+        std::fs::create_dir(dir.join("symbols")).map_err(io(dir))?;
+        let mut linked = vec![(VMLINUX.to_owned(), self.objtree.join(VMLINUX))];
+        for (t, objs) in &self.targets {
+            if t == VMLINUX {
+                continue;
+            }
+            // A module's .ko sits beside its first object's folder, named for the module.
+            if let Some(first) = objs.first() {
+                let ko = self
+                    .objtree
+                    .join(first.parent().unwrap_or(Path::new("")))
+                    .join(format!("{t}.ko"));
+                linked.push((t.clone(), ko));
+            }
+        }
+        for (target, file) in linked {
+            if !file.is_file() {
+                continue;
+            }
+            let text = render_symbols(&linked_symbols(&file)?);
+            write_file(&dir.join("symbols").join(format!("{target}.syms")), &text)?;
+        }
+
+        let kept = tmp.keep();
+        if dest.exists() {
+            std::fs::remove_dir_all(dest).map_err(io(dest))?;
+        }
+        std::fs::rename(&kept, dest).map_err(io(dest))?;
+        Ok(())
+    }
+
+    /// Reads a snapshot folder.
+    pub fn read(dir: &Path) -> Result<Snapshot, SnapshotError> {
+        let head_path = dir.join("snapshot");
+        let head = std::fs::read_to_string(&head_path).map_err(io(&head_path))?;
+        let fmt = |path: &Path, line: usize, what: &str| SnapshotError::Format {
+            path: path.to_owned(),
+            line,
+            what: what.to_owned(),
+        };
+        let mut lines = head.lines();
+        if lines.next() != Some(MAGIC) {
+            return Err(fmt(&head_path, 1, "bad first line"));
+        }
+        let mut objtree = None;
+        let mut release = None;
+        for (i, l) in lines.enumerate() {
+            match l.split_once(' ') {
+                Some(("tree", v)) => objtree = Some(PathBuf::from(v)),
+                Some(("release", v)) => release = Some(v.to_owned()),
+                _ => return Err(fmt(&head_path, i + 2, "unknown line")),
+            }
+        }
+        let objtree = objtree.ok_or_else(|| fmt(&head_path, 0, "no `tree` line"))?;
+
+        let targets_path = dir.join("targets");
+        let text = std::fs::read_to_string(&targets_path).map_err(io(&targets_path))?;
+        let mut targets: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        for (i, l) in text.lines().enumerate() {
+            let (t, o) = l
+                .split_once(' ')
+                .ok_or_else(|| fmt(&targets_path, i + 1, "expected `<target> <object>`"))?;
+            targets
+                .entry(t.to_owned())
+                .or_default()
+                .push(PathBuf::from(o));
+        }
+
+        let objects_path = dir.join("objects");
+        let text = std::fs::read_to_string(&objects_path).map_err(io(&objects_path))?;
+        let objects = parse_objects(&text, &objects_path)?;
+        Ok(Snapshot {
+            objtree,
+            release,
+            targets,
+            objects,
+            missing: Vec::new(),
+        })
+    }
+}
+
+fn parse_objects(
+    text: &str,
+    path: &Path,
+) -> Result<BTreeMap<PathBuf, ObjectRecord>, SnapshotError> {
+    let mut out = BTreeMap::new();
+    let mut rest = text;
+    let mut line_no = 1;
+    while !rest.is_empty() {
+        let fmt = |line: usize, what: String| SnapshotError::Format {
+            path: path.to_owned(),
+            line,
+            what,
+        };
+        let (head, body) = rest
+            .split_once('\n')
+            .ok_or_else(|| fmt(line_no, "truncated object line".into()))?;
+        let mut f = head.splitn(5, ' ');
+        let (Some("object"), Some(obj), Some(size), Some(mtime), Some(source)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return Err(fmt(
+                line_no,
+                format!("expected `object ...`, found `{head}`"),
+            ));
+        };
+        let stamp = Stamp {
+            size: size.parse().map_err(|_| fmt(line_no, "bad size".into()))?,
+            mtime_ns: mtime
+                .parse()
+                .map_err(|_| fmt(line_no, "bad mtime".into()))?,
+        };
+        let source = match source.split_once(' ') {
+            _ if source == "compile" => Source::Compile,
+            Some(("recomputed", why)) => Source::Recomputed(why.to_owned()),
+            _ => return Err(fmt(line_no, format!("bad source `{source}`"))),
+        };
+        // The manifest runs to its `end N` line.
+        let end = find_manifest_end(body)
+            .ok_or_else(|| fmt(line_no + 1, "manifest without its `end` line".into()))?;
+        let manifest_text = &body[..end];
+        let manifest = Manifest::parse(manifest_text, path).map_err(|e| {
+            fmt(
+                line_no + e.line,
+                format!("in the manifest of {obj}: {}", e.what),
+            )
+        })?;
+        line_no += 1 + manifest_text.lines().count();
+        rest = &body[end..];
+        out.insert(
+            PathBuf::from(obj),
+            ObjectRecord {
+                path: PathBuf::from(obj),
+                stamp,
+                manifest,
+                source,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The byte offset just past the first `end N` line of `text`.
+fn find_manifest_end(text: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        offset += line.len();
+        if line.starts_with("end ") {
+            return Some(offset);
+        }
+    }
+    None
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), SnapshotError> {
+    std::fs::write(path, text).map_err(io(path))
+}
+
+fn kernel_release(objtree: &Path) -> Option<String> {
+    std::fs::read_to_string(objtree.join("include/config/kernel.release"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// The function and data symbols of a linked ELF file, in table order.
+pub fn linked_symbols(path: &Path) -> Result<Vec<LinkedSymbol>, SnapshotError> {
+    let err = |error: String| SnapshotError::Symbols {
+        path: path.to_owned(),
+        error,
+    };
+    let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let file = object::File::parse(&*data).map_err(|e| err(e.to_string()))?;
+    let mut out = Vec::new();
+    for s in file.symbols() {
+        let kind = match s.kind() {
+            SymbolKind::Text => 't',
+            SymbolKind::Data => 'd',
+            SymbolKind::Tls => 'l',
+            _ => continue,
+        };
+        let Ok(name) = s.name() else { continue };
+        if name.is_empty() {
+            continue;
+        }
+        out.push(LinkedSymbol {
+            kind,
+            local: s.is_local(),
+            address: s.address(),
+            size: s.size(),
+            name: name.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+fn render_symbols(symbols: &[LinkedSymbol]) -> String {
+    let mut out = String::new();
+    for s in symbols {
+        let _ = writeln!(
+            out,
+            "{} {} {:016x} {} {}",
+            s.kind,
+            if s.local { "local" } else { "global" },
+            s.address,
+            s.size,
+            s.name
+        );
+    }
+    out
+}
