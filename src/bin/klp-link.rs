@@ -1,14 +1,23 @@
-//! klp-link: compares the manifests of an original and a patched kernel build
-//! and builds a livepatch module from the changed functions. For now it only
-//! says what each step will do.
+//! klp-link: compares an original and a patched klp-cc build of a kernel
+//! tree and reports exactly which functions changed. Building the livepatch
+//! module from them is not there yet (`build` says so).
+//!
+//! Exit status: 0 changes a live patch can carry; 3 no functional change;
+//! 1 refused or failed (the report or message says why); 2 bad usage.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use klp_cc::link::commands::{self, CommandError};
 
 /// Build a kernel livepatch module from two klp-cc builds of the same tree.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Exit status: 0 changes found, 3 no functional change, 1 refused or failed, 2 usage."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Step,
@@ -16,37 +25,87 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Step {
-    /// Capture the original build's manifests, object lists and symbol tables.
-    Snapshot,
-    /// Report which functions changed between the snapshot and the patched tree.
-    Diff,
-    /// Compare two single objects directly.
-    DiffObjects,
-    /// Extract the changed functions into a livepatch .ko.
+    /// Capture the original build: every manifest (checked against its
+    /// object), kbuild's object lists, Module.symvers and the linked symbol
+    /// tables, into a folder that survives an in-place rebuild.
+    Snapshot {
+        /// The built kernel tree (its O= folder, if it used one).
+        #[arg(default_value = ".")]
+        tree: PathBuf,
+        /// The snapshot folder to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace the snapshot folder if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Report which functions changed, appeared or went, per target
+    /// (vmlinux or a module), between a snapshot and the rebuilt tree.
+    Diff {
+        /// The snapshot of the original build.
+        snapshot: PathBuf,
+        /// The patched tree (default: the tree the snapshot was taken of).
+        tree: Option<PathBuf>,
+        /// Print JSON instead of the report for people.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two objects directly, computing their checksums in-process.
+    DiffObjects {
+        orig: PathBuf,
+        patched: PathBuf,
+        /// Print JSON: an object with arrays "changed" and "new" of function names.
+        #[arg(long)]
+        json: bool,
+        /// Show where function NAME first differs between the two objects.
+        #[arg(long, value_name = "NAME")]
+        explain: Option<String>,
+    },
+    /// Build the livepatch module (not implemented yet).
     Build,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let plan = match cli.command {
-        Step::Snapshot => {
-            "snapshot: will copy every manifest of the original build, kbuild's object \
-             lists (modules.order, *.mod, .*.cmd), Module.symvers and the vmlinux and \
-             module symbol tables into one snapshot that survives an in-place rebuild"
-        }
-        Step::Diff => {
-            "diff: will correlate the snapshot's symbols with the patched tree's manifests \
-             and list changed, new and removed functions per target (vmlinux or module)"
-        }
-        Step::DiffObjects => {
-            "diff-objects: will checksum two objects in-process and report changed and new \
-             functions (exit 0: changes, 3: no functional change)"
-        }
-        Step::Build => {
-            "build: will copy the changed functions into a patch object with klp \
-             relocations and link it into a livepatch module with the kernel's own kbuild"
-        }
+    let result = match cli.command {
+        Step::Snapshot {
+            tree,
+            output,
+            force,
+        } => commands::snapshot(&tree, &output, force).map(|msg| {
+            eprint!("{msg}");
+            0
+        }),
+        Step::Diff {
+            snapshot,
+            tree,
+            json,
+        } => commands::diff(&snapshot, tree.as_deref(), json).map(|(out, outcome)| {
+            print!("{out}");
+            outcome.exit_code()
+        }),
+        Step::DiffObjects {
+            orig,
+            patched,
+            json,
+            explain,
+        } => commands::diff_objects(&orig, &patched, json, explain.as_deref()).map(
+            |(out, outcome)| {
+                print!("{out}");
+                outcome.exit_code()
+            },
+        ),
+        Step::Build => Err(CommandError(
+            "build is not implemented yet: it will copy the changed functions into a patch \
+             object with klp relocations and link it with the kernel's own kbuild"
+                .into(),
+        )),
     };
-    eprintln!("klp-link: not implemented yet; {plan}");
-    ExitCode::from(2)
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("klp-link: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

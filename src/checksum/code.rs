@@ -9,7 +9,6 @@
 //! `__jump_table` entry.
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, OpKind};
-use xxhash_rust::xxh3::Xxh3;
 
 use super::describe::{slice, tag, Describer, HashExt};
 use super::tables::Tables;
@@ -22,7 +21,7 @@ pub struct Range {
     pub end: u64,
 }
 
-pub fn hash_range(h: &mut Xxh3, d: &mut Describer, tables: &Tables, range: Range) {
+pub fn hash_range(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, range: Range) {
     let index = d.index;
     let sec = range.section;
     let data = slice(index.sections[sec].data, range.start, range.end);
@@ -42,7 +41,7 @@ pub fn hash_range(h: &mut Xxh3, d: &mut Describer, tables: &Tables, range: Range
         }
         let insn_relocs = &relocs[first..next_reloc];
 
-        h.tag(tag::INSN);
+        h.insn(sec, ip);
         if tables.is_jump_label_site(sec, ip) && insn_relocs.is_empty() {
             h.tag(tag::JUMP_LABEL);
             h.u64(len);
@@ -122,7 +121,7 @@ pub fn hash_range(h: &mut Xxh3, d: &mut Describer, tables: &Tables, range: Range
 /// A branch target resolved by the assembler: the function it lands in and
 /// the offset inside it, or, for an unnamed spot, the offset from the start
 /// of the range being hashed.
-fn code_target(h: &mut Xxh3, d: &mut Describer, range: Range, target: u64) {
+fn code_target(h: &mut impl HashExt, d: &mut Describer, range: Range, target: u64) {
     match d.index.symbol_at(range.section, target) {
         Some(sym) => {
             let s = &d.index.symbols[sym];

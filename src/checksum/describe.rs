@@ -35,11 +35,16 @@ pub mod tag {
     pub const OUTSIDE: u8 = 15;
 }
 
-/// Typed, length-prefixed writes into an XXH3 stream.
+/// Typed, length-prefixed writes into an XXH3 stream (or into a trace of
+/// what would be hashed, for `klp-link --explain`).
 pub trait HashExt {
     fn tag(&mut self, t: u8);
     fn u64(&mut self, v: u64);
     fn bytes(&mut self, b: &[u8]);
+    /// Marks the start of the instruction at offset `ip` of section `section`.
+    fn insn(&mut self, _section: usize, _ip: u64) {
+        self.tag(tag::INSN);
+    }
 }
 
 impl HashExt for Xxh3 {
@@ -92,7 +97,7 @@ impl<'a, 'd> Describer<'a, 'd> {
 
     /// Hashes "symbol `sym` plus `addend`", the addend already made relative
     /// to the symbol (PC-relative bias removed by the caller).
-    pub fn symbol(&mut self, h: &mut Xxh3, sym: usize, addend: i64, depth: u8) {
+    pub fn symbol(&mut self, h: &mut impl HashExt, sym: usize, addend: i64, depth: u8) {
         let s = &self.index.symbols[sym];
         match s.section {
             Some(sec) if s.is_anonymous() => {
@@ -136,7 +141,7 @@ impl<'a, 'd> Describer<'a, 'd> {
     }
 
     /// Hashes the place `offset` bytes into section `sec`.
-    pub fn place(&mut self, h: &mut Xxh3, sec: usize, offset: u64, depth: u8) {
+    pub fn place(&mut self, h: &mut impl HashExt, sec: usize, offset: u64, depth: u8) {
         let section = &self.index.sections[sec];
         if offset >= section.size.max(1) {
             // Before or past the section (`array - 1`): name the place by the

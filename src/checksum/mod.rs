@@ -20,6 +20,7 @@ mod describe;
 mod elf_index;
 mod fingerprint;
 mod tables;
+pub mod trace;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -88,12 +89,7 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
     let tables = Tables::new(&index);
     let mut describer = Describer::new(&index);
 
-    let functions: Vec<usize> = (0..index.symbols.len())
-        .filter(|&i| {
-            let s = &index.symbols[i];
-            s.sym_type == SymType::Func && !s.name.is_empty() && loaded(&index, s.section)
-        })
-        .collect();
+    let functions = functions(&index);
     let children = cold_children(&index, &functions);
     let is_child: std::collections::HashSet<usize> = children.values().flatten().copied().collect();
 
@@ -150,13 +146,23 @@ pub fn fingerprint_object(data: &[u8]) -> Result<u64, ChecksumError> {
     Ok(fingerprint::fingerprint(&index, &tables))
 }
 
+/// The named functions of the object that are loaded at run time.
+fn functions(index: &ElfIndex) -> Vec<usize> {
+    (0..index.symbols.len())
+        .filter(|&i| {
+            let s = &index.symbols[i];
+            s.sym_type == SymType::Func && !s.name.is_empty() && loaded(index, s.section)
+        })
+        .collect()
+}
+
 fn loaded(index: &ElfIndex, section: Option<usize>) -> bool {
     section.is_some_and(|s| index.sections[s].kind != SectionKind::NotAlloc)
 }
 
 /// Hashes a function's own instructions and the table entries that point
 /// into them.
-fn hash_function(h: &mut Xxh3, d: &mut Describer, tables: &Tables, f: usize) {
+fn hash_function(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, f: usize) {
     let index = d.index;
     let s = &index.symbols[f];
     let section = s.section.expect("functions are defined");

@@ -64,13 +64,22 @@ pub fn match_name(s: &SymbolRecord) -> String {
     }
 }
 
-fn key(s: &SymbolRecord) -> Key<'_> {
+/// `by_file`: whether file scope tells symbols apart; only in objects made
+/// of several sources (`ld -r`), since a lone object's file name says
+/// nothing (and two copies of one source may be named differently).
+fn key(s: &SymbolRecord, by_file: bool) -> Key<'_> {
     Key {
         data: s.kind == SymbolKind::Data,
         name: match_name(s),
-        file: s.file.as_deref(),
+        file: if by_file { s.file.as_deref() } else { None },
         local: s.binding == Binding::Local,
     }
+}
+
+fn several_files(symbols: &[SymbolRecord]) -> bool {
+    let mut files = symbols.iter().filter_map(|s| s.file.as_deref());
+    let first = files.next();
+    files.any(|f| Some(f) != first)
 }
 
 /// Every difference between two symbol lists; `.cold` parts are left out,
@@ -85,11 +94,12 @@ fn key(s: &SymbolRecord) -> Key<'_> {
 pub fn correlate<'a>(orig: &'a [SymbolRecord], patched: &'a [SymbolRecord]) -> Vec<Change<'a>> {
     let mut groups: BTreeMap<Key<'a>, (Vec<&'a SymbolRecord>, Vec<&'a SymbolRecord>)> =
         BTreeMap::new();
+    let by_file = several_files(orig) || several_files(patched);
     for s in orig {
-        groups.entry(key(s)).or_default().0.push(s);
+        groups.entry(key(s, by_file)).or_default().0.push(s);
     }
     for s in patched {
-        groups.entry(key(s)).or_default().1.push(s);
+        groups.entry(key(s, by_file)).or_default().1.push(s);
     }
     let mut same = Vec::new();
     let mut changes = Vec::new();

@@ -81,10 +81,7 @@ pub fn load(objtree: &Path, rel: &Path) -> Result<ObjectRecord, LoadError> {
     let data = std::fs::read(&object).map_err(|e| err(format!("cannot read the object: {e}")))?;
     let manifest_path = manifest::path_for(&object);
     let reason = match Manifest::read(&manifest_path) {
-        Err(e) if !manifest_path.exists() => {
-            drop(e);
-            "no manifest (compiled without klp-cc)".to_owned()
-        }
+        Err(_) if !manifest_path.exists() => "no manifest (compiled without klp-cc)".to_owned(),
         Err(e) => format!("unreadable manifest ({e})"),
         Ok(m) => match (&m.content, fingerprint_object(&data)) {
             // Nothing to verify against: the object itself cannot be read,

@@ -2,7 +2,19 @@
 //! changed.
 //!
 //! - [`tree`] reads which objects make up vmlinux and each module.
+//! - [`load`] reads an object's manifest and checks it against the object.
+//! - [`snapshot`] keeps what the original build's tree had.
 //! - [`correlate`] pairs one object's symbols across the two builds.
+//! - [`compare`] turns that into a report per target, with what it refuses;
+//!   [`report`] renders it for people and as JSON.
+//! - [`explain`] shows where two versions of a function first differ.
+//! - [`commands`] ties these together for the `klp-link` binary.
 
+pub mod commands;
+pub mod compare;
 pub mod correlate;
+pub mod explain;
+pub mod load;
+pub mod report;
+pub mod snapshot;
 pub mod tree;

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSymbol, SymbolKind};
 
-use super::load::{self, ObjectRecord, Source, Stamp};
+use super::load::{self, Source, Stamp};
 use super::tree::{Tree, TreeError, VMLINUX};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ParseError};
 
 const MAGIC: &str = "klp-link-snapshot 1";
 
@@ -93,12 +93,29 @@ pub struct LinkedSymbol {
     pub name: String,
 }
 
+/// One object of the original build. Its manifest is kept as text and only
+/// parsed when the object was rebuilt, so reading a snapshot of 30,000
+/// objects costs one scan for the boundaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapObject {
+    pub stamp: Stamp,
+    pub source: Source,
+    pub manifest_text: String,
+    origin: PathBuf,
+}
+
+impl SnapObject {
+    pub fn manifest(&self) -> Result<Manifest, ParseError> {
+        Manifest::parse(&self.manifest_text, &self.origin)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub objtree: PathBuf,
     pub release: Option<String>,
     pub targets: BTreeMap<String, Vec<PathBuf>>,
-    pub objects: BTreeMap<PathBuf, ObjectRecord>,
+    pub objects: BTreeMap<PathBuf, SnapObject>,
     /// Objects a target lists that were missing from the tree.
     pub missing: Vec<load::LoadError>,
 }
@@ -116,7 +133,15 @@ impl Snapshot {
         for r in loaded {
             match r {
                 Ok(rec) => {
-                    objects.insert(rec.path.clone(), rec);
+                    objects.insert(
+                        rec.path.clone(),
+                        SnapObject {
+                            stamp: rec.stamp,
+                            source: rec.source,
+                            manifest_text: rec.manifest.to_text(),
+                            origin: rec.path,
+                        },
+                    );
                 }
                 Err(e) => missing.push(e),
             }
@@ -164,7 +189,7 @@ impl Snapshot {
         write_file(&dir.join("targets"), &targets)?;
 
         let mut objects = String::new();
-        for rec in self.objects.values() {
+        for (path, rec) in &self.objects {
             let source = match &rec.source {
                 Source::Compile => "compile".to_owned(),
                 Source::Recomputed(why) => format!("recomputed {why}"),
@@ -172,12 +197,12 @@ impl Snapshot {
             let _ = writeln!(
                 objects,
                 "object {} {} {} {}",
-                rec.path.display(),
+                path.display(),
                 rec.stamp.size,
                 rec.stamp.mtime_ns,
                 source.replace('\n', " ")
             );
-            objects.push_str(&rec.manifest.to_text());
+            objects.push_str(&rec.manifest_text);
         }
         write_file(&dir.join("objects"), &objects)?;
 
@@ -266,10 +291,7 @@ impl Snapshot {
     }
 }
 
-fn parse_objects(
-    text: &str,
-    path: &Path,
-) -> Result<BTreeMap<PathBuf, ObjectRecord>, SnapshotError> {
+fn parse_objects(text: &str, path: &Path) -> Result<BTreeMap<PathBuf, SnapObject>, SnapshotError> {
     let mut out = BTreeMap::new();
     let mut rest = text;
     let mut line_no = 1;
@@ -306,21 +328,15 @@ fn parse_objects(
         let end = find_manifest_end(body)
             .ok_or_else(|| fmt(line_no + 1, "manifest without its `end` line".into()))?;
         let manifest_text = &body[..end];
-        let manifest = Manifest::parse(manifest_text, path).map_err(|e| {
-            fmt(
-                line_no + e.line,
-                format!("in the manifest of {obj}: {}", e.what),
-            )
-        })?;
         line_no += 1 + manifest_text.lines().count();
         rest = &body[end..];
         out.insert(
             PathBuf::from(obj),
-            ObjectRecord {
-                path: PathBuf::from(obj),
+            SnapObject {
                 stamp,
-                manifest,
                 source,
+                manifest_text: manifest_text.to_owned(),
+                origin: path.join(obj),
             },
         );
     }

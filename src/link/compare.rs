@@ -1,0 +1,386 @@
+//! What changed between an original and a patched build: per object, then
+//! per target (vmlinux or a module).
+//!
+//! Functions that changed or are new are what the patch will carry; the
+//! patch author reviews exactly that list. What a live patch cannot do is a
+//! [`Problem`] and makes klp-link refuse: a changed data object (the running
+//! kernel already holds its value), an object whose checksums could not be
+//! computed, or objects built by different compilers or with different
+//! flags in the two builds.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::correlate::{correlate, Change};
+use super::load::{self, ObjectRecord, Source, Stamp};
+use super::snapshot::Snapshot;
+use super::tree::Tree;
+use crate::manifest::{Binding, Content, Manifest, SymbolKind, SymbolRecord};
+
+/// One function in the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuncEntry {
+    pub object: PathBuf,
+    /// The symbol's name in the patched build (the original's, if removed).
+    pub name: String,
+    /// The symbol's name in the original build, when it differs (a clone
+    /// renumbered).
+    pub orig_name: Option<String>,
+    pub section: String,
+    pub binding: Binding,
+}
+
+impl FuncEntry {
+    fn of(object: &Path, s: &SymbolRecord, orig: Option<&SymbolRecord>) -> Self {
+        FuncEntry {
+            object: object.to_owned(),
+            name: s.name.clone(),
+            orig_name: orig.filter(|o| o.name != s.name).map(|o| o.name.clone()),
+            section: s.section.clone(),
+            binding: s.binding,
+        }
+    }
+
+    /// In `.init.text` or `.exit.text`: not in the running kernel any more.
+    pub fn is_init(&self) -> bool {
+        is_init_section(&self.section)
+    }
+}
+
+fn is_init_section(section: &str) -> bool {
+    [".init.", ".exit.", ".meminit.", ".ref."]
+        .iter()
+        .any(|p| section.starts_with(p))
+        || section.starts_with(".initcall")
+        || section.starts_with(".con_initcall")
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetReport {
+    pub changed: Vec<FuncEntry>,
+    pub new: Vec<FuncEntry>,
+    pub removed: Vec<FuncEntry>,
+}
+
+impl TargetReport {
+    fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.new.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Something a live patch cannot do, or cannot be sure of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    ChangedData {
+        object: PathBuf,
+        name: String,
+        section: String,
+    },
+    Unavailable {
+        object: PathBuf,
+        build: &'static str,
+        reason: String,
+    },
+    CompilerDiffers {
+        object: PathBuf,
+        orig: String,
+        patched: String,
+    },
+    FlagsDiffer {
+        object: PathBuf,
+    },
+    Missing {
+        object: PathBuf,
+        why: String,
+    },
+    NewModule {
+        name: String,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::ChangedData {
+                object,
+                name,
+                section,
+            } => write!(
+                f,
+                "{}: data object `{name}` ({section}) changed; a live patch cannot change data \
+                 the running kernel already holds: leave its layout and initial value alone and \
+                 keep new state in shadow variables (klp_shadow_get_or_alloc)",
+                object.display()
+            ),
+            Problem::Unavailable {
+                object,
+                build,
+                reason,
+            } => write!(
+                f,
+                "{}: changed, but the {build} build has no checksums for it: {reason}",
+                object.display()
+            ),
+            Problem::CompilerDiffers {
+                object,
+                orig,
+                patched,
+            } => write!(
+                f,
+                "{}: built by `{orig}` originally and by `{patched}` now; build both trees with \
+                 the same compiler",
+                object.display()
+            ),
+            Problem::FlagsDiffer { object } => write!(
+                f,
+                "{}: compiled with different flags in the two builds (changed .config, \
+                 KCFLAGS or compiler options?); rebuild with the original settings",
+                object.display()
+            ),
+            Problem::Missing { object, why } => write!(f, "{}: {why}", object.display()),
+            Problem::NewModule { name } => write!(
+                f,
+                "module `{name}` is new in the patched build; a live patch can only change code \
+                 the running kernel has"
+            ),
+        }
+    }
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Comparison {
+    pub targets: BTreeMap<String, TargetReport>,
+    pub problems: Vec<Problem>,
+    /// Things the patch author should know that do not stop the patch.
+    pub notes: Vec<String>,
+    pub objects: usize,
+    pub rebuilt: usize,
+}
+
+impl Comparison {
+    pub fn has_changes(&self) -> bool {
+        self.targets
+            .values()
+            .any(|t| !t.changed.is_empty() || !t.new.is_empty())
+    }
+}
+
+/// Compares two manifests of one object, adding to `target`'s report.
+pub fn compare_manifests(
+    object: &Path,
+    orig: &Manifest,
+    patched: &Manifest,
+    target: &mut TargetReport,
+    problems: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
+) {
+    if orig.fingerprint.is_some() && orig.fingerprint == patched.fingerprint {
+        return;
+    }
+    let (o, p) = match (&orig.content, &patched.content) {
+        (Content::Checksums(o), Content::Checksums(p)) => (o, p),
+        (Content::Unavailable(reason), _) | (_, Content::Unavailable(reason)) => {
+            let build = if matches!(orig.content, Content::Unavailable(_)) {
+                "original"
+            } else {
+                "patched"
+            };
+            problems.push(Problem::Unavailable {
+                object: object.to_owned(),
+                build,
+                reason: reason.clone(),
+            });
+            return;
+        }
+    };
+    if let (Some(a), Some(b)) = (&orig.compiler, &patched.compiler) {
+        if a != b {
+            problems.push(Problem::CompilerDiffers {
+                object: object.to_owned(),
+                orig: a.clone(),
+                patched: b.clone(),
+            });
+            return;
+        }
+    }
+    if let (Some(a), Some(b)) = (orig.flags, patched.flags) {
+        if a != b || orig.sections != patched.sections {
+            problems.push(Problem::FlagsDiffer {
+                object: object.to_owned(),
+            });
+            return;
+        }
+    }
+    for change in correlate(o, p) {
+        let s = change.symbol();
+        if s.kind == SymbolKind::Data {
+            data_change(object, &change, problems, notes);
+            continue;
+        }
+        match change {
+            Change::Changed { orig, patched } => {
+                target
+                    .changed
+                    .push(FuncEntry::of(object, patched, Some(orig)))
+            }
+            Change::New(s) => target.new.push(FuncEntry::of(object, s, None)),
+            Change::Removed(s) => target.removed.push(FuncEntry::of(object, s, None)),
+        }
+    }
+}
+
+fn data_change(
+    object: &Path,
+    change: &Change,
+    problems: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
+) {
+    let s = change.symbol();
+    let at = format!(
+        "{}: data object `{}` ({})",
+        object.display(),
+        s.name,
+        s.section
+    );
+    match change {
+        Change::New(_) => notes.push(format!("{at} is new; the patch carries it")),
+        Change::Removed(_) => notes.push(format!("{at} is gone; the running kernel keeps it")),
+        Change::Changed { .. } if is_init_section(&s.section) => notes.push(format!(
+            "{at} changed; it is init data, which a running kernel no longer uses"
+        )),
+        // A local constant is read only by this object's functions, and
+        // their checksums cover its contents: those that read it changed
+        // too, and the patch carries its own copy.
+        Change::Changed { .. }
+            if s.binding == Binding::Local && s.section.starts_with(".rodata") =>
+        {
+            notes.push(format!(
+                "{at} changed; the patched functions that read it carry a copy"
+            ))
+        }
+        Change::Changed { .. } => problems.push(Problem::ChangedData {
+            object: object.to_owned(),
+            name: s.name.clone(),
+            section: s.section.clone(),
+        }),
+    }
+}
+
+/// Compares the snapshot of the original build with the patched tree.
+/// Objects whose size and modification time are as the snapshot recorded
+/// them were not rebuilt and are not read again.
+pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
+    let mut cmp = Comparison::default();
+    let mut rebuilt: Vec<(&str, &Path)> = Vec::new();
+    for (target, object) in tree.objects() {
+        cmp.objects += 1;
+        let now = Stamp::of(&tree.objtree.join(object)).ok();
+        let before = snapshot.objects.get(object);
+        if now.is_some() && before.map(|b| b.stamp) == now {
+            continue;
+        }
+        rebuilt.push((target, object));
+    }
+    cmp.rebuilt = rebuilt.len();
+    let loaded = load::parallel_map(&rebuilt, |(_, o)| load::load(&tree.objtree, o));
+
+    for ((target, object), record) in rebuilt.iter().zip(loaded) {
+        if !snapshot.targets.contains_key(*target) {
+            if !cmp.problems.contains(&Problem::NewModule {
+                name: target.to_string(),
+            }) {
+                cmp.problems.push(Problem::NewModule {
+                    name: target.to_string(),
+                });
+            }
+            continue;
+        }
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                cmp.problems.push(Problem::Missing {
+                    object: object.to_path_buf(),
+                    why: e.why,
+                });
+                continue;
+            }
+        };
+        note_recomputed(&record, &mut cmp.notes);
+        let report = cmp.targets.entry(target.to_string()).or_default();
+        match snapshot.objects.get(*object) {
+            Some(before) => match before.manifest() {
+                Ok(orig) => compare_manifests(
+                    object,
+                    &orig,
+                    &record.manifest,
+                    report,
+                    &mut cmp.problems,
+                    &mut cmp.notes,
+                ),
+                Err(e) => cmp.problems.push(Problem::Missing {
+                    object: object.to_path_buf(),
+                    why: format!("the snapshot's manifest is damaged: {e}"),
+                }),
+            },
+            // An object the original build did not have: all of it is new.
+            None => {
+                let empty = Manifest {
+                    content: Content::Checksums(Vec::new()),
+                    fingerprint: None,
+                    compiler: None,
+                    flags: None,
+                    ..record.manifest.clone()
+                };
+                compare_manifests(
+                    object,
+                    &empty,
+                    &record.manifest,
+                    report,
+                    &mut cmp.problems,
+                    &mut cmp.notes,
+                );
+            }
+        }
+    }
+
+    // Objects the original build had that the patched one no longer links.
+    for (target, objects) in &snapshot.targets {
+        let now = tree.targets.get(target);
+        for object in objects {
+            if now.is_some_and(|n| n.contains(object)) {
+                continue;
+            }
+            let Some(before) = snapshot.objects.get(object) else {
+                continue;
+            };
+            if let Ok(Manifest {
+                content: Content::Checksums(symbols),
+                ..
+            }) = before.manifest()
+            {
+                let report = cmp.targets.entry(target.clone()).or_default();
+                for s in symbols.iter().filter(|s| s.kind == SymbolKind::Func) {
+                    report.removed.push(FuncEntry::of(object, s, None));
+                }
+            }
+        }
+    }
+    cmp.targets.retain(|_, r| !r.is_empty());
+    for r in cmp.targets.values_mut() {
+        for list in [&mut r.changed, &mut r.new, &mut r.removed] {
+            list.sort_by(|a, b| (&a.object, &a.name).cmp(&(&b.object, &b.name)));
+        }
+    }
+    cmp
+}
+
+fn note_recomputed(record: &ObjectRecord, notes: &mut Vec<String>) {
+    if let Source::Recomputed(why) = &record.source {
+        notes.push(format!(
+            "{}: {why}; checksums recomputed from the object",
+            record.path.display()
+        ));
+    }
+}
