@@ -8,7 +8,7 @@
 //! computed, or objects built by different compilers or with different
 //! flags in the two builds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -97,6 +97,10 @@ pub enum Problem {
     NewModule {
         name: String,
     },
+    InitChanged {
+        object: PathBuf,
+        name: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -139,6 +143,13 @@ impl fmt::Display for Problem {
                 object.display()
             ),
             Problem::Missing { object, why } => write!(f, "{}: {why}", object.display()),
+            Problem::InitChanged { object, name } => write!(
+                f,
+                "{}: `{name}` is an __init/__exit function and changed; it ran at boot (or \
+                 runs at unload) and a live patch cannot change what it did: move the fix \
+                 into code that runs later",
+                object.display()
+            ),
             Problem::NewModule { name } => write!(
                 f,
                 "module `{name}` is new in the patched build; a live patch can only change code \
@@ -219,6 +230,12 @@ pub fn compare_manifests(
             data_change(object, &change, problems, notes);
             continue;
         }
+        if is_init_section(&s.section) && !matches!(change, Change::Removed(_)) {
+            problems.push(Problem::InitChanged {
+                object: object.to_owned(),
+                name: s.name.clone(),
+            });
+        }
         match change {
             Change::Changed { orig, patched } => {
                 target
@@ -273,8 +290,16 @@ fn data_change(
 /// them were not rebuilt and are not read again.
 pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
     let mut cmp = Comparison::default();
+    for name in tree.targets.keys() {
+        if !snapshot.targets.contains_key(name) {
+            cmp.problems.push(Problem::NewModule { name: name.clone() });
+        }
+    }
     let mut rebuilt: Vec<(&str, &Path)> = Vec::new();
     for (target, object) in tree.objects() {
+        if !snapshot.targets.contains_key(target) {
+            continue;
+        }
         cmp.objects += 1;
         let now = Stamp::of(&tree.objtree.join(object)).ok();
         let before = snapshot.objects.get(object);
@@ -287,16 +312,6 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
     let loaded = load::parallel_map(&rebuilt, |(_, o)| load::load(&tree.objtree, o));
 
     for ((target, object), record) in rebuilt.iter().zip(loaded) {
-        if !snapshot.targets.contains_key(*target) {
-            if !cmp.problems.contains(&Problem::NewModule {
-                name: target.to_string(),
-            }) {
-                cmp.problems.push(Problem::NewModule {
-                    name: target.to_string(),
-                });
-            }
-            continue;
-        }
         let record = match record {
             Ok(r) => r,
             Err(e) => {
@@ -311,6 +326,23 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
         let report = cmp.targets.entry(target.to_string()).or_default();
         match snapshot.objects.get(*object) {
             Some(before) => match before.manifest() {
+                Ok(orig) if before.source != Source::Compile => {
+                    if let Source::Recomputed(why) = &before.source {
+                        cmp.notes.push(format!(
+                            "{}: in the original build, {why}; its checksums were recomputed \
+                             from the object when the snapshot was taken",
+                            object.display()
+                        ));
+                    }
+                    compare_manifests(
+                        object,
+                        &orig,
+                        &record.manifest,
+                        report,
+                        &mut cmp.problems,
+                        &mut cmp.notes,
+                    )
+                }
                 Ok(orig) => compare_manifests(
                     object,
                     &orig,
@@ -347,9 +379,9 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
 
     // Objects the original build had that the patched one no longer links.
     for (target, objects) in &snapshot.targets {
-        let now = tree.targets.get(target);
+        let now: HashSet<&PathBuf> = tree.targets.get(target).into_iter().flatten().collect();
         for object in objects {
-            if now.is_some_and(|n| n.contains(object)) {
+            if now.contains(object) {
                 continue;
             }
             let Some(before) = snapshot.objects.get(object) else {

@@ -18,7 +18,9 @@ pub fn explain_objects(orig: &Path, patched: &Path, name: &str) -> Result<String
     };
     let (a, b) = (trace(orig)?, trace(patched)?);
     let mut out = format!("explain {name}:\n");
-    let Some(i) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) else {
+    // Labels hold addresses, which may differ where the hashed input does not.
+    let tokens = |steps: &[Step], i: usize| steps.get(i).map(|s| s.tokens.clone());
+    let Some(i) = (0..a.len().max(b.len())).find(|&i| tokens(&a, i) != tokens(&b, i)) else {
         out.push_str(
             "  the checksummed instructions and entries are the same; if it is reported \
              changed, it refers to another compiler clone than before (see `clones=` in \

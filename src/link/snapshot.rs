@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use object::{Object, ObjectSymbol, SymbolKind};
 
 use super::load::{self, Source, Stamp};
-use super::tree::{Tree, TreeError, VMLINUX};
+use super::tree::{Tree, TreeError};
 use crate::manifest::{Manifest, ParseError};
 
 const MAGIC: &str = "klp-link-snapshot 1";
@@ -115,6 +115,8 @@ pub struct Snapshot {
     pub objtree: PathBuf,
     pub release: Option<String>,
     pub targets: BTreeMap<String, Vec<PathBuf>>,
+    /// Each target's linked file, relative to the tree (only at capture).
+    pub linked: BTreeMap<String, PathBuf>,
     pub objects: BTreeMap<PathBuf, SnapObject>,
     /// Objects a target lists that were missing from the tree.
     pub missing: Vec<load::LoadError>,
@@ -127,21 +129,25 @@ impl Snapshot {
         let mut paths: Vec<&Path> = tree.objects().map(|(_, o)| o).collect();
         paths.sort();
         paths.dedup();
-        let loaded = load::parallel_map(&paths, |p| load::load(&tree.objtree, p));
+        // Kept as text straight away: a parsed manifest is several times
+        // larger, and 30,000 of them would not fit the memory target.
+        let loaded = load::parallel_map(&paths, |p| {
+            load::load(&tree.objtree, p).map(|rec| {
+                let snap = SnapObject {
+                    stamp: rec.stamp,
+                    source: rec.source,
+                    manifest_text: rec.manifest.to_text(),
+                    origin: rec.path.clone(),
+                };
+                (rec.path, snap)
+            })
+        });
         let mut objects = BTreeMap::new();
         let mut missing = Vec::new();
         for r in loaded {
             match r {
-                Ok(rec) => {
-                    objects.insert(
-                        rec.path.clone(),
-                        SnapObject {
-                            stamp: rec.stamp,
-                            source: rec.source,
-                            manifest_text: rec.manifest.to_text(),
-                            origin: rec.path,
-                        },
-                    );
+                Ok((path, snap)) => {
+                    objects.insert(path, snap);
                 }
                 Err(e) => missing.push(e),
             }
@@ -150,6 +156,7 @@ impl Snapshot {
             objtree: tree.objtree.clone(),
             release: kernel_release(&tree.objtree),
             targets: tree.targets.clone(),
+            linked: tree.linked.clone(),
             objects,
             missing,
         }
@@ -211,21 +218,8 @@ impl Snapshot {
             std::fs::copy(&symvers, dir.join("Module.symvers")).map_err(io(&symvers))?;
         }
         std::fs::create_dir(dir.join("symbols")).map_err(io(dir))?;
-        let mut linked = vec![(VMLINUX.to_owned(), self.objtree.join(VMLINUX))];
-        for (t, objs) in &self.targets {
-            if t == VMLINUX {
-                continue;
-            }
-            // A module's .ko sits beside its first object's folder, named for the module.
-            if let Some(first) = objs.first() {
-                let ko = self
-                    .objtree
-                    .join(first.parent().unwrap_or(Path::new("")))
-                    .join(format!("{t}.ko"));
-                linked.push((t.clone(), ko));
-            }
-        }
-        for (target, file) in linked {
+        for (target, rel) in &self.linked {
+            let file = self.objtree.join(rel);
             if !file.is_file() {
                 continue;
             }
@@ -281,10 +275,25 @@ impl Snapshot {
         let objects_path = dir.join("objects");
         let text = std::fs::read_to_string(&objects_path).map_err(io(&objects_path))?;
         let objects = parse_objects(&text, &objects_path)?;
+        // Every object a target lists must be there: a snapshot cut at an
+        // object boundary would otherwise pass for one whose objects are
+        // all new.
+        if let Some(lost) = targets
+            .values()
+            .flatten()
+            .find(|o| !objects.contains_key(*o))
+        {
+            return Err(fmt(
+                &objects_path,
+                0,
+                &format!("{} is listed in `targets` but has no entry", lost.display()),
+            ));
+        }
         Ok(Snapshot {
             objtree,
             release,
             targets,
+            linked: BTreeMap::new(),
             objects,
             missing: Vec::new(),
         })

@@ -52,6 +52,9 @@ pub struct Tree {
     pub objtree: PathBuf,
     /// Target name (`vmlinux` or a module's name) to its objects.
     pub targets: BTreeMap<String, Vec<PathBuf>>,
+    /// Each target's linked file (`vmlinux`, `drivers/my-mod.ko`), relative
+    /// to the object tree.
+    pub linked: BTreeMap<String, PathBuf>,
 }
 
 impl Tree {
@@ -79,10 +82,16 @@ impl Tree {
         }
         dedup_keep_order(&mut vmlinux);
         targets.insert(VMLINUX.to_owned(), vmlinux);
-        for (name, objects) in modules(&objtree)? {
-            targets.insert(name, objects);
+        let mut linked = BTreeMap::from([(VMLINUX.to_owned(), PathBuf::from(VMLINUX))]);
+        for (name, ko, objects) in modules(&objtree)? {
+            targets.insert(name.clone(), objects);
+            linked.insert(name, ko);
         }
-        Ok(Tree { objtree, targets })
+        Ok(Tree {
+            objtree,
+            targets,
+            linked,
+        })
     }
 
     /// Every object with the target it belongs to.
@@ -131,8 +140,11 @@ fn archive_members(objtree: &Path, archive: &Path) -> Result<Vec<PathBuf>, TreeE
 }
 
 /// Modules from `modules.order` (`dir/name.ko` in Linux 6.1, `dir/name.o`
-/// later), each with the objects its `dir/name.mod` lists.
-fn modules(objtree: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, TreeError> {
+/// later): the module's name (dashes become underscores, as in
+/// KBUILD_MODNAME), its `.ko` and the objects its `dir/name.mod` lists.
+type Module = (String, PathBuf, Vec<PathBuf>);
+
+fn modules(objtree: &Path) -> Result<Vec<Module>, TreeError> {
     let order = objtree.join("modules.order");
     if !order.is_file() {
         return Ok(Vec::new());
@@ -151,7 +163,7 @@ fn modules(objtree: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, TreeError> {
             .file_stem()
             .map(|s| s.to_string_lossy().replace('-', "_"))
             .unwrap_or_default();
-        out.push((name, objects));
+        out.push((name, module.with_extension("ko"), objects));
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 //! klp-cc against a real compiler and real ELF.
 
 mod corpus;
+mod link;
 mod passthrough;
 mod robustness;
 mod support;

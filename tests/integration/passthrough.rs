@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use klp_cc::manifest::{Content, Manifest};
 
 use crate::support::{
-    klp_cc_bin, klp_cc_command, manifest_path, read_manifest, run, run_klp_cc, Cc, CcKind, TempDir,
+    foreign_object, klp_cc_bin, klp_cc_command, manifest_path, read_manifest, run, run_klp_cc, Cc,
+    CcKind, TempDir,
 };
 
 const SOURCE: &str = "int global = 3;\nint twice(int x) { return 2 * x + global; }\n";
@@ -434,26 +435,6 @@ fn objects_without_checksums_still_compile_and_say_why() {
         "{}",
         r.describe()
     );
-}
-
-/// A small relocatable AArch64 object.
-fn foreign_object() -> Vec<u8> {
-    use object::write::{Object, Symbol, SymbolSection};
-    use object::{Architecture, BinaryFormat, Endianness, SymbolFlags, SymbolKind, SymbolScope};
-    let mut obj = Object::new(BinaryFormat::Elf, Architecture::Aarch64, Endianness::Little);
-    let text = obj.section_id(object::write::StandardSection::Text);
-    let offset = obj.append_section_data(text, &[0xc0, 0x03, 0x5f, 0xd6], 4);
-    obj.add_symbol(Symbol {
-        name: b"f".to_vec(),
-        value: offset,
-        size: 4,
-        kind: SymbolKind::Text,
-        scope: SymbolScope::Linkage,
-        weak: false,
-        section: SymbolSection::Section(text),
-        flags: SymbolFlags::None,
-    });
-    obj.write().unwrap()
 }
 
 #[test]

@@ -6,46 +6,7 @@
 use klp_cc::checksum::{checksum_object, fingerprint_object};
 use klp_cc::manifest::Manifest;
 
-use crate::support::{read_manifest, run_klp_cc, Cc, CcKind, TempDir};
-
-/// xorshift64*: small, deterministic, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
-    let mut v = input.to_vec();
-    for _ in 0..=rng.below(4) {
-        if v.is_empty() {
-            break;
-        }
-        let at = rng.below(v.len());
-        match rng.below(5) {
-            0 => v[at] ^= 1 << rng.below(8),
-            1 => v[at] = rng.next() as u8,
-            2 => {
-                let end = (at + rng.below(16) + 1).min(v.len());
-                v[at..end].fill(0);
-            }
-            3 => {
-                let end = (at + rng.below(8) + 1).min(v.len());
-                v[at..end].fill(0xff);
-            }
-            _ => v.truncate(at),
-        }
-    }
-    v
-}
+use crate::support::{mutate, read_manifest, run_klp_cc, Cc, CcKind, Rng, TempDir};
 
 /// A real object with the features the checksum code walks: strings,
 /// constants, a jump table, static locals, a `.cold` part, `asm goto`.

@@ -410,6 +410,22 @@ where
     run(cmd)
 }
 
+/// The klp-link binary under test.
+pub fn klp_link_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_klp-link"))
+}
+
+/// Runs `klp-link ARGS...` in `cwd`.
+pub fn run_klp_link<I, S>(cwd: &Path, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(klp_link_bin());
+    cmd.current_dir(cwd).args(args);
+    run(cmd)
+}
+
 /// Where klp-cc writes the manifest of `object`.
 pub fn manifest_path(object: &Path) -> PathBuf {
     manifest::path_for(object)
@@ -610,4 +626,65 @@ pub fn objdump(object: &Path, sections: &[&str]) -> String {
     } else {
         r.describe()
     }
+}
+
+/// A small relocatable AArch64 object.
+pub fn foreign_object() -> Vec<u8> {
+    use object::write::{Object, Symbol, SymbolSection};
+    use object::{Architecture, BinaryFormat, Endianness, SymbolFlags, SymbolKind, SymbolScope};
+    let mut obj = Object::new(BinaryFormat::Elf, Architecture::Aarch64, Endianness::Little);
+    let text = obj.section_id(object::write::StandardSection::Text);
+    let offset = obj.append_section_data(text, &[0xc0, 0x03, 0x5f, 0xd6], 4);
+    obj.add_symbol(Symbol {
+        name: b"f".to_vec(),
+        value: offset,
+        size: 4,
+        kind: SymbolKind::Text,
+        scope: SymbolScope::Linkage,
+        weak: false,
+        section: SymbolSection::Section(text),
+        flags: SymbolFlags::None,
+    });
+    obj.write().unwrap()
+}
+
+/// xorshift64*: small, deterministic, good enough to pick mutations.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// `input` mutated one to five ways: a bit flipped, a byte set, a range
+/// zeroed or filled with 0xff, or cut short.
+pub fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..=rng.below(4) {
+        if v.is_empty() {
+            break;
+        }
+        let at = rng.below(v.len());
+        match rng.below(5) {
+            0 => v[at] ^= 1 << rng.below(8),
+            1 => v[at] = rng.next() as u8,
+            2 => {
+                let end = (at + rng.below(16) + 1).min(v.len());
+                v[at..end].fill(0);
+            }
+            3 => {
+                let end = (at + rng.below(8) + 1).min(v.len());
+                v[at..end].fill(0xff);
+            }
+            _ => v.truncate(at),
+        }
+    }
+    v
 }

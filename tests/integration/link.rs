@@ -1,0 +1,1767 @@
+//! klp-link end to end, on a small kbuild-like tree built through klp-cc
+//! with kernel code-generation flags: snapshot the build, edit sources,
+//! rebuild only what make would rebuild, and check that `klp-link diff`
+//! reports exactly the functions that changed, under the right target, and
+//! refuses (never panics) on what it cannot handle.
+//!
+//! The tree:
+//!
+//! ```text
+//! .config
+//! include/shared.h       a static inline used by kernel/core.c only, a macro used by none
+//! kernel/core.c          body-change, new/removed-function subjects; static `tidy`
+//! kernel/data.c          a global and a static initialised variable, a static const table
+//! mm/alloc.c             another static `tidy`
+//! mm/split.c             a function with a gcc `.cold` part, a `.part` clone
+//! lib/strsum.c           linked from lib/lib.a
+//! drivers/mymod_*.c      the module `my_mod`
+//! kernel/built-in.a      thin archive of kernel/*.o, nested inside vmlinux.a
+//! vmlinux.a              thin archive: kernel/built-in.a mm/alloc.o mm/split.o
+//! modules.order        drivers/my-mod.ko: the module `my_mod`
+//! drivers/my-mod.mod     its objects
+//! vmlinux, drivers/my-mod.ko   `ld -r` of their objects, for the symbol tables
+//! ```
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{
+    find_program, foreign_object, klp_cc_command, mutate, run, run_klp_link, skip, Cc, CcKind,
+    ObjectInfo, Rng, Run, TempDir,
+};
+
+const SHARED_H: &str = r#"#ifndef SHARED_H
+#define SHARED_H
+
+#define SHARED_LIMIT 100
+
+extern void shared_log(const char *msg, int v);
+
+static inline int shared_scale(int x)
+{
+	return x * 3 + 1;
+}
+
+#endif
+"#;
+
+const CORE_C: &str = r#"#include "shared.h"
+
+static __attribute__((noinline)) int tidy(int x)
+{
+	shared_log("core: tidy", x);
+	return x + 1;
+}
+
+int core_add(int a, int b)
+{
+	return a * 2 + b;
+}
+
+int core_scaled(int x)
+{
+	return shared_scale(x) - 4;
+}
+
+int core_entry(int x)
+{
+	return tidy(x) * 2;
+}
+
+int core_gone(int x)
+{
+	shared_log("core: gone", x);
+	return x - 42;
+}
+
+int core_caller(int x)
+{
+	shared_log("core: caller", x);
+	return x + 9;
+}
+
+__attribute__((section(".init.text"), cold)) int core_setup(void)
+{
+	shared_log("core: setup", 1);
+	return 0;
+}
+"#;
+
+const DATA_C: &str = r#"int data_counter = 5;
+static int data_state = 7;
+static const int data_table[4] = { 2, 3, 5, 7 };
+
+int data_bump(void)
+{
+	return ++data_state;
+}
+
+int data_lookup(int i)
+{
+	return data_table[i & 3];
+}
+
+int data_read_counter(void)
+{
+	return data_counter;
+}
+"#;
+
+const ALLOC_C: &str = r#"#include "shared.h"
+
+static __attribute__((noinline)) int tidy(int x)
+{
+	shared_log("alloc: tidy", x);
+	return x + 2;
+}
+
+int alloc_entry(int x)
+{
+	return tidy(x) + 3;
+}
+"#;
+
+const SPLIT_C: &str = r#"extern void split_report(const char *msg, int v) __attribute__((cold));
+extern int split_work(int);
+
+int cold_parent(int x)
+{
+	if (__builtin_expect(x < 0, 0)) {
+		split_report("cold_parent: negative", x);
+		split_report("cold_parent: again", x * 2);
+		return -1;
+	}
+	return split_work(x) * 3;
+}
+
+static int part_walk(const int *p, int n)
+{
+	int i, s = 0;
+
+	if (__builtin_expect(n <= 0, 1))
+		return 0;
+	for (i = 0; i < n; i++) {
+		s += split_work(p[i]);
+		s ^= split_work(s + i);
+		s += split_work(p[i] * 7);
+	}
+	return s + 11;
+}
+
+int part_user_a(const int *p, int n)
+{
+	return part_walk(p, n) + 1;
+}
+
+int part_user_b(const int *p, int n)
+{
+	return part_walk(p + 1, n - 1) * 2;
+}
+"#;
+
+const STRSUM_C: &str = r#"int lib_strsum(const char *s)
+{
+	int n = 0;
+
+	while (*s)
+		n += *s++;
+	return n;
+}
+"#;
+
+const MYMOD_MAIN_C: &str = r#"#include "shared.h"
+
+int mymod_init(void)
+{
+	shared_log("mymod: hello", 1);
+	return 0;
+}
+"#;
+
+const MYMOD_UTIL_C: &str = r#"int mymod_calc(int x)
+{
+	return x * 11 + 5;
+}
+"#;
+
+/// Every source of the tree.
+const SOURCES: &[(&str, &str)] = &[
+    ("include/shared.h", SHARED_H),
+    ("kernel/core.c", CORE_C),
+    ("kernel/data.c", DATA_C),
+    ("mm/alloc.c", ALLOC_C),
+    ("mm/split.c", SPLIT_C),
+    ("lib/strsum.c", STRSUM_C),
+    ("drivers/mymod_main.c", MYMOD_MAIN_C),
+    ("drivers/mymod_util.c", MYMOD_UTIL_C),
+];
+
+/// Every object, built from the `.c` of the same name.
+const OBJECTS: &[&str] = &[
+    "kernel/core.o",
+    "kernel/data.o",
+    "mm/alloc.o",
+    "mm/split.o",
+    "lib/strsum.o",
+    "drivers/mymod_main.o",
+    "drivers/mymod_util.o",
+];
+
+const MODULE_OBJECTS: &[&str] = &["drivers/mymod_main.o", "drivers/mymod_util.o"];
+
+/// A kbuild-like tree in a scratch folder: `root/tree` is the tree,
+/// `root/snap` its snapshot, `root/orig/<object>` the object as it was
+/// before its last rebuild.
+struct Fixture {
+    root: TempDir,
+    tree: PathBuf,
+    cc: Cc,
+    cflags: Vec<String>,
+    /// Per object, the contents of the files its last compile read (from
+    /// its dependency file), to rebuild what make would rebuild.
+    inputs: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+}
+
+impl Fixture {
+    /// Builds the tree, or says why the test is skipped.
+    fn new(test: &str) -> Option<Fixture> {
+        let cc = Cc::find_or_skip(CcKind::Gcc, test)?;
+        if find_program("ar").is_none() {
+            skip(test, "no `ar` on PATH");
+            return None;
+        }
+        let root = TempDir::new("link");
+        let tree = root.mkdir("tree");
+        let mut fx = Fixture {
+            root,
+            tree,
+            cflags: cc.kernel_cflags(),
+            cc,
+            inputs: BTreeMap::new(),
+        };
+        fx.write(".config", "CONFIG_LIVEPATCH=y\nCONFIG_MODULES=y\n");
+        for (path, text) in SOURCES {
+            fx.write(path, text);
+        }
+        for obj in OBJECTS {
+            fx.compile(obj);
+        }
+        fx.ar("kernel/built-in.a", &["kernel/core.o", "kernel/data.o"]);
+        fx.archive_vmlinux(&["mm/alloc.o", "mm/split.o"]);
+        fx.ar("lib/lib.a", &["lib/strsum.o"]);
+        fx.write("modules.order", "drivers/my-mod.ko\n");
+        fx.write(
+            "drivers/my-mod.mod",
+            &format!("{}\n", MODULE_OBJECTS.join(" ")),
+        );
+        if find_program("ld").is_some() {
+            let vmlinux: Vec<&str> = OBJECTS
+                .iter()
+                .copied()
+                .filter(|o| !MODULE_OBJECTS.contains(o))
+                .collect();
+            fx.ld_r("vmlinux", &vmlinux);
+            fx.ld_r("drivers/my-mod.ko", MODULE_OBJECTS);
+        }
+        Some(fx)
+    }
+
+    /// `vmlinux.a`: the nested `kernel/built-in.a`, then `objects`.
+    fn archive_vmlinux(&self, objects: &[&str]) {
+        self.ar_nesting("vmlinux.a", &["kernel/built-in.a"], objects);
+    }
+
+    /// `ld -r -o out objects...`: a stand-in for a linked image, for its
+    /// symbol table.
+    fn ld_r(&self, out: &str, objects: &[&str]) {
+        let mut cmd = Command::new("ld");
+        cmd.current_dir(&self.tree)
+            .args(["-r", "-o", out])
+            .args(objects);
+        run(cmd).assert_success();
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tree.join(rel)
+    }
+
+    fn snap(&self) -> PathBuf {
+        self.root.join("snap")
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("writing {rel}: {e}"));
+    }
+
+    /// Replaces the one occurrence of `from` in the file `rel` by `to`.
+    #[track_caller]
+    fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "`{from}` must occur once in {rel}:\n{text}"
+        );
+        self.write(rel, &text.replacen(from, to, 1));
+    }
+
+    /// The compile command of `obj` after the compiler name, as kbuild
+    /// would give it: from the tree's top, with a `-Wp,-MMD` dependency file.
+    fn compile_args(&self, obj: &str) -> Vec<String> {
+        let mut args = self.cflags.clone();
+        args.extend([
+            "-Iinclude".to_string(),
+            format!("-Wp,-MMD,{}", dep_file(obj)),
+            "-c".into(),
+            obj.replace(".o", ".c"),
+            "-o".into(),
+            obj.into(),
+        ]);
+        args
+    }
+
+    /// Compiles `obj` through klp-cc.
+    fn compile(&mut self, obj: &str) {
+        let mut cmd = klp_cc_command(&self.tree);
+        cmd.arg(self.cc.program()).args(self.compile_args(obj));
+        self.compile_with(obj, cmd);
+    }
+
+    /// Compiles `obj` with the bare compiler (and the section flags klp-cc
+    /// would add), leaving whatever manifest was there.
+    fn compile_plain(&mut self, obj: &str) {
+        let mut cmd = Command::new(&self.cc.path);
+        cmd.current_dir(&self.tree)
+            .args(["-ffunction-sections", "-fdata-sections"])
+            .args(self.compile_args(obj));
+        self.compile_with(obj, cmd);
+    }
+
+    fn compile_with(&mut self, obj: &str, cmd: Command) {
+        let before = std::fs::metadata(self.path(obj))
+            .and_then(|m| m.modified())
+            .ok();
+        run(cmd).assert_success();
+        // make and klp-link go by modification time: a rebuilt object must
+        // look newer even on a file system with coarse timestamps.
+        if let Some(before) = before {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(self.path(obj))
+                .unwrap();
+            if file.metadata().unwrap().modified().unwrap() <= before {
+                file.set_modified(before + Duration::from_millis(10))
+                    .unwrap();
+            }
+        }
+        let deps = self.read(&dep_file(obj));
+        let inputs = deps
+            .split_whitespace()
+            .skip(1) // "obj:"
+            .filter(|w| *w != "\\")
+            .map(|f| (f.to_owned(), std::fs::read(self.path(f)).unwrap()))
+            .collect();
+        self.inputs.insert(obj.to_owned(), inputs);
+    }
+
+    /// The objects make would rebuild: those with an input (source or
+    /// header) that changed since their last compile.
+    fn out_of_date(&self) -> Vec<String> {
+        self.inputs
+            .iter()
+            .filter(|(_, inputs)| {
+                inputs
+                    .iter()
+                    .any(|(f, old)| std::fs::read(self.path(f)).ok().as_ref() != Some(old))
+            })
+            .map(|(o, _)| o.clone())
+            .collect()
+    }
+
+    /// Keeps a copy of `obj` in `root/orig/`.
+    fn save_orig(&self, obj: &str) {
+        let to = self.root.join("orig").join(obj);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(self.path(obj), to).unwrap();
+    }
+
+    fn orig(&self, obj: &str) -> PathBuf {
+        self.root.join("orig").join(obj)
+    }
+
+    /// Recompiles through klp-cc what make would; returns what it rebuilt.
+    fn rebuild(&mut self) -> Vec<String> {
+        let stale = self.out_of_date();
+        for obj in &stale {
+            self.save_orig(obj);
+            self.compile(obj);
+        }
+        stale
+    }
+
+    /// Recompiles `obj` (unchanged or not) through klp-cc.
+    fn force_rebuild(&mut self, obj: &str) {
+        self.save_orig(obj);
+        self.compile(obj);
+    }
+
+    /// `ar cDPrST archive members...`, as kbuild makes its archives.
+    fn ar(&self, archive: &str, members: &[&str]) {
+        let _ = std::fs::remove_file(self.path(archive));
+        let mut cmd = Command::new("ar");
+        cmd.current_dir(&self.tree)
+            .arg("cDPrST")
+            .arg(archive)
+            .args(members);
+        run(cmd).assert_success();
+    }
+
+    /// A thin archive holding the thin archives `nested` as members (GNU ar
+    /// would flatten them, so they are added as placeholders and put back),
+    /// then `objects`.
+    fn ar_nesting(&self, archive: &str, nested: &[&str], objects: &[&str]) {
+        let mut kept = Vec::new();
+        for n in nested {
+            let data = std::fs::read(self.path(n)).unwrap();
+            std::fs::write(self.path(n), "placeholder\n").unwrap();
+            kept.push((n, data));
+        }
+        let members: Vec<&str> = nested.iter().chain(objects).copied().collect();
+        self.ar(archive, &members);
+        for (n, data) in kept {
+            std::fs::write(self.path(n), data).unwrap();
+        }
+    }
+
+    /// `klp-link snapshot tree -o snap` (relative to the scratch folder, as
+    /// a user would type it), which must succeed.
+    #[track_caller]
+    fn snapshot(&self) -> Run {
+        let r = self.link(["snapshot", "tree", "-o", "snap"]);
+        if r.output.status.code() != Some(0) {
+            panic!("snapshot failed\n{}", r.describe());
+        }
+        r
+    }
+
+    fn link<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let r = run_klp_link(self.root.path(), args);
+        assert_no_panic(&r);
+        r
+    }
+
+    /// `klp-link diff snap [tree]`, as JSON and for people.
+    fn diff_tree(&self, tree: Option<&Path>) -> Diff {
+        let mut args = vec!["diff".into(), self.snap().into_os_string()];
+        if let Some(t) = tree {
+            args.push(t.as_os_str().to_owned());
+        }
+        let human = self.link(&args);
+        args.push("--json".into());
+        Diff::new(self.link(&args), human)
+    }
+
+    fn diff(&self) -> Diff {
+        self.diff_tree(None)
+    }
+
+    /// `nm` of an object in the tree: its defined symbol names.
+    fn nm(&self, obj: &str) -> Vec<String> {
+        let mut cmd = Command::new("nm");
+        cmd.current_dir(&self.tree).arg("--defined-only").arg(obj);
+        let r = run(cmd).assert_success();
+        r.stdout()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            .collect()
+    }
+}
+
+fn dep_file(obj: &str) -> String {
+    match obj.rsplit_once('/') {
+        Some((dir, name)) => format!("{dir}/.{name}.d"),
+        None => format!(".{obj}.d"),
+    }
+}
+
+#[track_caller]
+fn assert_no_panic(r: &Run) {
+    assert!(
+        r.output.status.code() != Some(101)
+            && !r.stderr().contains("panicked")
+            && !r.stdout().contains("panicked"),
+        "klp-link panicked\n{}",
+        r.describe()
+    );
+}
+
+/// The outcome of one `klp-link diff`: the JSON run and the same diff for
+/// people, for failure messages.
+struct Diff {
+    run: Run,
+    human: Run,
+    json: Value,
+}
+
+impl Diff {
+    #[track_caller]
+    fn new(run: Run, human: Run) -> Diff {
+        let json = if run.stdout().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&run.stdout())
+                .unwrap_or_else(|e| panic!("diff --json printed no JSON ({e})\n{}", run.describe()))
+        };
+        let d = Diff { run, human, json };
+        assert_eq!(
+            d.code(),
+            d.human.output.status.code(),
+            "the report for people and the JSON one end differently\n{}",
+            d.context()
+        );
+        d
+    }
+
+    fn code(&self) -> Option<i32> {
+        self.run.output.status.code()
+    }
+
+    /// Everything a failure message needs.
+    fn context(&self) -> String {
+        format!(
+            "--- report ---\n{}\n--- JSON ---\n{}",
+            self.human.describe(),
+            self.run.describe()
+        )
+    }
+
+    fn strings(&self, key: &str) -> Vec<String> {
+        self.json[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.strings("notes")
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.strings("errors")
+    }
+
+    /// One line per reported function:
+    /// `<target> <changed|new|removed> <name> <object>`, plus ` (was
+    /// <orig_name>)` and ` [init]` when they apply; in report order.
+    fn entries(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in self.json["targets"].as_array().into_iter().flatten() {
+            let target = t["name"].as_str().unwrap_or("?");
+            for kind in ["changed", "new", "removed"] {
+                for e in t[kind].as_array().into_iter().flatten() {
+                    let name = e["name"].as_str().unwrap_or("?");
+                    let mut line = format!(
+                        "{target} {kind} {name} {}",
+                        e["object"].as_str().unwrap_or("?")
+                    );
+                    if e["orig_name"].as_str() != Some(name) {
+                        line.push_str(&format!(" (was {})", e["orig_name"]));
+                    }
+                    if e["init"] == Value::Bool(true) {
+                        line.push_str(" [init]");
+                    }
+                    out.push(line);
+                }
+            }
+        }
+        out
+    }
+
+    /// Asserts the exit status and exactly the functions reported, and
+    /// that the top-level name lists agree with the per-target detail.
+    #[track_caller]
+    fn expect(&self, code: i32, entries: &[&str]) {
+        assert_eq!(self.code(), Some(code), "exit status\n{}", self.context());
+        assert_eq!(
+            self.entries(),
+            entries,
+            "reported functions\n{}",
+            self.context()
+        );
+        for kind in ["changed", "new", "removed"] {
+            let mut names: Vec<String> = self.json["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|t| t[kind].as_array().into_iter().flatten())
+                .map(|e| e["name"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(
+                self.strings(kind),
+                names,
+                "top-level `{kind}`\n{}",
+                self.context()
+            );
+        }
+    }
+
+    #[track_caller]
+    fn expect_no_errors(&self) {
+        assert!(self.errors().is_empty(), "errors\n{}", self.context());
+    }
+
+    #[track_caller]
+    fn expect_no_notes(&self) {
+        assert!(self.notes().is_empty(), "notes\n{}", self.context());
+    }
+
+    #[track_caller]
+    fn expect_rebuilt(&self, n: u64) {
+        assert_eq!(
+            self.json["rebuilt"].as_u64(),
+            Some(n),
+            "objects rebuilt\n{}",
+            self.context()
+        );
+    }
+}
+
+/// Builds the fixture and snapshots it; `None` when the test is skipped.
+fn snapshotted(test: &str) -> Option<Fixture> {
+    let fx = Fixture::new(test)?;
+    fx.snapshot();
+    Some(fx)
+}
+
+#[test]
+fn snapshot_lists_every_object_of_every_target() {
+    let Some(fx) = snapshotted("snapshot_lists_every_object_of_every_target") else {
+        return;
+    };
+    // vmlinux.a really nests kernel/built-in.a (which GNU ar alone would flatten).
+    let vmlinux_a = std::fs::read(fx.path("vmlinux.a")).unwrap();
+    assert!(
+        vmlinux_a.starts_with(b"!<thin>\n")
+            && vmlinux_a.windows(18).any(|w| w == b"kernel/built-in.a/"),
+        "{}",
+        String::from_utf8_lossy(&vmlinux_a)
+    );
+    let targets = std::fs::read_to_string(fx.snap().join("targets")).unwrap();
+    let mut lines: Vec<&str> = targets.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "my_mod drivers/mymod_main.o",
+            "my_mod drivers/mymod_util.o",
+            "vmlinux kernel/core.o",
+            "vmlinux kernel/data.o",
+            "vmlinux lib/strsum.o",
+            "vmlinux mm/alloc.o",
+            "vmlinux mm/split.o",
+        ],
+        "{targets}"
+    );
+    let objects = std::fs::read_to_string(fx.snap().join("objects")).unwrap();
+    for obj in OBJECTS {
+        assert!(
+            objects.contains(&format!("object {obj} ")) && !objects.contains("recomputed"),
+            "{obj} with its compile-time manifest:\n{objects}"
+        );
+    }
+    // A second snapshot into the same folder needs --force.
+    let again = fx.link([
+        OsStr::new("snapshot"),
+        fx.tree.as_os_str(),
+        OsStr::new("-o"),
+        fx.snap().as_os_str(),
+    ]);
+    assert!(
+        again.output.status.code() == Some(1) && again.stderr().contains("--force"),
+        "{}",
+        again.describe()
+    );
+}
+
+#[test]
+fn snapshot_keeps_the_linked_symbol_tables() {
+    let Some(fx) = snapshotted("snapshot_keeps_the_linked_symbol_tables") else {
+        return;
+    };
+    if !fx.path("vmlinux").exists() {
+        skip("snapshot_keeps_the_linked_symbol_tables", "no `ld` on PATH");
+        return;
+    }
+    for (target, function) in [("vmlinux", "core_add"), ("my_mod", "mymod_calc")] {
+        let path = fx.snap().join("symbols").join(format!("{target}.syms"));
+        let listing: Vec<String> = std::fs::read_dir(fx.snap().join("symbols"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path().display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; the snapshot has {listing:?}", path.display()));
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("t global ") && l.ends_with(&format!(" {function}"))),
+            "{function} in {}:\n{text}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn no_change_reports_nothing() {
+    let Some(mut fx) = snapshotted("no_change_reports_nothing") else {
+        return;
+    };
+    let d = fx.diff();
+    d.expect(3, &[]);
+    d.expect_rebuilt(0);
+    d.expect_no_errors();
+    d.expect_no_notes();
+    assert_eq!(d.json["objects"].as_u64(), Some(OBJECTS.len() as u64));
+    assert!(
+        d.human.stdout().contains("no function changed"),
+        "{}",
+        d.context()
+    );
+
+    // Rebuilt, but the same code.
+    fx.force_rebuild("mm/alloc.o");
+    fx.force_rebuild("drivers/mymod_util.o");
+    let d = fx.diff();
+    d.expect(3, &[]);
+    d.expect_rebuilt(2);
+    d.expect_no_errors();
+    d.expect_no_notes();
+}
+
+#[test]
+fn body_change_reports_that_function() {
+    let Some(mut fx) = snapshotted("body_change_reports_that_function") else {
+        return;
+    };
+    fx.edit(
+        "kernel/core.c",
+        "return a * 2 + b;",
+        "return a * 2 + b + 1;",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let d = fx.diff();
+    d.expect(0, &["vmlinux changed core_add kernel/core.o"]);
+    d.expect_rebuilt(1);
+    d.expect_no_errors();
+    d.expect_no_notes();
+    let human = d.human.stdout();
+    assert!(
+        human.lines().any(|l| l.contains("changed")
+            && l.contains("core_add")
+            && l.contains("kernel/core.o")),
+        "{}",
+        d.context()
+    );
+}
+
+#[test]
+fn new_function_and_its_caller() {
+    let Some(mut fx) = snapshotted("new_function_and_its_caller") else {
+        return;
+    };
+    fx.edit(
+        "kernel/core.c",
+        "int core_caller(int x)\n{\n\tshared_log(\"core: caller\", x);\n\treturn x + 9;",
+        "__attribute__((noinline)) int core_fresh(int x)\n{\n\tshared_log(\"core: fresh\", x);\n\treturn x * 7;\n}\n\n\
+         int core_caller(int x)\n{\n\tshared_log(\"core: caller\", x);\n\treturn core_fresh(x) + 9;",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let d = fx.diff();
+    d.expect(
+        0,
+        &[
+            "vmlinux changed core_caller kernel/core.o",
+            "vmlinux new core_fresh kernel/core.o",
+        ],
+    );
+    d.expect_no_errors();
+}
+
+#[test]
+fn removed_function() {
+    let Some(mut fx) = snapshotted("removed_function") else {
+        return;
+    };
+    fx.edit(
+        "kernel/core.c",
+        "int core_gone(int x)\n{\n\tshared_log(\"core: gone\", x);\n\treturn x - 42;\n}\n",
+        "",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let d = fx.diff();
+    // Nothing to carry: a removed function stays in the running kernel.
+    d.expect(3, &["vmlinux removed core_gone kernel/core.o"]);
+    d.expect_no_errors();
+}
+
+#[test]
+fn duplicate_static_names_report_the_right_object() {
+    let Some(mut fx) = snapshotted("duplicate_static_names_report_the_right_object") else {
+        return;
+    };
+    for obj in ["kernel/core.o", "mm/alloc.o"] {
+        assert!(
+            fx.nm(obj).contains(&"tidy".to_string()),
+            "{obj}: {:?}",
+            fx.nm(obj)
+        );
+    }
+    fx.edit("mm/alloc.c", "return x + 2;", "return x + 6;");
+    assert_eq!(fx.rebuild(), ["mm/alloc.o"]);
+    let d = fx.diff();
+    d.expect(0, &["vmlinux changed tidy mm/alloc.o"]);
+    d.expect_no_errors();
+
+    // And the other one, with both objects rebuilt.
+    fx.edit("kernel/core.c", "return x + 1;", "return x + 3;");
+    fx.force_rebuild("mm/alloc.o");
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let d = fx.diff();
+    d.expect(
+        0,
+        &[
+            "vmlinux changed tidy kernel/core.o",
+            "vmlinux changed tidy mm/alloc.o",
+        ],
+    );
+}
+
+#[test]
+fn header_change_rebuilds_many_reports_few() {
+    let Some(mut fx) = snapshotted("header_change_rebuilds_many_reports_few") else {
+        return;
+    };
+    fx.edit("include/shared.h", "return x * 3 + 1;", "return x * 5 + 1;");
+    fx.edit(
+        "include/shared.h",
+        "#define SHARED_LIMIT 100",
+        "#define SHARED_LIMIT 200",
+    );
+    assert_eq!(
+        fx.rebuild(),
+        ["drivers/mymod_main.o", "kernel/core.o", "mm/alloc.o"]
+    );
+    let d = fx.diff();
+    d.expect(0, &["vmlinux changed core_scaled kernel/core.o"]);
+    d.expect_rebuilt(3);
+    d.expect_no_errors();
+    d.expect_no_notes();
+}
+
+#[test]
+fn header_macro_only_change_is_no_change() {
+    let Some(mut fx) = snapshotted("header_macro_only_change_is_no_change") else {
+        return;
+    };
+    fx.edit(
+        "include/shared.h",
+        "#define SHARED_LIMIT 100",
+        "#define SHARED_LIMIT 300\n#define SHARED_EXTRA 1",
+    );
+    assert_eq!(fx.rebuild().len(), 3);
+    let d = fx.diff();
+    d.expect(3, &[]);
+    d.expect_rebuilt(3);
+    d.expect_no_errors();
+}
+
+#[test]
+fn cold_path_change_reports_the_parent() {
+    let Some(mut fx) = snapshotted("cold_path_change_reports_the_parent") else {
+        return;
+    };
+    let syms = fx.nm("mm/split.o");
+    assert!(
+        syms.contains(&"cold_parent.cold".into()),
+        "gcc made no .cold part: {syms:?}"
+    );
+    fx.edit("mm/split.c", "x * 2);", "x * 4);");
+    assert_eq!(fx.rebuild(), ["mm/split.o"]);
+    // The premise: only the cold part's bytes changed.
+    let (before, after) = (
+        ObjectInfo::read(&fx.orig("mm/split.o")),
+        ObjectInfo::read(&fx.path("mm/split.o")),
+    );
+    assert_eq!(
+        before.symbol_bytes("cold_parent"),
+        after.symbol_bytes("cold_parent")
+    );
+    assert_ne!(
+        before.symbol_bytes("cold_parent.cold"),
+        after.symbol_bytes("cold_parent.cold")
+    );
+    let d = fx.diff();
+    d.expect(0, &["vmlinux changed cold_parent mm/split.o"]);
+    d.expect_no_errors();
+}
+
+#[test]
+fn part_clone_change_reports_the_clone() {
+    let Some(mut fx) = snapshotted("part_clone_change_reports_the_clone") else {
+        return;
+    };
+    let syms = fx.nm("mm/split.o");
+    assert!(
+        syms.contains(&"part_walk.part.0".into()),
+        "gcc made no .part clone: {syms:?}"
+    );
+    fx.edit("mm/split.c", "p[i] * 7", "p[i] * 9");
+    assert_eq!(fx.rebuild(), ["mm/split.o"]);
+    let syms = fx.nm("mm/split.o");
+    assert!(syms.contains(&"part_walk.part.0".into()), "{syms:?}");
+    let d = fx.diff();
+    d.expect(0, &["vmlinux changed part_walk.part.0 mm/split.o"]);
+    d.expect_no_errors();
+}
+
+#[test]
+fn module_change_is_reported_under_the_module() {
+    let Some(mut fx) = snapshotted("module_change_is_reported_under_the_module") else {
+        return;
+    };
+    fx.edit("drivers/mymod_util.c", "x * 11 + 5", "x * 13 + 5");
+    assert_eq!(fx.rebuild(), ["drivers/mymod_util.o"]);
+    let d = fx.diff();
+    d.expect(0, &["my_mod changed mymod_calc drivers/mymod_util.o"]);
+    d.expect_no_errors();
+    assert!(d.human.stdout().contains("my_mod:"), "{}", d.context());
+}
+
+#[track_caller]
+fn expect_data_refused(d: &Diff, symbol: &str) {
+    assert_eq!(d.code(), Some(1), "exit status\n{}", d.context());
+    let errors = d.errors();
+    assert!(
+        errors.iter().any(|e| e.contains(&format!("`{symbol}`"))
+            && e.contains("kernel/data.o")
+            && e.contains("shadow")),
+        "an error naming `{symbol}` with the shadow-variable hint\n{}",
+        d.context()
+    );
+    assert!(d.human.stdout().contains("errors"), "{}", d.context());
+}
+
+#[test]
+fn changed_global_initializer_is_refused() {
+    let Some(mut fx) = snapshotted("changed_global_initializer_is_refused") else {
+        return;
+    };
+    fx.edit(
+        "kernel/data.c",
+        "int data_counter = 5;",
+        "int data_counter = 6;",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/data.o"]);
+    let d = fx.diff();
+    expect_data_refused(&d, "data_counter");
+    assert_eq!(d.entries(), Vec::<String>::new(), "{}", d.context());
+}
+
+#[test]
+fn changed_static_initializer_is_refused() {
+    let Some(mut fx) = snapshotted("changed_static_initializer_is_refused") else {
+        return;
+    };
+    fx.edit(
+        "kernel/data.c",
+        "static int data_state = 7;",
+        "static int data_state = 9;",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/data.o"]);
+    let d = fx.diff();
+    expect_data_refused(&d, "data_state");
+    assert_eq!(d.entries(), Vec::<String>::new(), "{}", d.context());
+}
+
+#[test]
+fn changed_const_table_changes_its_reader_with_a_note() {
+    let Some(mut fx) = snapshotted("changed_const_table_changes_its_reader_with_a_note") else {
+        return;
+    };
+    fx.edit("kernel/data.c", "{ 2, 3, 5, 7 }", "{ 2, 3, 5, 11 }");
+    assert_eq!(fx.rebuild(), ["kernel/data.o"]);
+    let d = fx.diff();
+    d.expect(0, &["vmlinux changed data_lookup kernel/data.o"]);
+    d.expect_no_errors();
+    assert!(
+        d.notes().iter().any(|n| n.contains("`data_table`")),
+        "a note on data_table\n{}",
+        d.context()
+    );
+}
+
+#[test]
+fn stale_manifest_is_not_trusted() {
+    let Some(mut fx) = snapshotted("stale_manifest_is_not_trusted") else {
+        return;
+    };
+    let manifest = fx.path("kernel/.core.o.klp");
+    let old = std::fs::read(&manifest).unwrap();
+    fx.edit(
+        "kernel/core.c",
+        "return a * 2 + b;",
+        "return a * 2 + b + 1;",
+    );
+    fx.save_orig("kernel/core.o");
+    fx.compile_plain("kernel/core.o");
+    assert_eq!(
+        std::fs::read(&manifest).unwrap(),
+        old,
+        "the old manifest stays"
+    );
+    let d = fx.diff();
+    d.expect(0, &["vmlinux changed core_add kernel/core.o"]);
+    d.expect_no_errors();
+    assert!(
+        d.notes().iter().any(|n| n.contains("kernel/core.o")
+            && n.contains("stale")
+            && n.contains("recomputed")),
+        "a note that kernel/core.o's manifest was stale and recomputed\n{}",
+        d.context()
+    );
+}
+
+#[test]
+fn manifest_missing_before_the_snapshot_is_recomputed() {
+    let Some(mut fx) = Fixture::new("manifest_missing_before_the_snapshot_is_recomputed") else {
+        return;
+    };
+    std::fs::remove_file(fx.path("kernel/.core.o.klp")).unwrap();
+    let snap = fx.snapshot();
+    assert!(
+        snap.stderr().contains("kernel/core.o") && snap.stderr().contains("recomputed"),
+        "the snapshot says it recomputed kernel/core.o\n{}",
+        snap.describe()
+    );
+    let objects = std::fs::read_to_string(fx.snap().join("objects")).unwrap();
+    assert!(
+        objects.contains("object kernel/core.o ") && objects.contains(" recomputed no manifest"),
+        "{objects}"
+    );
+
+    fx.edit(
+        "kernel/core.c",
+        "return a * 2 + b;",
+        "return a * 2 + b + 1;",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let d = fx.diff();
+    d.expect(0, &["vmlinux changed core_add kernel/core.o"]);
+    d.expect_no_errors();
+}
+
+#[test]
+fn manifest_missing_after_the_rebuild_is_recomputed() {
+    let Some(mut fx) = snapshotted("manifest_missing_after_the_rebuild_is_recomputed") else {
+        return;
+    };
+    fx.edit(
+        "kernel/core.c",
+        "return a * 2 + b;",
+        "return a * 2 + b + 1;",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    std::fs::remove_file(fx.path("kernel/.core.o.klp")).unwrap();
+    let d = fx.diff();
+    d.expect(0, &["vmlinux changed core_add kernel/core.o"]);
+    d.expect_no_errors();
+    assert!(
+        d.notes().iter().any(|n| n.contains("kernel/core.o")
+            && n.contains("no manifest")
+            && n.contains("recomputed")),
+        "a note that kernel/core.o had no manifest\n{}",
+        d.context()
+    );
+}
+
+#[test]
+fn snapshot_of_another_tree_is_refused() {
+    let Some(fx) = snapshotted("snapshot_of_another_tree_is_refused") else {
+        return;
+    };
+    let other = fx.root.join("other");
+    let mut cp = Command::new("cp");
+    cp.arg("-a").arg(&fx.tree).arg(&other);
+    run(cp).assert_success();
+    let d = fx.diff_tree(Some(&other));
+    assert_eq!(d.code(), Some(1), "{}", d.context());
+    let err = d.run.stderr();
+    assert!(
+        err.contains("was taken of")
+            && err.contains(&*fx.tree.canonicalize().unwrap().to_string_lossy())
+            && err.contains(&*other.canonicalize().unwrap().to_string_lossy()),
+        "{}",
+        d.context()
+    );
+    // Its own tree, named explicitly, is fine.
+    fx.diff_tree(Some(&fx.tree)).expect(3, &[]);
+}
+
+#[test]
+fn init_function_change_is_refused() {
+    let Some(mut fx) = snapshotted("init_function_change_is_refused") else {
+        return;
+    };
+    fx.edit("kernel/core.c", "\"core: setup\", 1", "\"core: setup\", 2");
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let d = fx.diff();
+    // Listed, marked, and refused: an __init function already ran.
+    d.expect(1, &["vmlinux changed core_setup kernel/core.o [init]"]);
+    assert!(d.human.stdout().contains("[init]"), "{}", d.context());
+    let errors = d.errors();
+    assert!(
+        errors.len() == 1 && errors[0].contains("core_setup") && errors[0].contains("__init"),
+        "{}",
+        d.context()
+    );
+}
+
+#[test]
+fn new_object_in_vmlinux_is_all_new() {
+    let Some(mut fx) = snapshotted("new_object_in_vmlinux_is_all_new") else {
+        return;
+    };
+    fx.write(
+        "mm/extra.c",
+        "int extra_fn(int x)\n{\n\treturn x ^ 0x55;\n}\n",
+    );
+    fx.compile("mm/extra.o");
+    fx.archive_vmlinux(&["mm/alloc.o", "mm/split.o", "mm/extra.o"]);
+    let d = fx.diff();
+    d.expect(0, &["vmlinux new extra_fn mm/extra.o"]);
+    d.expect_no_errors();
+}
+
+#[test]
+fn object_dropped_from_vmlinux_is_all_removed() {
+    let Some(fx) = snapshotted("object_dropped_from_vmlinux_is_all_removed") else {
+        return;
+    };
+    fx.archive_vmlinux(&["mm/split.o"]);
+    let d = fx.diff();
+    d.expect(
+        3,
+        &[
+            "vmlinux removed alloc_entry mm/alloc.o",
+            "vmlinux removed tidy mm/alloc.o",
+        ],
+    );
+    d.expect_no_errors();
+}
+
+#[test]
+fn changed_compile_flags_are_refused() {
+    let Some(mut fx) = snapshotted("changed_compile_flags_are_refused") else {
+        return;
+    };
+    // A flag that leaves the code as it was changes nothing.
+    fx.cflags.push("-fno-inline-small-functions".into());
+    fx.force_rebuild("mm/alloc.o");
+    fx.diff().expect(3, &[]);
+    // One that changes the code is refused, whatever changed.
+    fx.cflags.push("-fno-omit-frame-pointer".into());
+    fx.force_rebuild("mm/alloc.o");
+    let d = fx.diff();
+    assert_eq!(d.code(), Some(1), "{}", d.context());
+    assert!(
+        d.errors()
+            .iter()
+            .any(|e| e.contains("mm/alloc.o") && e.contains("different flags")),
+        "{}",
+        d.context()
+    );
+}
+
+#[test]
+fn rebuilt_object_without_checksums_is_refused() {
+    let Some(fx) = snapshotted("rebuilt_object_without_checksums_is_refused") else {
+        return;
+    };
+    // As if the rebuild made an object klp-link cannot checksum.
+    std::fs::write(fx.path("mm/alloc.o"), foreign_object()).unwrap();
+    std::fs::remove_file(fx.path("mm/.alloc.o.klp")).unwrap();
+    let d = fx.diff();
+    assert_eq!(d.code(), Some(1), "{}", d.context());
+    assert!(
+        d.errors()
+            .iter()
+            .any(|e| e.contains("mm/alloc.o") && e.contains("no checksums")),
+        "{}",
+        d.context()
+    );
+}
+
+#[test]
+fn corrupt_manifest_is_recomputed() {
+    let Some(mut fx) = snapshotted("corrupt_manifest_is_recomputed") else {
+        return;
+    };
+    fx.edit(
+        "kernel/core.c",
+        "return a * 2 + b;",
+        "return a * 2 + b + 1;",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let manifest = fx.path("kernel/.core.o.klp");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, &text[..text.len() / 2]).unwrap();
+    let d = fx.diff();
+    d.expect(0, &["vmlinux changed core_add kernel/core.o"]);
+    d.expect_no_errors();
+    assert!(
+        d.notes()
+            .iter()
+            .any(|n| n.contains("kernel/core.o") && n.contains("unreadable manifest")),
+        "{}",
+        d.context()
+    );
+}
+
+/// Runs klp-link with `args` and asserts it fails with exit 1 and a message
+/// on stderr containing every one of `needles`.
+#[track_caller]
+fn expect_failure(fx_root: &Path, args: &[&OsStr], needles: &[&str]) -> Run {
+    let r = run_klp_link(fx_root, args);
+    assert_no_panic(&r);
+    assert_eq!(
+        r.output.status.code(),
+        Some(1),
+        "exit status\n{}",
+        r.describe()
+    );
+    let err = r.stderr();
+    assert!(err.starts_with("klp-link: "), "{}", r.describe());
+    for n in needles {
+        assert!(
+            err.contains(n),
+            "stderr should mention `{n}`\n{}",
+            r.describe()
+        );
+    }
+    r
+}
+
+#[test]
+fn not_a_built_tree_is_a_clear_error() {
+    let Some(fx) = snapshotted("not_a_built_tree_is_a_clear_error") else {
+        return;
+    };
+    let root = fx.root.path();
+    let snap = fx.snap();
+    let out = fx.root.join("snap2");
+    let check = |dir: &Path, needles: &[&str]| {
+        expect_failure(
+            root,
+            &[
+                OsStr::new("snapshot"),
+                dir.as_os_str(),
+                OsStr::new("-o"),
+                out.as_os_str(),
+            ],
+            needles,
+        );
+        assert!(!out.exists(), "a failed snapshot left {}", out.display());
+        expect_failure(
+            root,
+            &[OsStr::new("diff"), snap.as_os_str(), dir.as_os_str()],
+            needles,
+        );
+    };
+    let empty = fx.root.mkdir("empty");
+    check(&empty, &["empty", "no .config"]);
+    check(&fx.root.join("nowhere"), &["nowhere", "No such file"]);
+    let config_only = fx.root.mkdir("config-only");
+    std::fs::write(config_only.join(".config"), "").unwrap();
+    check(&config_only, &["config-only", "no vmlinux.a"]);
+    // A vmlinux.a that is not an archive, or not a thin one.
+    let garbage = fx.root.mkdir("garbage");
+    std::fs::write(garbage.join(".config"), "").unwrap();
+    std::fs::write(garbage.join("vmlinux.a"), "not an archive\n").unwrap();
+    check(&garbage, &["vmlinux.a"]);
+    let mut ar = Command::new("ar");
+    ar.current_dir(&fx.tree)
+        .arg("rcs")
+        .arg(garbage.join("vmlinux.a"))
+        .arg("mm/alloc.o");
+    std::fs::remove_file(garbage.join("vmlinux.a")).unwrap();
+    run(ar).assert_success();
+    check(&garbage, &["vmlinux.a", "thin"]);
+}
+
+#[test]
+fn unbuilt_objects_are_a_clear_error() {
+    let Some(fx) = Fixture::new("unbuilt_objects_are_a_clear_error") else {
+        return;
+    };
+    let root = fx.root.path();
+    let out = fx.snap();
+    let snapshot = [
+        OsStr::new("snapshot"),
+        fx.tree.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ];
+    // A module whose .mod file is missing.
+    std::fs::rename(fx.path("drivers/my-mod.mod"), fx.root.join("my-mod.mod")).unwrap();
+    expect_failure(root, &snapshot, &["drivers/my-mod.mod"]);
+    std::fs::rename(fx.root.join("my-mod.mod"), fx.path("drivers/my-mod.mod")).unwrap();
+    // An object the archive lists is missing.
+    std::fs::rename(fx.path("mm/alloc.o"), fx.root.join("alloc.o")).unwrap();
+    expect_failure(root, &snapshot, &["mm/alloc.o"]);
+    assert!(!out.exists());
+    std::fs::rename(fx.root.join("alloc.o"), fx.path("mm/alloc.o")).unwrap();
+    fx.snapshot();
+    // ... or goes missing after the snapshot.
+    std::fs::remove_file(fx.path("mm/alloc.o")).unwrap();
+    let d = fx.diff();
+    assert_eq!(d.code(), Some(1), "{}", d.context());
+    assert!(
+        d.errors().iter().any(|e| e.contains("mm/alloc.o")),
+        "{}",
+        d.context()
+    );
+}
+
+#[test]
+fn damaged_snapshot_is_a_clear_error() {
+    let Some(fx) = snapshotted("damaged_snapshot_is_a_clear_error") else {
+        return;
+    };
+    let root = fx.root.path();
+    let snap = fx.snap();
+    let diff = [OsStr::new("diff"), snap.as_os_str()];
+    let objects_path = snap.join("objects");
+    let objects = std::fs::read_to_string(&objects_path).unwrap();
+
+    // Cut in the middle.
+    std::fs::write(&objects_path, &objects[..objects.len() / 2]).unwrap();
+    expect_failure(root, &diff, &["objects", "damaged"]);
+    // Gone.
+    std::fs::remove_file(&objects_path).unwrap();
+    expect_failure(root, &diff, &["objects"]);
+    std::fs::write(&objects_path, &objects).unwrap();
+
+    // A garbage first line.
+    let head_path = snap.join("snapshot");
+    let head = std::fs::read_to_string(&head_path).unwrap();
+    std::fs::write(
+        &head_path,
+        format!("garbage\n{}", head.split_once('\n').unwrap().1),
+    )
+    .unwrap();
+    expect_failure(root, &diff, &["snapshot", "bad first line"]);
+    std::fs::write(&head_path, &head).unwrap();
+
+    // Not a snapshot at all.
+    let empty = fx.root.mkdir("empty");
+    expect_failure(root, &[OsStr::new("diff"), empty.as_os_str()], &["empty"]);
+
+    // Intact again: no change.
+    fx.diff().expect(3, &[]);
+}
+
+/// A snapshot whose `objects` file lost whole objects (cut at an object's
+/// end, or emptied) still parses; the objects its `targets` lists without a
+/// manifest must make it damaged, not turn every function of theirs "new".
+#[test]
+fn snapshot_missing_whole_objects_is_damaged() {
+    let Some(fx) = snapshotted("snapshot_missing_whole_objects_is_damaged") else {
+        return;
+    };
+    let root = fx.root.path();
+    let snap = fx.snap();
+    let diff = [OsStr::new("diff"), snap.as_os_str()];
+    let objects_path = snap.join("objects");
+    let objects = std::fs::read_to_string(&objects_path).unwrap();
+    // Cut right after one object's manifest: the others are gone too.
+    let first_end = objects.find("\nend ").unwrap();
+    let cut = first_end + 1 + objects[first_end + 1..].find('\n').unwrap() + 1;
+    std::fs::write(&objects_path, &objects[..cut]).unwrap();
+    expect_failure(root, &diff, &["objects"]);
+    // Empty.
+    std::fs::write(&objects_path, "").unwrap();
+    expect_failure(root, &diff, &["objects"]);
+}
+
+#[test]
+fn diff_objects_refuses_what_it_cannot_read() {
+    let Some(mut fx) = Fixture::new("diff_objects_refuses_what_it_cannot_read") else {
+        return;
+    };
+    let good = fx.path("kernel/core.o");
+    fx.force_rebuild("kernel/core.o");
+    let orig = fx.orig("kernel/core.o");
+    let dir = fx.root.mkdir("bad");
+    let real = std::fs::read(&good).unwrap();
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (dir.join("text.o"), "not an object\n"),
+        (dir.join("empty.o"), ""),
+        (dir.join("arm64.o"), ""),
+        (dir.join("truncated.o"), ""),
+        (dir.join("missing.o"), ""),
+        (dir.clone(), ""),
+    ];
+    std::fs::write(&cases[0].0, cases[0].1).unwrap();
+    std::fs::write(&cases[1].0, "").unwrap();
+    std::fs::write(&cases[2].0, foreign_object()).unwrap();
+    std::fs::write(&cases[3].0, &real[..real.len() / 3]).unwrap();
+    for (bad, _) in &cases {
+        for (a, b) in [
+            (bad.as_path(), good.as_path()),
+            (good.as_path(), bad.as_path()),
+        ] {
+            for json in [false, true] {
+                let mut args = vec![OsStr::new("diff-objects"), a.as_os_str(), b.as_os_str()];
+                if json {
+                    args.push(OsStr::new("--json"));
+                }
+                expect_failure(fx.root.path(), &args, &[&bad.display().to_string()]);
+            }
+        }
+    }
+    let arm = expect_failure(
+        fx.root.path(),
+        &[
+            OsStr::new("diff-objects"),
+            cases[2].0.as_os_str(),
+            good.as_os_str(),
+        ],
+        &["arm64.o"],
+    );
+    assert!(arm.stderr().contains("architecture"), "{}", arm.describe());
+    // And the good pair is fine.
+    let r = fx.link([
+        OsStr::new("diff-objects"),
+        orig.as_os_str(),
+        good.as_os_str(),
+    ]);
+    assert_eq!(r.output.status.code(), Some(3), "{}", r.describe());
+}
+
+#[test]
+fn diff_objects_reports_and_explains_a_body_change() {
+    let Some(mut fx) = Fixture::new("diff_objects_reports_and_explains_a_body_change") else {
+        return;
+    };
+    fx.edit(
+        "kernel/core.c",
+        "return a * 2 + b;",
+        "return a * 2 + b + 1;",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let (orig, patched) = (fx.orig("kernel/core.o"), fx.path("kernel/core.o"));
+    let pair = [orig.as_os_str(), patched.as_os_str()];
+
+    let r = fx.link(
+        [
+            &[OsStr::new("diff-objects")],
+            &pair[..],
+            &[OsStr::new("--json")],
+        ]
+        .concat(),
+    );
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+    let json: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(
+        json["changed"],
+        serde_json::json!(["core_add"]),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(json["new"], serde_json::json!([]), "{}", r.describe());
+    assert_eq!(json["removed"], serde_json::json!([]), "{}", r.describe());
+    assert_eq!(json["errors"], serde_json::json!([]), "{}", r.describe());
+    let entry = &json["targets"][0]["changed"][0];
+    assert_eq!(entry["name"], "core_add", "{}", r.describe());
+    assert_eq!(
+        entry["object"].as_str(),
+        Some(&*patched.to_string_lossy()),
+        "{}",
+        r.describe()
+    );
+
+    let e = explain(fx.root.path(), &orig, &patched, "core_add");
+    assert_eq!(e.run.output.status.code(), Some(0), "{}", e.run.describe());
+    let (o, p) = e.first_difference();
+    assert!(
+        o.0.contains("core_add+") && p.0.contains("core_add+") && o.0 != p.0,
+        "both versions of the first differing instruction\n{}",
+        e.run.describe()
+    );
+
+    // An unchanged function explains that it is the same; an unknown one fails.
+    let r = fx.link(
+        [
+            &[OsStr::new("diff-objects")],
+            &pair[..],
+            &[OsStr::new("--explain"), OsStr::new("core_entry")],
+        ]
+        .concat(),
+    );
+    assert!(r.stdout().contains("the same"), "{}", r.describe());
+    let r = fx.link(
+        [
+            &[OsStr::new("diff-objects")],
+            &pair[..],
+            &[OsStr::new("--explain"), OsStr::new("no_such_fn")],
+        ]
+        .concat(),
+    );
+    assert!(
+        r.output.status.code() == Some(1) && r.stderr().contains("no_such_fn"),
+        "{}",
+        r.describe()
+    );
+}
+
+/// The output of `klp-link diff-objects ORIG PATCHED --explain NAME`.
+struct Explained {
+    run: Run,
+}
+
+/// One side of a first difference: the instruction as disassembled, and
+/// what the checksum took in for it.
+type Version = (String, String);
+
+impl Explained {
+    /// Whether it says the function's checksummed input is the same.
+    fn same(&self) -> bool {
+        self.run.stdout().contains("are the same")
+    }
+
+    /// The orig and patched versions of the first difference shown; the
+    /// two must differ in what was hashed, or it is not a difference.
+    #[track_caller]
+    fn first_difference(&self) -> (Version, Version) {
+        let out = self.run.stdout();
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        let version = |which: &str| -> Version {
+            let i = lines
+                .iter()
+                .position(|l| l.starts_with(which))
+                .unwrap_or_else(|| panic!("no `{which}` line\n{}", self.run.describe()));
+            let hashed = lines
+                .get(i + 1)
+                .and_then(|l| l.strip_prefix("hashed as:"))
+                .unwrap_or_else(|| {
+                    panic!("no `hashed as` after `{which}`\n{}", self.run.describe())
+                });
+            (
+                lines[i][which.len()..].trim().to_owned(),
+                hashed.trim().to_owned(),
+            )
+        };
+        let (o, p) = (version("orig "), version("patched "));
+        assert!(
+            out.contains("first difference") && o.1 != p.1,
+            "the first difference shown hashes the same in both versions\n{}",
+            self.run.describe()
+        );
+        (o, p)
+    }
+}
+
+fn explain(cwd: &Path, orig: &Path, patched: &Path, name: &str) -> Explained {
+    let r = run_klp_link(
+        cwd,
+        [
+            OsStr::new("diff-objects"),
+            orig.as_os_str(),
+            patched.as_os_str(),
+            OsStr::new("--explain"),
+            OsStr::new(name),
+        ],
+    );
+    assert_no_panic(&r);
+    Explained { run: r }
+}
+
+/// Init functions share `.init.text`: one that grew moves the next. The
+/// moved one is unchanged, and --explain must say so (and show the real
+/// difference of a moved function that did change), not stop at an
+/// instruction whose address alone differs.
+#[test]
+fn explain_ignores_where_a_function_sits_in_its_section() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "explain_ignores_where_a_function_sits") else {
+        return;
+    };
+    let dir = TempDir::new("explain");
+    let source = |early_extra: &str, late_arg: u32| {
+        format!(
+            "extern void shared_log(const char *msg, int v);\n\
+             __attribute__((section(\".init.text\"), cold)) int early_setup(void)\n\
+             {{\n\tshared_log(\"early\", 1);{early_extra}\n\treturn 0;\n}}\n\
+             __attribute__((section(\".init.text\"), cold)) int late_setup(void)\n\
+             {{\n\tshared_log(\"late\", {late_arg});\n\treturn 0;\n}}\n"
+        )
+    };
+    let compile = |name: &str, text: String| -> PathBuf {
+        dir.write(format!("{name}.c"), text);
+        let mut cmd = Command::new(&cc.path);
+        cmd.current_dir(dir.path())
+            .args(cc.kernel_cflags())
+            .args(["-ffunction-sections", "-fdata-sections", "-c"])
+            .arg(format!("{name}.c"))
+            .arg("-o")
+            .arg(format!("{name}.o"));
+        run(cmd).assert_success();
+        dir.join(format!("{name}.o"))
+    };
+    let orig = compile("orig", source("", 2));
+    let grown = compile("grown", source("\n\tshared_log(\"early again\", 3);", 2));
+    let both = compile("both", source("\n\tshared_log(\"early again\", 3);", 5));
+    let moved = |o: &Path| ObjectInfo::read(o).symbol("late_setup").map(|s| s.value);
+    assert_ne!(moved(&orig), moved(&grown), "late_setup did not move");
+
+    let r = run_klp_link(
+        dir.path(),
+        [
+            OsStr::new("diff-objects"),
+            orig.as_os_str(),
+            grown.as_os_str(),
+            OsStr::new("--json"),
+        ],
+    );
+    assert_no_panic(&r);
+    let json: Value = serde_json::from_str(&r.stdout()).unwrap_or(Value::Null);
+    assert_eq!(
+        json["changed"],
+        serde_json::json!(["early_setup"]),
+        "{}",
+        r.describe()
+    );
+
+    let e = explain(dir.path(), &orig, &grown, "late_setup");
+    assert!(e.same(), "late_setup only moved\n{}", e.run.describe());
+    let e = explain(dir.path(), &orig, &both, "late_setup");
+    let (o, p) = e.first_difference();
+    assert!(
+        o.0.contains("2") && p.0.contains("5"),
+        "{}",
+        e.run.describe()
+    );
+}
+
+/// Whether a mutation run ended the way klp-link may end.
+#[track_caller]
+fn expect_orderly(r: &Run) -> i32 {
+    assert_no_panic(r);
+    let code = r.output.status.code();
+    assert!(
+        matches!(code, Some(0 | 1 | 3)),
+        "unexpected exit status\n{}",
+        r.describe()
+    );
+    if code == Some(1) {
+        let why = match serde_json::from_str::<Value>(&r.stdout()) {
+            Ok(json) => json["errors"].as_array().is_some_and(|e| !e.is_empty()),
+            Err(_) => r.stderr().starts_with("klp-link: ") || r.stdout().contains("errors"),
+        };
+        assert!(why, "a refusal says why\n{}", r.describe());
+    }
+    code.unwrap()
+}
+
+#[test]
+fn mutated_objects_never_panic_diff_objects() {
+    let Some(mut fx) = Fixture::new("mutated_objects_never_panic_diff_objects") else {
+        return;
+    };
+    fx.edit("mm/split.c", "p[i] * 7", "p[i] * 9");
+    fx.edit("mm/split.c", "x * 2);", "x * 4);");
+    assert_eq!(fx.rebuild(), ["mm/split.o"]);
+    let orig = std::fs::read(fx.orig("mm/split.o")).unwrap();
+    let patched = std::fs::read(fx.path("mm/split.o")).unwrap();
+    let dir = fx.root.mkdir("mutants");
+    let (a, b) = (dir.join("a.o"), dir.join("b.o"));
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut seen = BTreeMap::new();
+    for i in 0..150 {
+        let (ma, mb) = match rng.below(3) {
+            0 => (mutate(&mut rng, &orig), patched.clone()),
+            1 => (orig.clone(), mutate(&mut rng, &patched)),
+            _ => (mutate(&mut rng, &orig), mutate(&mut rng, &patched)),
+        };
+        std::fs::write(&a, ma).unwrap();
+        std::fs::write(&b, mb).unwrap();
+        let mut args = vec![OsStr::new("diff-objects"), a.as_os_str(), b.as_os_str()];
+        if i % 2 == 0 {
+            args.push(OsStr::new("--json"));
+        }
+        if i % 5 == 0 {
+            args.extend([OsStr::new("--explain"), OsStr::new("cold_parent")]);
+        }
+        *seen.entry(expect_orderly(&fx.link(&args))).or_insert(0) += 1;
+    }
+    // Both refusals and reports must have happened, or this tests nothing.
+    assert!(seen.get(&1).copied().unwrap_or(0) > 10, "{seen:?}");
+    assert!(
+        seen.get(&0).copied().unwrap_or(0) + seen.get(&3).copied().unwrap_or(0) > 10,
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn mutated_snapshots_never_panic_diff() {
+    let Some(mut fx) = snapshotted("mutated_snapshots_never_panic_diff") else {
+        return;
+    };
+    // Rebuilt objects, so that diff parses their snapshot manifests.
+    fx.edit(
+        "kernel/core.c",
+        "return a * 2 + b;",
+        "return a * 2 + b + 1;",
+    );
+    fx.edit("mm/split.c", "p[i] * 7", "p[i] * 9");
+    assert_eq!(fx.rebuild(), ["kernel/core.o", "mm/split.o"]);
+    let snap = fx.snap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut seen = BTreeMap::new();
+    for (file, runs) in [("objects", 120), ("targets", 20), ("snapshot", 10)] {
+        let path = snap.join(file);
+        let good = std::fs::read(&path).unwrap();
+        for i in 0..runs {
+            std::fs::write(&path, mutate(&mut rng, &good)).unwrap();
+            let mut args = vec![OsStr::new("diff"), snap.as_os_str()];
+            if i % 2 == 0 {
+                args.push(OsStr::new("--json"));
+            }
+            *seen.entry(expect_orderly(&fx.link(&args))).or_insert(0) += 1;
+        }
+        std::fs::write(&path, good).unwrap();
+    }
+    assert!(seen.get(&1).copied().unwrap_or(0) > 10, "{seen:?}");
+    assert!(seen.get(&0).copied().unwrap_or(0) > 10, "{seen:?}");
+}
