@@ -38,6 +38,10 @@ enum Step {
         /// Replace the snapshot folder if it exists.
         #[arg(long)]
         force: bool,
+        /// Also keep a copy of every original object, so that `diff
+        /// --explain` can show where a function changed.
+        #[arg(long)]
+        with_objects: bool,
     },
     /// Report which functions changed, appeared or went, per target
     /// (vmlinux or a module), between a snapshot and the rebuilt tree.
@@ -49,6 +53,10 @@ enum Step {
         /// Print JSON instead of the report for people.
         #[arg(long)]
         json: bool,
+        /// Show where changed function NAME first differs (needs a snapshot
+        /// taken --with-objects).
+        #[arg(long, value_name = "NAME")]
+        explain: Option<String>,
     },
     /// Compare two objects directly, computing their checksums in-process.
     DiffObjects {
@@ -72,7 +80,8 @@ fn main() -> ExitCode {
             tree,
             output,
             force,
-        } => commands::snapshot(&tree, &output, force).map(|msg| {
+            with_objects,
+        } => commands::snapshot(&tree, &output, force, with_objects).map(|msg| {
             eprint!("{msg}");
             0
         }),
@@ -80,10 +89,13 @@ fn main() -> ExitCode {
             snapshot,
             tree,
             json,
-        } => commands::diff(&snapshot, tree.as_deref(), json).map(|(out, outcome)| {
-            print!("{out}");
-            outcome.exit_code()
-        }),
+            explain,
+        } => commands::diff(&snapshot, tree.as_deref(), json, explain.as_deref()).map(
+            |(out, outcome)| {
+                print!("{out}");
+                outcome.exit_code()
+            },
+        ),
         Step::DiffObjects {
             orig,
             patched,

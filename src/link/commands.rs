@@ -6,7 +6,7 @@ use std::path::Path;
 use super::compare::{compare_manifests, compare_tree, Comparison};
 use super::explain;
 use super::report;
-use super::snapshot::Snapshot;
+use super::snapshot::{original_object, Snapshot};
 use super::tree::Tree;
 use crate::manifest::Content;
 use crate::shim;
@@ -58,7 +58,12 @@ fn err(e: impl std::fmt::Display) -> CommandError {
     CommandError(e.to_string())
 }
 
-pub fn snapshot(tree: &Path, dest: &Path, force: bool) -> Result<String, CommandError> {
+pub fn snapshot(
+    tree: &Path,
+    dest: &Path,
+    force: bool,
+    with_objects: bool,
+) -> Result<String, CommandError> {
     let tree = Tree::open(tree).map_err(err)?;
     let snap = Snapshot::capture(&tree);
     if let Some(e) = snap.missing.first() {
@@ -67,7 +72,7 @@ pub fn snapshot(tree: &Path, dest: &Path, force: bool) -> Result<String, Command
             snap.missing.len()
         )));
     }
-    snap.write(dest, force).map_err(err)?;
+    snap.write(dest, force, with_objects).map_err(err)?;
     let recomputed: Vec<String> = snap
         .objects
         .iter()
@@ -97,6 +102,7 @@ pub fn diff(
     snapshot: &Path,
     tree: Option<&Path>,
     json: bool,
+    explain_fn: Option<&str>,
 ) -> Result<(String, Outcome), CommandError> {
     let snap = Snapshot::read(snapshot).map_err(err)?;
     let dir = tree.unwrap_or(&snap.objtree);
@@ -110,7 +116,29 @@ pub fn diff(
         )));
     }
     let cmp = compare_tree(&snap, &tree);
-    Ok((render(&cmp, json), Outcome::of(&cmp)))
+    let mut out = render(&cmp, json);
+    if let Some(name) = explain_fn {
+        let entry = cmp
+            .targets
+            .values()
+            .flat_map(|r| &r.changed)
+            .find(|f| f.name == name || f.orig_name.as_deref() == Some(name))
+            .ok_or_else(|| CommandError(format!("`{name}` is not among the changed functions")))?;
+        let orig = original_object(snapshot, &entry.object);
+        if !orig.is_file() {
+            return Err(CommandError(format!(
+                "the snapshot has no copy of {}: take it with `klp-link snapshot \
+                 --with-objects` to explain changes in a tree, or compare two objects with \
+                 `klp-link diff-objects --explain`",
+                entry.object.display()
+            )));
+        }
+        out.push_str(
+            &explain::explain_objects(&orig, &tree.objtree.join(&entry.object), name)
+                .map_err(err)?,
+        );
+    }
+    Ok((out, Outcome::of(&cmp)))
 }
 
 pub fn diff_objects(

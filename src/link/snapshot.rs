@@ -9,6 +9,7 @@
 //!                      then its manifest (which ends with its `end` line)
 //! SNAP/Module.symvers  copied from the tree, if it has one
 //! SNAP/symbols/<target>.syms   the linked symbol table: "<type> <bind> <addr> <size> <name>"
+//! SNAP/objects.d/<object>      with --with-objects: the original objects, for --explain
 //! ```
 //!
 //! All text, so a person can look inside; one file for all manifests, so
@@ -25,6 +26,7 @@ use super::tree::{Tree, TreeError};
 use crate::manifest::{Manifest, ParseError};
 
 const MAGIC: &str = "klp-link-snapshot 1";
+const OBJECTS_DIR: &str = "objects.d";
 
 #[derive(Debug)]
 pub enum SnapshotError {
@@ -122,6 +124,11 @@ pub struct Snapshot {
     pub missing: Vec<load::LoadError>,
 }
 
+/// Where a snapshot taken `--with-objects` keeps the original of `object`.
+pub fn original_object(snapshot: &Path, object: &Path) -> PathBuf {
+    snapshot.join(OBJECTS_DIR).join(object)
+}
+
 impl Snapshot {
     /// Reads everything from a built tree. Objects are loaded (and their
     /// manifests verified) on all cores.
@@ -165,7 +172,7 @@ impl Snapshot {
     /// Writes the snapshot folder `dest` (atomically: built beside it, then
     /// renamed into place), with Module.symvers and the linked symbol tables
     /// of `vmlinux` and the modules from the tree.
-    pub fn write(&self, dest: &Path, force: bool) -> Result<(), SnapshotError> {
+    pub fn write(&self, dest: &Path, force: bool, with_objects: bool) -> Result<(), SnapshotError> {
         if dest.exists() && !force {
             return Err(SnapshotError::Exists {
                 path: dest.to_owned(),
@@ -225,6 +232,17 @@ impl Snapshot {
             }
             let text = render_symbols(&linked_symbols(&file)?);
             write_file(&dir.join("symbols").join(format!("{target}.syms")), &text)?;
+        }
+
+        if with_objects {
+            for path in self.objects.keys() {
+                let to = dir.join(OBJECTS_DIR).join(path);
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                let from = self.objtree.join(path);
+                std::fs::copy(&from, &to).map_err(io(&from))?;
+            }
         }
 
         let kept = tmp.keep();

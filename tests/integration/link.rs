@@ -1765,3 +1765,42 @@ fn mutated_snapshots_never_panic_diff() {
     assert!(seen.get(&1).copied().unwrap_or(0) > 10, "{seen:?}");
     assert!(seen.get(&0).copied().unwrap_or(0) > 10, "{seen:?}");
 }
+
+#[test]
+fn diff_explains_a_change_in_the_tree_when_the_snapshot_kept_the_objects() {
+    let Some(mut fx) = Fixture::new("diff_explain") else {
+        return;
+    };
+    let r = fx.link(["snapshot", "tree", "-o", "snap", "--with-objects"]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+    let r = fx.link(["snapshot", "tree", "-o", "bare-snap"]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+    fx.edit(
+        "kernel/core.c",
+        "return a * 2 + b;",
+        "return a * 2 + b + 1;",
+    );
+    fx.rebuild();
+    let r = fx.link(["diff", "snap", "--explain", "core_add"]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+    let out = r.stdout();
+    assert!(
+        out.contains("explain core_add:") && out.contains("orig") && out.contains("patched"),
+        "{}",
+        r.describe()
+    );
+    // Not a changed function: a clear error.
+    let r = fx.link(["diff", "snap", "--explain", "core_setup"]);
+    assert!(
+        r.output.status.code() == Some(1) && r.stderr().contains("not among the changed"),
+        "{}",
+        r.describe()
+    );
+    // A snapshot without the objects says how to get them.
+    let r = fx.link(["diff", "bare-snap", "--explain", "core_add"]);
+    assert!(
+        r.output.status.code() == Some(1) && r.stderr().contains("--with-objects"),
+        "{}",
+        r.describe()
+    );
+}
