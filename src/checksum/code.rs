@@ -42,7 +42,9 @@ pub fn hash_range(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, rang
         let insn_relocs = &relocs[first..next_reloc];
 
         h.insn(sec, ip);
-        if tables.is_jump_label_site(sec, ip) && insn_relocs.is_empty() {
+        // objtool NOPs the site and drops the relocation a `jmp` into
+        // another section (a .cold part) had.
+        if tables.is_jump_label_site(sec, ip) {
             h.tag(tag::JUMP_LABEL);
             h.u64(len);
             continue;

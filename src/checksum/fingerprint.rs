@@ -31,6 +31,7 @@ pub fn fingerprint(index: &ElfIndex, tables: &Tables) -> u64 {
         h.bytes(s.name.as_bytes());
         h.u64(s.size);
         let mut bytes = s.data.to_vec();
+        let mut sites = Vec::new();
         if s.kind == SectionKind::Code {
             for site in tables.jump_label_sites(i) {
                 let at = site as usize;
@@ -42,10 +43,14 @@ pub fn fingerprint(index: &ElfIndex, tables: &Tables) -> u64 {
                 let len = decoder.decode().len().max(1);
                 let end = (at + len).min(bytes.len());
                 bytes[at..end].fill(0);
+                sites.push(at as u64..end as u64);
             }
         }
         h.bytes(&bytes);
-        for r in &s.relocs {
+        // A site's `jmp` into another section (a .cold part) has a
+        // relocation, which objtool drops with the jump.
+        let at_site = |offset: &u64| sites.iter().any(|r| r.contains(offset));
+        for r in s.relocs.iter().filter(|r| !at_site(&r.offset)) {
             h.u64(r.offset);
             h.u64(u64::from(r.r_type));
             let target = &index.symbols[r.symbol];

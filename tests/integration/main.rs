@@ -3,6 +3,7 @@
 
 mod corpus;
 mod link;
+mod objtool;
 mod passthrough;
 mod robustness;
 mod support;
