@@ -1,6 +1,6 @@
 //! klp-link: compares an original and a patched klp-cc build of a kernel
-//! tree and reports exactly which functions changed. Building the livepatch
-//! module from them is not there yet (`build` says so).
+//! tree, reports exactly which functions changed, and builds the livepatch
+//! module that replaces them.
 //!
 //! Exit status: 0 changes a live patch can carry; 3 no functional change;
 //! 1 refused or failed (the report or message says why); 2 bad usage.
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use klp_cc::link::commands::{self, CommandError};
+use klp_cc::link::commands;
 
 /// Build a kernel livepatch module from two klp-cc builds of the same tree.
 #[derive(Parser)]
@@ -69,8 +69,29 @@ enum Step {
         #[arg(long, value_name = "NAME")]
         explain: Option<String>,
     },
-    /// Build the livepatch module (not implemented yet).
-    Build,
+    /// Build the livepatch module from the changed and new functions:
+    /// compares like `diff` (and refuses when it would), copies the
+    /// functions out of the patched objects, builds the module with the
+    /// kernel tree's kbuild and writes klp relocations into it.
+    Build {
+        /// The snapshot of the original build.
+        snapshot: PathBuf,
+        /// The patched tree (default: the tree the snapshot was taken of).
+        tree: Option<PathBuf>,
+        /// The running kernel's vmlinux: a normal build of the same source
+        /// and .config, whose symbol order gives sympos.
+        #[arg(long)]
+        vmlinux: PathBuf,
+        /// The module's name.
+        #[arg(long, default_value = "livepatch")]
+        name: String,
+        /// Where to write the module (default: NAME.ko).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Do not replace earlier livepatches (atomic replace is the default).
+        #[arg(long)]
+        no_replace: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -107,11 +128,26 @@ fn main() -> ExitCode {
                 outcome.exit_code()
             },
         ),
-        Step::Build => Err(CommandError(
-            "build is not implemented yet: it will copy the changed functions into a patch \
-             object with klp relocations and link it with the kernel's own kbuild"
-                .into(),
-        )),
+        Step::Build {
+            snapshot,
+            tree,
+            vmlinux,
+            name,
+            output,
+            no_replace,
+        } => {
+            let output = output.unwrap_or_else(|| PathBuf::from(format!("{name}.ko")));
+            let opts = commands::BuildOptions {
+                vmlinux: &vmlinux,
+                name: &name,
+                output: &output,
+                replace: !no_replace,
+            };
+            commands::build(&snapshot, tree.as_deref(), &opts).map(|(out, outcome)| {
+                eprint!("{out}");
+                outcome.exit_code()
+            })
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

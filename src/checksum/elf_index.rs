@@ -37,6 +37,10 @@ pub struct Section<'d> {
     pub data: &'d [u8],
     pub size: u64,
     pub entsize: u64,
+    pub align: u64,
+    /// Raw `sh_flags` and `sh_type`, for copying the section elsewhere.
+    pub flags: u64,
+    pub sh_type: u32,
     pub relocs: Vec<Reloc>,
     /// Indices (into [`ElfIndex::symbols`]) of the named functions and data
     /// objects defined here, sorted by address.
@@ -187,6 +191,9 @@ impl<'d> ElfIndex<'d> {
                 data,
                 size: h.sh_size(endian),
                 entsize: h.sh_entsize(endian),
+                align: h.sh_addralign(endian),
+                flags,
+                sh_type,
                 relocs,
                 named: Vec::new(),
                 starts: Vec::new(),
@@ -392,6 +399,9 @@ fn empty_section() -> Section<'static> {
         data: &[],
         size: 0,
         entsize: 0,
+        align: 0,
+        flags: 0,
+        sh_type: 0,
         relocs: Vec::new(),
         named: Vec::new(),
         starts: Vec::new(),

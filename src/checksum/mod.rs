@@ -17,9 +17,9 @@
 mod code;
 pub mod demangle;
 mod describe;
-mod elf_index;
+pub(crate) mod elf_index;
 mod fingerprint;
-mod tables;
+pub(crate) mod tables;
 pub mod trace;
 
 use std::collections::HashMap;

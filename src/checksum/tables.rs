@@ -141,7 +141,7 @@ fn is_table(index: &ElfIndex, sec: usize) -> bool {
 
 /// The smallest entry size that divides the section into entries which all
 /// carry relocations at the same offsets; the whole section if none does.
-fn entry_size(size: u64, relocs: &[Reloc]) -> u64 {
+pub(crate) fn entry_size(size: u64, relocs: &[Reloc]) -> u64 {
     if size == 0 {
         return 1;
     }

@@ -1,14 +1,21 @@
 //! The klp-link commands, each from parsed arguments to an outcome the
 //! binary turns into an exit status.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use super::compare::{compare_manifests, compare_tree, Comparison};
+use super::correlate::{correlate, Change};
 use super::explain;
+use super::extract::{extract, RunningKernel, Source};
+use super::module::{self, ModuleSpec};
 use super::report;
 use super::snapshot::{original_object, Snapshot};
+use super::sympos::Positions;
+use super::symvers::Exports;
 use super::tree::Tree;
-use crate::manifest::Content;
+use super::tree::VMLINUX;
+use crate::manifest::{Content, SymbolKind};
 use crate::shim;
 
 /// How a comparison ended, for the exit status.
@@ -186,5 +193,163 @@ fn render(cmp: &Comparison, json: bool) -> String {
         s
     } else {
         report::human(cmp)
+    }
+}
+
+/// What `klp-link build` needs besides the snapshot and the tree.
+pub struct BuildOptions<'a> {
+    /// The running kernel's vmlinux (sympos comes from its symbol order).
+    pub vmlinux: &'a Path,
+    pub name: &'a str,
+    pub output: &'a Path,
+    pub replace: bool,
+}
+
+/// Compares like `diff`, then builds the livepatch module from the changed
+/// and new functions. Refuses (with the report) whenever `diff` would.
+pub fn build(
+    snapshot: &Path,
+    tree: Option<&Path>,
+    opts: &BuildOptions,
+) -> Result<(String, Outcome), CommandError> {
+    let snap = Snapshot::read(snapshot).map_err(err)?;
+    let dir = tree.unwrap_or(&snap.objtree);
+    let tree = Tree::open(dir).map_err(err)?;
+    if tree.objtree != snap.objtree {
+        return Err(CommandError(format!(
+            "the snapshot {} was taken of {}, not of {}",
+            snapshot.display(),
+            snap.objtree.display(),
+            tree.objtree.display()
+        )));
+    }
+    if !valid_module_name(opts.name) {
+        return Err(CommandError(format!(
+            "`{}` is not a module name: use letters, digits, `_` and `-`",
+            opts.name
+        )));
+    }
+    let cmp = compare_tree(&snap, &tree);
+    let mut report = report::human(&cmp);
+    let outcome = Outcome::of(&cmp);
+    if outcome != Outcome::Changes {
+        report.push_str("klp-link: no module built\n");
+        return Ok((report, outcome));
+    }
+    if let Some(init) = cmp
+        .targets
+        .values()
+        .flat_map(|r| r.changed.iter().chain(&r.new))
+        .find(|f| f.is_init())
+    {
+        return Err(CommandError(format!(
+            "{}: `{}` is an __init function; a live patch cannot change it",
+            init.object.display(),
+            init.name
+        )));
+    }
+
+    let exports = Exports::read(&tree.objtree.join("Module.symvers")).map_err(err)?;
+    let mut positions = HashMap::new();
+    positions.insert(
+        VMLINUX.to_owned(),
+        Positions::read(opts.vmlinux, true).map_err(err)?,
+    );
+    for target in cmp.targets.keys().filter(|t| *t != VMLINUX) {
+        let ko = tree
+            .linked
+            .get(target)
+            .ok_or_else(|| CommandError(format!("no .ko known for module {target}")))?;
+        positions.insert(
+            target.clone(),
+            Positions::read(&tree.objtree.join(ko), false).map_err(err)?,
+        );
+    }
+
+    // One source per object with changes, keeping the objects' bytes alive.
+    type ChangedAndNew = (Vec<String>, Vec<String>);
+    let mut per_object: BTreeMap<(&str, &Path), ChangedAndNew> = BTreeMap::new();
+    for (target, r) in &cmp.targets {
+        for f in &r.changed {
+            per_object
+                .entry((target, &f.object))
+                .or_default()
+                .0
+                .push(f.name.clone());
+        }
+        for f in &r.new {
+            per_object
+                .entry((target, &f.object))
+                .or_default()
+                .1
+                .push(f.name.clone());
+        }
+    }
+    let mut loaded = Vec::new();
+    for ((target, object), (changed, new)) in per_object {
+        let path = tree.objtree.join(object);
+        let data =
+            std::fs::read(&path).map_err(|e| CommandError(format!("{}: {e}", path.display())))?;
+        let new_data = new_data_of(&snap, &path, object);
+        loaded.push((target, object, data, changed, new, new_data));
+    }
+    let sources: Vec<Source> = loaded
+        .iter()
+        .map(|(target, object, data, changed, new, new_data)| Source {
+            target,
+            object_name: object.display().to_string(),
+            data,
+            changed: changed.clone(),
+            new: new.clone(),
+            new_data: new_data.clone(),
+        })
+        .collect();
+    let kernel = RunningKernel {
+        exports: &exports,
+        positions: &positions,
+    };
+    let extracted = extract(&sources, &kernel).map_err(CommandError)?;
+    let spec = ModuleSpec {
+        name: opts.name,
+        funcs: &extracted.funcs,
+        replace: opts.replace,
+        patch_object: &extracted.object,
+    };
+    let klp_relocs = module::build(&spec, &tree.objtree, opts.output).map_err(CommandError)?;
+    report.push_str(&format!(
+        "klp-link: wrote {} ({} function(s) replaced, {} klp relocation(s))\n",
+        opts.output.display(),
+        extracted.funcs.len(),
+        klp_relocs
+    ));
+    Ok((report, Outcome::Changes))
+}
+
+fn valid_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 56
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The data objects of `object` that the original build did not have.
+fn new_data_of(snap: &Snapshot, path: &Path, object: &Path) -> BTreeSet<String> {
+    let patched = shim::compute(path);
+    let orig = snap.objects.get(object).and_then(|o| o.manifest().ok());
+    match (orig.map(|m| m.content), &patched.content) {
+        (Some(Content::Checksums(o)), Content::Checksums(p)) => correlate(&o, p)
+            .into_iter()
+            .filter_map(|c| match c {
+                Change::New(s) if s.kind == SymbolKind::Data => Some(s.name.clone()),
+                _ => None,
+            })
+            .collect(),
+        (None, Content::Checksums(p)) => p
+            .iter()
+            .filter(|s| s.kind == SymbolKind::Data)
+            .map(|s| s.name.clone())
+            .collect(),
+        _ => BTreeSet::new(),
     }
 }

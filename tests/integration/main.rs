@@ -2,6 +2,7 @@
 //! klp-cc against a real compiler and real ELF.
 
 mod corpus;
+mod extract;
 mod link;
 mod objtool;
 mod passthrough;

@@ -1,0 +1,159 @@
+//! The livepatch module: registration code generated from the diff, built
+//! with the patch object by the target kernel's own kbuild (`make -C TREE
+//! M=DIR`), then rewritten for klp relocations. The Kbuild file and the
+//! registration code come from `kbuild-snippets/`, embedded here so an
+//! installed klp-link needs nothing beside it. The kernel tree is only read.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use super::extract::KlpFunc;
+use super::klp_rewrite;
+use super::tree::VMLINUX;
+
+const KBUILD: &str = include_str!("../../kbuild-snippets/Kbuild.in");
+const REGISTER: &str = include_str!("../../kbuild-snippets/klp-register.c.in");
+const PATCH_OBJECT: &str = "klp-patch.o";
+
+pub struct ModuleSpec<'a> {
+    /// The module's name (its file is `<name>.ko`).
+    pub name: &'a str,
+    pub funcs: &'a [KlpFunc],
+    /// Atomic replace: the new patch replaces every earlier one.
+    pub replace: bool,
+    pub patch_object: &'a [u8],
+}
+
+/// The registration code for `spec`.
+pub fn registration(spec: &ModuleSpec) -> String {
+    let mut decls = String::new();
+    let mut funcs = String::new();
+    let mut objects = String::new();
+    let mut targets: Vec<&str> = spec.funcs.iter().map(|f| f.target.as_str()).collect();
+    targets.sort();
+    targets.dedup();
+    for (t, target) in targets.iter().enumerate() {
+        let _ = writeln!(funcs, "static struct klp_func klp_funcs_{t}[] = {{");
+        for f in spec.funcs.iter().filter(|f| f.target == *target) {
+            let _ = writeln!(decls, "extern char {}[];", f.new_symbol);
+            let _ = writeln!(
+                funcs,
+                "\t{{\n\t\t.old_name = \"{}\",\n\t\t.new_func = {},\n\t\t.old_sympos = {},\n\t}},",
+                f.old_name, f.new_symbol, f.sympos
+            );
+        }
+        funcs.push_str("\t{ }\n};\n\n");
+        let name = if *target == VMLINUX {
+            "NULL".to_owned()
+        } else {
+            format!("\"{target}\"")
+        };
+        let _ = writeln!(
+            objects,
+            "\t{{\n\t\t.name = {name},\n\t\t.funcs = klp_funcs_{t},\n\t}},"
+        );
+    }
+    REGISTER
+        .replace("@NAME@", spec.name)
+        .replace("@DECLARATIONS@", &decls)
+        .replace("@FUNCS@", &funcs)
+        .replace("@OBJECTS@", &objects)
+        .replace("@REPLACE@", if spec.replace { "true" } else { "false" })
+}
+
+/// Builds the module in a temporary folder with the kernel tree `kernel`'s
+/// kbuild and writes the rewritten `.ko` to `out` (atomically).
+pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<usize, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("klp-link-module.")
+        .tempdir()
+        .map_err(|e| format!("creating a build folder: {e}"))?;
+    let write = |name: &str, data: &[u8]| {
+        std::fs::write(dir.path().join(name), data).map_err(|e| format!("{name}: {e}"))
+    };
+    write(
+        "Kbuild",
+        KBUILD
+            .replace("@NAME@", spec.name)
+            .replace("@PATCH@", PATCH_OBJECT)
+            .as_bytes(),
+    )?;
+    write("klp-register.c", registration(spec).as_bytes())?;
+    write(&format!("{PATCH_OBJECT}_shipped"), spec.patch_object)?;
+    let output = Command::new("make")
+        .arg("-C")
+        .arg(kernel)
+        .arg(format!("M={}", dir.path().display()))
+        // The patch object refers to the running kernel's private symbols
+        // through undefined `.klp.sym.*` symbols: modpost may only warn.
+        .arg("KBUILD_MODPOST_WARN=1")
+        .arg("modules")
+        .output()
+        .map_err(|e| format!("could not run make: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "building the module with `make -C {} M=...` failed:\n{}{}",
+            kernel.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let ko = dir.path().join(format!("{}.ko", spec.name));
+    let data = std::fs::read(&ko).map_err(|e| format!("{}: {e}", ko.display()))?;
+    let (rewritten, klp_relocs) = klp_rewrite::rewrite(&data)?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".klp-link-ko")
+        .tempfile_in(parent)
+        .map_err(|e| format!("{}: {e}", parent.display()))?;
+    std::io::Write::write_all(&mut tmp, &rewritten).map_err(|e| e.to_string())?;
+    tmp.persist(out)
+        .map_err(|e| format!("{}: {}", out.display(), e.error))?;
+    Ok(klp_relocs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_lists_each_target_and_function() {
+        let funcs = [
+            KlpFunc {
+                target: "vmlinux".into(),
+                old_name: "cmdline_proc_show".into(),
+                new_symbol: "__klp_new_0_0".into(),
+                sympos: 0,
+            },
+            KlpFunc {
+                target: "binfmt_misc".into(),
+                old_name: "bm_status_read".into(),
+                new_symbol: "__klp_new_1_0".into(),
+                sympos: 2,
+            },
+        ];
+        let spec = ModuleSpec {
+            name: "livepatch-x",
+            funcs: &funcs,
+            replace: false,
+            patch_object: &[],
+        };
+        let c = registration(&spec);
+        for needle in [
+            "extern char __klp_new_0_0[];",
+            ".old_name = \"cmdline_proc_show\"",
+            ".old_sympos = 2,",
+            ".name = NULL,",
+            ".name = \"binfmt_misc\",",
+            ".replace = false,",
+            "MODULE_INFO(livepatch, \"Y\");",
+        ] {
+            assert!(c.contains(needle), "missing `{needle}` in:\n{c}");
+        }
+        assert!(!c.contains('@'), "unreplaced placeholder in:\n{c}");
+    }
+}

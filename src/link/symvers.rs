@@ -1,0 +1,58 @@
+//! `Module.symvers`: which symbols vmlinux and the modules export. Patched
+//! code reaches an exported symbol through a normal relocation, resolved
+//! when the livepatch module loads; anything else needs a klp relocation.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default)]
+pub struct Exports {
+    /// Symbol name to the target that exports it (`vmlinux` or a module name).
+    by_name: HashMap<String, String>,
+}
+
+impl Exports {
+    pub fn read(path: &Path) -> Result<Exports, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Exports::parse(&text))
+    }
+
+    /// `crc<TAB>symbol<TAB>module<TAB>export type[<TAB>namespace]` per line;
+    /// the module is `vmlinux` or the module's path without `.ko`.
+    pub fn parse(text: &str) -> Exports {
+        let mut by_name = HashMap::new();
+        for line in text.lines() {
+            let mut f = line.split('\t');
+            let (Some(_), Some(name), Some(module)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            let target = Path::new(module)
+                .file_name()
+                .map(|n| n.to_string_lossy().replace('-', "_"))
+                .unwrap_or_default();
+            by_name.insert(name.to_owned(), target);
+        }
+        Exports { by_name }
+    }
+
+    /// The target exporting `name`, if any.
+    pub fn exporter(&self, name: &str) -> Option<&str> {
+        self.by_name.get(name).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kbuild_lines() {
+        let e = Exports::parse(
+            "0x00000000\tseq_puts\tvmlinux\tEXPORT_SYMBOL\t\n\
+             0x12345678\tbm_helper\tfs/binfmt-misc\tEXPORT_SYMBOL_GPL\tNS\n",
+        );
+        assert_eq!(e.exporter("seq_puts"), Some("vmlinux"));
+        assert_eq!(e.exporter("bm_helper"), Some("binfmt_misc"));
+        assert_eq!(e.exporter("saved_command_line"), None);
+    }
+}
