@@ -62,6 +62,17 @@ const REFUSED_TABLES: &[&str] = &[
     "__patchable_function_entries",
 ];
 
+/// The offsets at which instructions of `code` end, ascending.
+fn instruction_ends(code: &[u8]) -> Vec<u64> {
+    let mut decoder = iced_x86::Decoder::with_ip(64, code, 0, iced_x86::DecoderOptions::NONE);
+    let mut ends = Vec::new();
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        ends.push(insn.next_ip());
+    }
+    ends
+}
+
 /// One function to replace, for the registration code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KlpFunc {
@@ -260,9 +271,22 @@ impl Copier<'_, '_> {
     fn translate_pending(&mut self) -> Result<(), String> {
         while let Some(sec) = self.pending.pop() {
             let (id, _) = self.copied[&sec];
-            let relocs = self.index.sections[sec].relocs.clone();
+            let section = &self.index.sections[sec];
+            let relocs = section.relocs.clone();
+            let ends = if section.kind == Kind::Code {
+                instruction_ends(section.data)
+            } else {
+                Vec::new()
+            };
             for r in relocs {
-                let (symbol, addend) = self.target(r.symbol, r.addend, r.pc_relative)?;
+                // A PC-relative operand means the place its instruction's end
+                // plus the value points at: S + A + (end - P).
+                let bias = match ends.binary_search_by(|&e| e.cmp(&r.offset)) {
+                    _ if !r.pc_relative || ends.is_empty() => 0,
+                    Ok(i) => ends.get(i + 1).map_or(0, |e| e - r.offset),
+                    Err(i) => ends.get(i).map_or(0, |e| e - r.offset),
+                };
+                let (symbol, addend) = self.target(r.symbol, r.addend, bias)?;
                 self.out
                     .add_relocation(
                         id,
@@ -283,12 +307,7 @@ impl Copier<'_, '_> {
 
     /// Where a relocation against `sym + addend` of the source object goes
     /// in the patch object.
-    fn target(
-        &mut self,
-        sym: usize,
-        addend: i64,
-        pc_relative: bool,
-    ) -> Result<(SymbolId, i64), String> {
+    fn target(&mut self, sym: usize, addend: i64, bias: u64) -> Result<(SymbolId, i64), String> {
         let index = self.index;
         let s = &index.symbols[sym];
         let Some(sec) = s.section else {
@@ -300,12 +319,7 @@ impl Copier<'_, '_> {
             let (_, ssym) = self.copied[&sec];
             return Ok((ssym, offset as i64));
         }
-        // The place the reference means: for an operand, past the field.
-        let place = if pc_relative {
-            offset.wrapping_add(4)
-        } else {
-            offset
-        };
+        let place = offset.wrapping_add(bias);
         let named = if s.is_anonymous() {
             index.symbol_at(sec, place)
         } else {
@@ -488,7 +502,7 @@ impl Copier<'_, '_> {
         self.out.set_section_data(id, data, table.align.max(1));
         for (n, &k) in keep.iter().enumerate() {
             for r in index.relocs_in(t, k * size, (k + 1) * size) {
-                let (symbol, addend) = self.target(r.symbol, r.addend, false)?;
+                let (symbol, addend) = self.target(r.symbol, r.addend, 0)?;
                 self.out
                     .add_relocation(
                         id,

@@ -166,3 +166,68 @@ fn a_function_with_a_bug_table_entry_is_refused_for_now() {
     let e = extract(&[source], &kernel).err().expect("refused");
     assert!(e.contains("warn_if") && e.contains("__bug_table"), "{e}");
 }
+
+/// A static local is the running kernel's, however the instruction reaches
+/// it: `orl $4, stfu(%rip)` has an immediate after the displacement, so its
+/// relocation's addend is -5, not -4.
+#[test]
+fn a_static_local_stays_the_running_kernels() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "static local") else {
+        return;
+    };
+    let dir = TempDir::new("extract-static");
+    let orig = "extern void note(int);\nint handler(int x)\n{\n\tstatic int stfu;\n\tif (!stfu)\n\t\tnote(x);\n\tif (x & 4)\n\t\tstfu |= 4;\n\treturn 0;\n}\n";
+    dir.write("s.c", orig);
+    dir.write("patched/s.c", orig.replace("note(x);", "note(x + 1);"));
+    for (src, out) in [("s.c", "s.o"), ("patched/s.c", "patched/s.o")] {
+        let mut args = vec!["gcc".to_string()];
+        args.extend(cc.kernel_cflags());
+        args.extend(["-c", src, "-o", out].map(String::from));
+        run_klp_cc(dir.path(), &args).assert_success();
+    }
+    let status = std::process::Command::new("ld")
+        .current_dir(dir.path())
+        .args(["-r", "-o", "vmlinux", "s.o"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exports = Exports::parse(
+        "0x0\tnote\tvmlinux\tEXPORT_SYMBOL\t\n0x0\t__fentry__\tvmlinux\tEXPORT_SYMBOL\t\n\
+         0x0\t__x86_return_thunk\tvmlinux\tEXPORT_SYMBOL\t\n",
+    );
+    let mut positions = HashMap::new();
+    positions.insert(
+        "vmlinux".to_string(),
+        Positions::read(&dir.join("vmlinux"), true).unwrap(),
+    );
+    let data = std::fs::read(dir.join("patched/s.o")).unwrap();
+    let source = Source {
+        target: "vmlinux",
+        object_name: "s.o".into(),
+        data: &data,
+        changed: vec!["handler".into()],
+        new: vec![],
+        new_data: BTreeSet::new(),
+    };
+    let kernel = RunningKernel {
+        exports: &exports,
+        positions: &positions,
+    };
+    let out = extract(&[source], &kernel).unwrap();
+    let file = object::File::parse(&*out.object).unwrap();
+    let names: Vec<String> = file
+        .symbols()
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with(".klp.sym.vmlinux.stfu.")),
+        "the static local must be the running kernel's: {names:?}"
+    );
+    assert!(
+        file.sections()
+            .all(|s| !s.name().unwrap_or("").contains("stfu")),
+        "the static local must not be copied"
+    );
+}
