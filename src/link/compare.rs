@@ -18,6 +18,10 @@ use super::snapshot::Snapshot;
 use super::tree::Tree;
 use crate::manifest::{Binding, Content, Manifest, SymbolKind, SymbolRecord};
 
+/// Data that holds the build's identity (init/version.c): it differs
+/// between two builds unless both fix it, which is a setup error, not a patch.
+const BUILD_IDENTITY: &[&str] = &["init_uts_ns", "linux_banner", "linux_proc_banner"];
+
 /// One function in the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FuncEntry {
@@ -106,6 +110,18 @@ pub enum Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Problem::ChangedData { object, name, .. }
+                if BUILD_IDENTITY.contains(&name.as_str()) =>
+            {
+                write!(
+                    f,
+                    "{}: `{name}` changed: it holds the build's identity (version, build number, \
+                     time, user, host), so the two builds differ in it; build both with the same \
+                     KBUILD_BUILD_VERSION, KBUILD_BUILD_TIMESTAMP, KBUILD_BUILD_USER and \
+                     KBUILD_BUILD_HOST",
+                    object.display()
+                )
+            }
             Problem::ChangedData {
                 object,
                 name,
