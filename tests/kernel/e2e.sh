@@ -1,0 +1,686 @@
+#!/bin/bash
+# tests/kernel/e2e.sh - end-to-end livepatch test: source patch -> klp-cc
+# build -> klp-link -> livepatch module -> loaded into a running kernel under
+# qemu -> the patched behaviour is checked in the guest.
+#
+# Usage: tests/kernel/e2e.sh [--self-test] [--module-for NAME=KO]... [PATCH...]
+#
+#   PATCH        a -p1 patch against Linux 6.1.  With no PATCH (and no
+#                --self-test) every tests/kernel/patches/*.patch runs.
+#                NAME.patch       klp-link must build a module that loads
+#                                 (enabled=1, transition done) and after which
+#                                 NAME.check (beside the patch) passes; the
+#                                 check must fail before the module is loaded.
+#                NAME-FAIL.patch  klp-link must refuse it: non-zero exit, no .ko.
+#   --self-test  test the harness without `klp-link build`: (1) the upstream
+#                samples/livepatch/livepatch-sample.ko from the klp-cc tree,
+#                plus `modprobe binfmt_misc`, its mount and a registered
+#                handler in the guest; (2) the full cmdline.patch flow with a
+#                hand-written stand-in module instead of klp-link's.
+#   --module-for NAME=KO   use KO instead of running `klp-link build` for
+#                NAME.patch (everything else as usual).
+#
+# Two builds of the same source and .config (lib.sh): the RUNNING kernel
+# (CC=gcc; its bzImage boots, its vmlinux gives sympos, its .ko files are
+# installed in the guest for modprobe) and the KLP tree (CC="klp-cc gcc";
+# patched, rebuilt and reverted in place; only supplies objects).  Both are
+# reused from kbuild-check.sh's cache when their cache keys prove they are the
+# same build, else built under $KLP_KERNEL_CACHE/e2e/.
+#
+# env:   KLP_CC, KLP_LINK   binaries (default <repo>/target/release/{klp-cc,klp-link};
+#                           built with cargo if missing)
+#        KLP_KERNEL_CACHE   cache folder (default /var/tmp/klp-cc-kernel)
+#        KLP_E2E_FRESH=1    do not reuse any cached build: build both kernels
+#        JOBS, KLP_ACCEL (tcg|kvm), KLP_BOOT_TIMEOUT, KLP_SMP, KLP_MEM: see lib.sh
+# Exit:  0 every patch behaved, 1 some did not, 2 setup problem or bad usage.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck disable=SC2034  # read by lib.sh's klp_log
+KLP_LOG_TAG=e2e
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+die()  { klp_err "$*"; exit 2; }
+usage() {  # [0]: --help prints the header; else a short usage line, exit 2
+    if [ "${1:-2}" = 0 ]; then sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0; fi
+    echo "usage: $0 [--self-test] [--module-for NAME=KO]... [PATCH...]  (--help for more)" >&2; exit 2
+}
+
+# ---------------------------------------------------------------- arguments
+SELF_TEST=0
+PATCHES=()
+declare -A MODULE_FOR=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --self-test) SELF_TEST=1 ;;
+        --module-for) [ $# -ge 2 ] || usage; MODULE_FOR[${2%%=*}]=${2#*=}; shift ;;
+        --module-for=*) a=${1#--module-for=}; MODULE_FOR[${a%%=*}]=${a#*=} ;;
+        -h|--help) usage 0 ;;
+        --) shift; PATCHES+=("$@"); break ;;
+        -*) klp_err "unknown option $1"; usage ;;
+        *) PATCHES+=("$1") ;;
+    esac
+    shift
+done
+if [ ${#PATCHES[@]} -eq 0 ] && [ $SELF_TEST = 0 ]; then
+    for p in "$HERE"/patches/*.patch; do [ -e "$p" ] && PATCHES+=("$p"); done
+    [ ${#PATCHES[@]} -gt 0 ] || die "no patches in $HERE/patches"
+fi
+for i in "${!PATCHES[@]}"; do
+    p=${PATCHES[$i]}
+    [ -f "$p" ] || die "no such patch: $p"
+    case $p in *.patch) ;; *) die "a patch must be named NAME.patch or NAME-FAIL.patch: $p";; esac
+    PATCHES[i]=$(readlink -f "$p")
+done
+for n in "${!MODULE_FOR[@]}"; do
+    [ -f "${MODULE_FOR[$n]}" ] || die "--module-for $n: no such file: ${MODULE_FOR[$n]}"
+done
+
+# ---------------------------------------------------------------- setup
+# The same fixed build identity as kbuild-check.sh: the builds are
+# reproducible, and the cache keys below equal kbuild-check's for the same
+# inputs (the keys include every KBUILD_* variable), so its trees can be reused.
+export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2026'
+export KBUILD_BUILD_USER=klp-cc KBUILD_BUILD_HOST=kbuild-check KBUILD_BUILD_VERSION=1
+unset O KBUILD_OUTPUT KCFLAGS KCPPFLAGS KAFLAGS KBUILD_EXTRA_SYMBOLS LLVM \
+      CROSS_COMPILE ARCH KLP_CC_SECTIONS KLP_CC_ACTIVE KLP_CC_COMPILER KLP_CC_LOG
+
+CACHE=$KLP_KERNEL_CACHE
+case $CACHE/ in "$REPO"/*) die "KLP_KERNEL_CACHE must be outside the repository";; esac
+E2E=$CACHE/e2e
+mkdir -p "$E2E" "$CACHE/logs" || die "cannot create $E2E"
+
+if [ -z "${KLP_CC:-}" ] || [ -z "${KLP_LINK:-}" ]; then
+    if [ ! -x "$REPO/target/release/klp-cc" ] || [ ! -x "$REPO/target/release/klp-link" ]; then
+        klp_log "building klp-cc and klp-link (cargo build --release)"
+        (cd "$REPO" && cargo build --release) || die "cargo build --release failed"
+    fi
+fi
+KLP_CC=${KLP_CC:-$REPO/target/release/klp-cc}
+KLP_LINK=${KLP_LINK:-$REPO/target/release/klp-link}
+[ -x "$KLP_CC" ] || die "klp-cc not found or not executable: $KLP_CC"
+[ -x "$KLP_LINK" ] || die "klp-link not found or not executable: $KLP_LINK"
+KLP_LINK=$(readlink -f "$KLP_LINK")
+# A private copy of klp-cc named by its hash, at the same place kbuild-check.sh
+# puts it: the CC string recorded in the trees' .cmd files is the same, and a
+# cargo build during the run cannot change the compiler under a tree.
+KLP_CC_SHA=$(sha256sum < "$(readlink -f "$KLP_CC")" | cut -c1-16)
+KLP_CC_PRIV=$CACHE/bin/$KLP_CC_SHA/klp-cc
+if [ ! -x "$KLP_CC_PRIV" ]; then
+    mkdir -p "$(dirname "$KLP_CC_PRIV")" && cp "$(readlink -f "$KLP_CC")" "$KLP_CC_PRIV.tmp.$$" &&
+        mv "$KLP_CC_PRIV.tmp.$$" "$KLP_CC_PRIV" || die "cannot copy klp-cc to $KLP_CC_PRIV"
+fi
+case $KLP_CC_PRIV in *[[:space:]:]*) die "the cache path must not contain blanks or colons: $CACHE";; esac
+KLPCC_CC="$KLP_CC_PRIV gcc"      # the klp tree's CC, exactly as in its .cmd files
+
+SRC=$CACHE/src                   # pristine unpacked source (shared with kbuild-check)
+RUNNING=$E2E/running             # running kernel: bzImage, vmlinux, .config, modroot/
+RUNNING_TREE=$E2E/running-tree   # our own plain build (deleted once its outputs are kept)
+KLP=$E2E/klp                     # the klp-cc tree that patches are applied to
+CHECK_SECTIONS=$CACHE/check/sections     # kbuild-check (a): a klp-cc build
+CHECK_PLAIN=$CACHE/check/plain-objects   # kbuild-check (b): the plain build's outputs
+RUN_ID=$(date +%Y%m%d-%H%M%S)-$$
+RUNDIR=$E2E/runs/$RUN_ID
+mkdir -p "$RUNDIR/given"
+ln -sfn "runs/$RUN_ID" "$E2E/latest"
+# Copy given modules now: one may live in a tree this run replaces.
+for n in "${!MODULE_FOR[@]}"; do
+    cp "${MODULE_FOR[$n]}" "$RUNDIR/given/$n.ko" || die "cannot copy ${MODULE_FOR[$n]}"
+    MODULE_FOR[$n]=$RUNDIR/given/$n.ko
+done
+
+# One e2e run at a time: the klp tree is patched in place.
+exec 9>"$E2E/.lock"
+flock -n 9 || die "another e2e.sh run holds $E2E/.lock"
+
+klp_get_source "$SRC" >&2 || die "could not get the kernel source"
+
+# Cache keys: exactly kbuild-check.sh's build_key (source package, gcc/ld/make
+# versions, lib.sh, KBUILD_* environment, make arguments, klp-cc's sha256).
+build_key() {
+    { klp_source_id; cat "$HERE/lib.sh"; env | grep -E '^KBUILD_' | sort; printf '%s\n' "$@"; } |
+        sha256sum | cut -c1-16
+}
+KEY_PLAIN=$(build_key CC=gcc)
+KEY_KLP=$(build_key "klp-cc $KLP_CC_SHA" "CC=$KLPCC_CC")
+key_is() { [ "${KLP_E2E_FRESH:-0}" != 1 ] && [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+# build_fresh DIR LOG [make args]: fresh copy of the source, configure, build.
+build_fresh() {
+    local dir=$1 log=$2; shift 2
+    klp_fresh_tree "$SRC" "$dir" || { klp_err "could not copy $SRC to $dir"; return 1; }
+    klp_configure "$dir" >/dev/null || { klp_err "configuration failed in $dir"; return 1; }
+    : > "$log"
+    klp_log "building $dir: make $* (log: $log; takes minutes)"
+    if ! KLP_BUILD_LOG=$log klp_build "$dir" "$@"; then
+        # 6.1's objtool/libsubcmd sub-make has a rare -j race ("mv: cannot
+        # stat .../.pager.o.tmp"); make resumes where it stopped.
+        klp_log "make failed in $dir; trying once more (log: $log)"
+        KLP_BUILD_LOG=$log klp_build "$dir" "$@" || return 1
+    fi
+    klp_log "built $dir in ${KLP_BUILD_SECS} s"
+}
+
+# ---------------------------------------------------------------- running kernel
+# $RUNNING holds what the tests need from the plain build: bzImage, vmlinux,
+# .config, release, and modroot/lib/modules/<release>/ (every .ko + depmod).
+keep_running_outputs() {  # FROM: a built plain tree or kbuild-check's stash
+    local from=$1 tmp=$RUNNING.tmp.$$ rel m
+    rm -rf "$tmp"; mkdir -p "$tmp"
+    for f in arch/x86/boot/bzImage vmlinux .config; do
+        [ -f "$from/$f" ] || { klp_err "$from has no $f"; rm -rf "$tmp"; return 1; }
+        cp "$from/$f" "$tmp/$(basename "$f")"
+    done
+    rel=$(grep -a -o -m1 'Linux version [^ ]*' "$tmp/vmlinux" | cut -d' ' -f3) || true
+    [ -n "$rel" ] || { klp_err "no 'Linux version' banner in $from/vmlinux"; rm -rf "$tmp"; return 1; }
+    echo "$rel" > "$tmp/release"
+    m=$tmp/modroot/lib/modules/$rel
+    mkdir -p "$m"
+    (cd "$from" && find . -path ./tools -prune -o -name '*.ko' -type f -printf '%P\n' | sort) > "$tmp/modules.list"
+    [ -s "$tmp/modules.list" ] || { klp_err "no .ko files in $from"; rm -rf "$tmp"; return 1; }
+    while read -r k; do
+        mkdir -p "$m/kernel/$(dirname "$k")" && cp "$from/$k" "$m/kernel/$k"
+    done < "$tmp/modules.list"
+    sed 's|^|kernel/|' "$tmp/modules.list" > "$m/modules.order"
+    : > "$m/modules.builtin"; : > "$m/modules.builtin.modinfo"
+    depmod -b "$tmp/modroot" "$rel" || { klp_err "depmod failed"; rm -rf "$tmp"; return 1; }
+    rm -rf "$RUNNING" && mv "$tmp" "$RUNNING"
+}
+
+prepare_running() {
+    if key_is "$RUNNING/.klp-e2e-key" "$KEY_PLAIN"; then
+        klp_log "running kernel: reusing $RUNNING (key $KEY_PLAIN)"
+        return 0
+    fi
+    if key_is "$CHECK_PLAIN/.klp-check-key" "$KEY_PLAIN"; then
+        klp_log "running kernel: taking kbuild-check's plain build $CHECK_PLAIN (same key $KEY_PLAIN)"
+        if keep_running_outputs "$CHECK_PLAIN" && key_is "$CHECK_PLAIN/.klp-check-key" "$KEY_PLAIN"; then
+            echo "kbuild-check:$CHECK_PLAIN" > "$RUNNING/origin"
+            echo "$KEY_PLAIN" > "$RUNNING/.klp-e2e-key"
+            return 0
+        fi
+        klp_log "could not take $CHECK_PLAIN (it changed while copying?); building our own"
+    fi
+    build_fresh "$RUNNING_TREE" "$CACHE/logs/e2e-running.log" CC=gcc || return 1
+    keep_running_outputs "$RUNNING_TREE" || return 1
+    echo "built:$RUNNING_TREE" > "$RUNNING/origin"
+    echo "$KEY_PLAIN" > "$RUNNING/.klp-e2e-key"
+    rm -rf "$RUNNING_TREE"   # only its outputs are needed
+}
+
+# ---------------------------------------------------------------- klp tree
+# Files of the tree that differ from the pristine source.  Only files newer
+# than .config can: every edit after configuring has a newer mtime.
+tree_edits() {  # TREE: print relative paths of edited source files
+    local t=$1 f
+    (cd "$t" && find . -path ./.git -prune -o -type f -newer .config -printf '%P\n') |
+        while read -r f; do
+            [ -f "$SRC/$f" ] && ! cmp -s "$SRC/$f" "$t/$f" && echo "$f"
+        done
+    return 0
+}
+
+klp_rebuild() {  # LOG: incremental make bzImage + modules with the tree's CC
+    KLP_BUILD_LOG=$1 klp_build "$KLP" "CC=$KLPCC_CC"
+}
+
+# A patch the previous run left applied (it was interrupted): revert, rebuild.
+recover_klp_tree() {
+    local p=$KLP/.klp-e2e-dirty
+    klp_log "klp tree: a previous run left $(head -1 "$p.name" 2>/dev/null || echo 'a patch') applied; reverting"
+    if (cd "$KLP" && patch -p1 -R -s -f -E --no-backup-if-mismatch --dry-run < "$p" >/dev/null &&
+            patch -p1 -R -s -f -E --no-backup-if-mismatch < "$p"); then
+        rm -f "$p" "$p.name"
+        klp_rebuild "$CACHE/logs/e2e-recover.log" || return 1
+    else
+        # Maybe it was reverted already, before the rebuild.
+        rm -f "$p" "$p.name"
+        klp_rebuild "$CACHE/logs/e2e-recover.log" || return 1
+    fi
+    [ -z "$(tree_edits "$KLP")" ] || { klp_err "klp tree still differs from the source: $(tree_edits "$KLP" | head -5 | tr '\n' ' ')"; return 1; }
+}
+
+# Copy kbuild-check's klp-cc tree.  The only absolute paths in it are in the
+# objtool build (tools/objtool/*.cmd): rewrite them, or objtool is rebuilt
+# and with it (every object depends on tools/objtool/objtool) the whole tree.
+seed_klp_from() {
+    local from=$1 tmp=$KLP.tmp.$$ old new n t0
+    t0=$(now)
+    rm -rf "$tmp"
+    cp -a --reflink=auto "$from" "$tmp" || { rm -rf "$tmp"; return 1; }
+    key_is "$from/.klp-check-key" "$KEY_KLP" || { klp_err "$from changed while copying"; rm -rf "$tmp"; return 1; }
+    rm -f "$tmp/.klp-check-key" "$tmp/.klp-e2e-key" "$tmp/.klp-e2e-dirty" "$tmp/.klp-e2e-dirty.name"
+    rm -rf "$KLP" && mv "$tmp" "$KLP" || return 1
+    old=$(readlink -f "$from"); new=$KLP
+    grep -rlIF "$old" "$KLP" --include='*.cmd' --include='*.d' 2>/dev/null |
+        while read -r f; do
+            sed -i -E "s#${old//./\\.}([/ :\\\\]|\$)#${new}\\1#g" "$f"
+        done
+    klp_log "copied $from to $KLP in $(secs "$t0" "$(now)") s; bringing it up to date"
+    local log=$CACHE/logs/e2e-seed.log; : > "$log"
+    klp_rebuild "$log" || return 1
+    n=$(grep -cE '^  (CC|AS) .*\.o$' "$log" || true)
+    klp_log "klp tree: the first make in the copy compiled $n objects (${KLP_BUILD_SECS} s)"
+    local edits; edits=$(tree_edits "$KLP")
+    [ -z "$edits" ] || { klp_err "the copied tree has edited sources: $(echo "$edits" | head -5 | tr '\n' ' ')"; return 1; }
+}
+
+prepare_klp() {
+    if [ -f "$KLP/.klp-e2e-dirty" ] && key_is "$KLP/.klp-e2e-key" "$KEY_KLP"; then
+        recover_klp_tree || { klp_log "recovery failed; the klp tree will be rebuilt"; rm -f "$KLP/.klp-e2e-key"; }
+    fi
+    if key_is "$KLP/.klp-e2e-key" "$KEY_KLP" && [ ! -f "$KLP/.klp-e2e-dirty" ]; then
+        klp_log "klp tree: reusing $KLP (key $KEY_KLP)"
+        return 0
+    fi
+    rm -f "$KLP/.klp-e2e-key"
+    if key_is "$CHECK_SECTIONS/.klp-check-key" "$KEY_KLP"; then
+        klp_log "klp tree: copying kbuild-check's klp-cc tree $CHECK_SECTIONS (same key $KEY_KLP)"
+        if seed_klp_from "$CHECK_SECTIONS"; then
+            echo "kbuild-check:$CHECK_SECTIONS" > "$KLP/.klp-e2e-origin"
+            echo "$KEY_KLP" > "$KLP/.klp-e2e-key"
+            return 0
+        fi
+        klp_log "could not reuse $CHECK_SECTIONS; building our own"
+    fi
+    build_fresh "$KLP" "$CACHE/logs/e2e-klp.log" "CC=$KLPCC_CC" || return 1
+    echo "built" > "$KLP/.klp-e2e-origin"
+    echo "$KEY_KLP" > "$KLP/.klp-e2e-key"
+}
+
+# ---------------------------------------------------------------- klp-link
+# The one place that knows `klp-link build`'s command line.  The snapshot
+# names the tree it was taken of; the patched objects are read from there.
+klp_link_build() {  # SNAPSHOT RUNNING_VMLINUX MODNAME OUT_KO
+    "$KLP_LINK" build "$1" --vmlinux "$2" --name "$3" -o "$4"
+}
+
+# ---------------------------------------------------------------- guest
+# modname_of NAME: the livepatch module's name (KBUILD_MODNAME; also the
+# /sys/kernel/livepatch/ directory): livepatch_ + NAME, non-identifier chars -> _.
+modname_of() { local n=livepatch_$1; echo "${n//[^A-Za-z0-9_]/_}"; }
+
+# guest_script OUT MODNAME CHECKFILE LABEL [PRELUDE]: the shell text the guest
+# runs (klp_boot's CHECK).  The livepatch module is /ko/01-*.ko; the running
+# kernel's modules follow as /ko/02-... and are installed under
+# /lib/modules/$(uname -r) with the host's depmod output, so modprobe works.
+guest_script() {
+    local out=$1 mod=$2 check=$3 label=$4 prelude=${5:-}
+    local rel m i=1 k eof
+    rel=$(cat "$RUNNING/release"); m=$RUNNING/modroot/lib/modules/$rel
+    eof=KLP_E2E_EOF_$RANDOM$RANDOM
+    ! grep -qF "$eof" "$check" || return 1
+    {
+        echo "# generated by tests/kernel/e2e.sh: $label"
+        echo "KLP_E2E_MODULE=$mod; export KLP_E2E_MODULE"
+        cat <<'EOF'
+e2e_fail() {
+    echo "E2E-FAIL: $*"
+    echo "--- dmesg (last 40 lines) ---"
+    dmesg | tail -40
+    exit 1
+}
+EOF
+        echo "rel=\$(uname -r)"
+        echo "[ \"\$rel\" = '$rel' ] || e2e_fail \"guest runs \$rel, the modules are for $rel\""
+        echo "M=/lib/modules/\$rel"
+        while read -r k; do
+            i=$((i + 1))
+            echo "mkdir -p \"\$M/kernel/$(dirname "$k")\" && mv /ko/$(printf %02d $i)-$(basename "$k") \"\$M/kernel/$k\""
+        done < "$RUNNING/modules.list"
+        for f in modules.dep modules.alias modules.symbols modules.softdep modules.order modules.builtin; do
+            [ -f "$m/$f" ] || continue
+            echo "cat > \"\$M/$f\" <<'$eof'"; cat "$m/$f"; echo "$eof"
+        done
+        echo "mkdir -p /e2e"
+        echo "cat > /e2e/test.check <<'$eof'"; cat "$check"; echo "$eof"
+        [ -z "$prelude" ] || printf '%s\n' "$prelude"
+        cat <<EOF
+echo "e2e: $label: running the check before loading the livepatch (it must fail)"
+if (cd /tmp && KLP_E2E_PHASE=before sh /e2e/test.check); then
+    e2e_fail "the check passes without the livepatch: it does not test the patch"
+fi
+echo "e2e: insmod \$(ls /ko/01-*.ko)"
+insmod /ko/01-*.ko || e2e_fail "insmod of the livepatch module failed"
+L=/sys/kernel/livepatch/$mod
+[ -d "\$L" ] || e2e_fail "no \$L after insmod (livepatch dirs: \$(ls /sys/kernel/livepatch 2>/dev/null))"
+klp_wait_transition 60 || e2e_fail "the livepatch transition did not finish"
+[ "\$(cat \$L/enabled)" = 1 ] || e2e_fail "\$L/enabled reads \$(cat \$L/enabled), wanted 1"
+[ "\$(cat \$L/transition)" = 0 ] || e2e_fail "\$L/transition reads \$(cat \$L/transition), wanted 0"
+echo "e2e: \$L: enabled=1 transition=0"
+echo "e2e: $label: running the check with the livepatch loaded"
+(cd /tmp && KLP_E2E_PHASE=after sh /e2e/test.check) || e2e_fail "the check failed with the livepatch loaded"
+echo "e2e: $label: the check passes with the livepatch loaded"
+EOF
+    } > "$out"
+}
+
+# Guest text for the self-test: modules from the running build really load
+# with modprobe, binfmt_misc mounts and runs a registered handler.
+SELFTEST_BINFMT=$(cat <<'EOF'
+echo "e2e: self-test: modprobe binfmt_misc"
+modprobe binfmt_misc || e2e_fail "modprobe binfmt_misc failed"
+grep -q '^binfmt_misc ' /proc/modules || e2e_fail "binfmt_misc is not in /proc/modules after modprobe"
+mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || e2e_fail "cannot mount binfmt_misc on /proc/sys/fs/binfmt_misc"
+[ -e /proc/sys/fs/binfmt_misc/register ] || e2e_fail "no /proc/sys/fs/binfmt_misc/register"
+[ "$(cat /proc/sys/fs/binfmt_misc/status)" = enabled ] || e2e_fail "binfmt_misc status is not 'enabled'"
+echo ':klpe2e:M::#KLPE2E::/bin/sh:' > /proc/sys/fs/binfmt_misc/register || e2e_fail "cannot register a binfmt_misc handler"
+printf '#KLPE2E\necho binfmt-handler-ran\n' > /tmp/e2e.bin; chmod +x /tmp/e2e.bin
+[ "$(/tmp/e2e.bin)" = binfmt-handler-ran ] || e2e_fail "the registered binfmt_misc handler did not run"
+echo -1 > /proc/sys/fs/binfmt_misc/klpe2e
+echo "e2e: self-test: binfmt_misc: modprobe, mount, register and run a handler all work"
+EOF
+)
+
+# ---------------------------------------------------------------- one test
+RESULTS=()   # "label|expect|result|apply|link|restore|boot|note"
+FAILED=0
+TREE_BROKEN=
+
+record() {  # LABEL EXPECT RESULT APPLY LINK RESTORE BOOT NOTE
+    RESULTS+=("$1|$2|$3|$4|$5|$6|$7|${8//|//}")
+    [ "$3" = PASS ] || FAILED=1
+    if [ "$3" = PASS ]; then klp_log "$1: PASS${8:+ ($8)}"; else klp_err "$1: $3${8:+: $8}"; fi
+}
+
+# link_reason LOG: klp-link's own reason in one line: the first entry under
+# its "errors" heading, else the first "error" line, else the last line.
+link_reason() {
+    local r
+    r=$(awk 'f && NF { sub(/^[ \t]+/, ""); print; exit } /^errors/ { f = 1 }' "$1" 2>/dev/null)
+    [ -n "$r" ] || r=$(grep -m1 -iE '^(error|klp-link: error)' "$1" 2>/dev/null) || true
+    [ -n "$r" ] || r=$(tail -1 "$1" 2>/dev/null) || true
+    echo "$r"
+}
+
+# link_failure EXIT LOG: one line on why klp-link build gave no module.
+link_failure() {
+    local line
+    line=$(link_reason "$2")
+    case $1 in
+        0) echo "klp-link build exited 0 but wrote no .ko: ${line:0:90}" ;;
+        2) echo "klp-link build rejected e2e.sh's command line (exit 2, usage; see klp_link_build): ${line:0:90}" ;;
+        *) if [ "$1" -ge 126 ]; then echo "klp-link build crashed or was killed (exit $1): ${line:0:90}"
+           else echo "klp-link build exit $1: ${line:0:90}"; fi ;;
+    esac
+}
+
+# run_test LABEL PATCH|- MODULE_SOURCE CHECK [PRELUDE]
+#   MODULE_SOURCE: klp-link, file:KO (use KO), or standin-cmdline (build the
+#   self-test's stand-in module).  PATCH - : no patch, just boot KO.
+run_test() {
+    local label=$1 patch=$2 source=$3 check=$4 prelude=${5:-}
+    local name expect=load out mod ko t0 rc note=
+    local t_apply=- t_link=- t_restore=- t_boot=-
+    out=$RUNDIR/$label; mkdir -p "$out"
+    name=$label
+    if [ "$patch" != - ]; then
+        name=$(basename "$patch" .patch)
+        case $name in *-FAIL) expect=refuse; name=${name%-FAIL};; esac
+        [ -n "$check" ] || check=$(dirname "$patch")/$name.check
+    fi
+    mod=$(modname_of "$name")
+    klp_log "=== $label (${patch##*/}, expect: $expect; logs in $out)"
+    if [ "$expect" = load ] && [ ! -f "$check" ]; then
+        record "$label" "$expect" FAIL - - - - "no check file $check"; return
+    fi
+    if [ -n "$TREE_BROKEN" ] && [ "$patch" != - ]; then
+        record "$label" "$expect" FAIL - - - - "skipped: $TREE_BROKEN"; return
+    fi
+
+    if [ "$patch" != - ]; then
+        if ! (cd "$KLP" && patch -p1 -s -f --dry-run < "$patch" > "$out/patch.log" 2>&1); then
+            record "$label" "$expect" FAIL - - - - "does not apply to Linux $(cat "$RUNNING/release"): $(head -1 "$out/patch.log")"
+            return
+        fi
+        # Snapshot of the original klp tree, before the patch touches it.
+        t0=$(now); rc=0
+        "$KLP_LINK" snapshot "$KLP" -o "$out/snapshot" --force > "$out/klp-link-snapshot.log" 2>&1 || rc=$?
+        t_link=$(secs "$t0" "$(now)")
+        if [ $rc -ne 0 ]; then
+            record "$label" "$expect" FAIL - "$t_link" - - "klp-link snapshot failed (exit $rc): $(tail -1 "$out/klp-link-snapshot.log")"
+            return
+        fi
+        ! grep -q 'recomputed' "$out/klp-link-snapshot.log" ||
+            note="snapshot recomputed stale manifests; "
+
+        # Apply and rebuild.  The dirty marker lets the next run revert the
+        # patch if this one is interrupted.
+        cp "$patch" "$KLP/.klp-e2e-dirty"; echo "$patch" > "$KLP/.klp-e2e-dirty.name"
+        t0=$(now); rc=0
+        (cd "$KLP" && patch -p1 -s -f --no-backup-if-mismatch < "$patch") >> "$out/patch.log" 2>&1 || rc=$?
+        [ $rc -ne 0 ] || klp_rebuild "$out/build-patched.log" || rc=$?
+        t_apply=$(secs "$t0" "$(now)")
+        local built=$rc
+
+        # The livepatch module.
+        ko=$out/$mod.ko
+        local lrc=0
+        if [ $built -ne 0 ]; then
+            note+="the patched tree does not build (see $out/build-patched.log); "
+        else
+            t0=$(now)
+            "$KLP_LINK" diff "$out/snapshot" > "$out/klp-link-diff.txt" 2>&1 || true
+            case $source in
+                klp-link)
+                    (cd "$out" && klp_link_build "$out/snapshot" "$RUNNING/vmlinux" "$mod" "$ko") \
+                        > "$out/klp-link-build.log" 2>&1 || lrc=$? ;;
+                file:*)
+                    cp "${source#file:}" "$ko" && echo "module given: ${source#file:}" > "$out/klp-link-build.log" || lrc=$? ;;
+                standin-cmdline)
+                    build_standin_cmdline "$out/standin" "$mod" > "$out/klp-link-build.log" 2>&1 &&
+                        cp "$out/standin/$mod.ko" "$ko" || lrc=$? ;;
+            esac
+            t_link=$(awk -v a="$t_link" -v b="$(secs "$t0" "$(now)")" 'BEGIN { printf "%.1f", a + b }')
+        fi
+
+        # Revert and rebuild: the tree is the original build again.
+        t0=$(now); rc=0
+        (cd "$KLP" && patch -p1 -R -s -f -E --no-backup-if-mismatch < "$patch") >> "$out/patch.log" 2>&1 || rc=$?
+        [ $rc -ne 0 ] || klp_rebuild "$out/build-reverted.log" || rc=$?
+        t_restore=$(secs "$t0" "$(now)")
+        if [ $rc -ne 0 ] || [ -n "$(tree_edits "$KLP")" ]; then
+            TREE_BROKEN="the klp tree could not be restored after $label (see $out/patch.log, $out/build-reverted.log)"
+            rm -f "$KLP/.klp-e2e-key"   # the next run rebuilds it
+            record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "${note}$TREE_BROKEN"
+            return
+        fi
+        rm -f "$KLP/.klp-e2e-dirty" "$KLP/.klp-e2e-dirty.name"
+        rc=0; "$KLP_LINK" diff "$out/snapshot" > "$out/klp-link-diff-reverted.txt" 2>&1 || rc=$?
+        [ $rc -eq 3 ] || note+="after the revert klp-link diff exits $rc, not 3 (no change); "
+
+        if [ $built -ne 0 ]; then
+            record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "${note%; }"; return
+        fi
+        if grep -qi 'not implemented' "$out/klp-link-build.log" 2>/dev/null; then
+            record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
+                "${note}klp-link build: $(grep -i -m1 'not implemented' "$out/klp-link-build.log" | cut -c1-60)"
+            return
+        fi
+        if [ "$expect" = refuse ]; then
+            if [ $lrc -ne 0 ] && [ $lrc -ne 2 ] && [ $lrc -lt 126 ] && [ ! -e "$ko" ]; then
+                record "$label" "$expect" PASS "$t_apply" "$t_link" "$t_restore" - \
+                    "${note}refused (exit $lrc): $(link_reason "$out/klp-link-build.log" | cut -c1-100)"
+            elif [ $lrc -eq 0 ]; then
+                record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "${note}klp-link built a module; it must refuse this patch"
+            else
+                record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
+                    "${note}$(link_failure $lrc "$out/klp-link-build.log")$([ -e "$ko" ] && echo '; it left a .ko')"
+            fi
+            return
+        fi
+        if [ $lrc -ne 0 ] || [ ! -f "$ko" ]; then
+            echo "--- $label: klp-link build (exit $lrc), last lines of $out/klp-link-build.log:" >&2
+            tail -20 "$out/klp-link-build.log" | sed 's/^/    /' >&2
+            record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
+                "${note}no module: $(link_failure $lrc "$out/klp-link-build.log")"
+            return
+        fi
+    else
+        ko=$out/$(basename "${source#file:}")
+        cp "${source#file:}" "$ko"
+    fi
+
+    # Host-side checks of the module: its name and vermagic.
+    local got_name vm_ko vm_run
+    got_name=$(modinfo -F name "$ko" 2>/dev/null || true)
+    if [ "$patch" = - ] || [ "$source" != klp-link ]; then
+        mod=${got_name:-$mod}
+    elif [ "$got_name" != "$mod" ]; then
+        record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "${note}the module is named '$got_name', wanted '$mod'"
+        return
+    fi
+    vm_ko=$(modinfo -F vermagic "$ko" 2>/dev/null || true)
+    vm_run=$(modinfo -F vermagic "$RUNNING/modroot/lib/modules/$(cat "$RUNNING/release")/kernel/$(head -1 "$RUNNING/modules.list")")
+    if [ "$vm_ko" != "$vm_run" ]; then
+        record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "${note}vermagic '$vm_ko' differs from the running kernel's '$vm_run'"
+        return
+    fi
+
+    # Boot the running kernel, load the module, check.
+    local modules=$ko
+    while read -r k; do
+        modules+=":$RUNNING/modroot/lib/modules/$(cat "$RUNNING/release")/kernel/$k"
+    done < "$RUNNING/modules.list"
+    guest_script "$out/guest.sh" "$mod" "$check" "$label" "$prelude" ||
+        { record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "cannot embed $check"; return; }
+    t0=$(now); rc=0
+    KLP_BOOT_LOG=$out/serial.log klp_boot "$RUNNING/bzImage" "$modules" "$(cat "$out/guest.sh")" || rc=$?
+    t_boot=$(secs "$t0" "$(now)")
+    if [ $rc -eq 0 ]; then
+        record "$label" "$expect" PASS "$t_apply" "$t_link" "$t_restore" "$t_boot" "${note%; }"
+    else
+        echo "--- $label: guest output ($out/serial.log):" >&2
+        sed 's/^/    /' "$KLP_BOOT_OUTPUT" >&2 || true
+        local why
+        why=$(grep -a -m1 '^E2E-FAIL: ' "$KLP_BOOT_OUTPUT" | sed 's/^E2E-FAIL: //' || true)
+        [ -n "$why" ] || why="boot failed (qemu timeout, panic or no result line; see $out/serial.log)"
+        record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" "$t_boot" "${note}$why"
+    fi
+}
+
+# ---------------------------------------------------------------- self-test module
+# A hand-written livepatch with cmdline.patch's effect (what klp-link should
+# produce from it): /proc/cmdline gets " klp-cc: this has been live patched".
+# saved_command_line is not exported, so the module reads /proc/cmdline once,
+# before enabling the patch, and prints that copy.  Built with the klp tree's
+# own kbuild (make M=), like klp-link's modules.
+build_standin_cmdline() {  # DIR MODNAME
+    local dir=$1 mod=$2
+    rm -rf "$dir"; mkdir -p "$dir"
+    cat > "$dir/$mod.c" <<'EOF'
+// SPDX-License-Identifier: GPL-2.0
+/* klp-cc e2e self-test: stand-in for klp-link's module for cmdline.patch. */
+#include <linux/err.h>
+#include <linux/fs.h>
+#include <linux/livepatch.h>
+#include <linux/module.h>
+#include <linux/seq_file.h>
+
+static char orig_cmdline[4096];
+
+static int e2e_cmdline_proc_show(struct seq_file *m, void *v)
+{
+	seq_puts(m, orig_cmdline);
+	seq_puts(m, " klp-cc: this has been live patched\n");
+	return 0;
+}
+
+static struct klp_func funcs[] = {
+	{ .old_name = "cmdline_proc_show", .new_func = e2e_cmdline_proc_show },
+	{ }
+};
+
+static struct klp_object objs[] = {
+	{ .name = NULL /* vmlinux */, .funcs = funcs },
+	{ }
+};
+
+static struct klp_patch patch = { .mod = THIS_MODULE, .objs = objs };
+
+static int __init e2e_init(void)
+{
+	struct file *f = filp_open("/proc/cmdline", O_RDONLY, 0);
+	loff_t pos = 0;
+	ssize_t n;
+
+	if (IS_ERR(f))
+		return PTR_ERR(f);
+	n = kernel_read(f, orig_cmdline, sizeof(orig_cmdline) - 1, &pos);
+	filp_close(f, NULL);
+	if (n < 0)
+		return n;
+	orig_cmdline[n] = '\0';
+	if (n > 0 && orig_cmdline[n - 1] == '\n')
+		orig_cmdline[n - 1] = '\0';
+	return klp_enable_patch(&patch);
+}
+
+static void __exit e2e_exit(void)
+{
+}
+
+module_init(e2e_init);
+module_exit(e2e_exit);
+MODULE_LICENSE("GPL");
+MODULE_INFO(livepatch, "Y");
+EOF
+    echo "obj-m := $mod.o" > "$dir/Kbuild"
+    make -C "$KLP" M="$dir" CC="$KLPCC_CC" -j"${JOBS:-$(nproc)}" modules
+}
+
+# ---------------------------------------------------------------- main
+T_START=$(now)
+klp_log "klp-cc $KLP_CC_PRIV (sha256 $KLP_CC_SHA...), klp-link $KLP_LINK; results in $RUNDIR"
+t0=$(now)
+prepare_running || die "could not prepare the running kernel"
+prepare_klp || die "could not prepare the klp-cc tree"
+T_PREP=$(secs "$t0" "$(now)")
+cmp -s "$RUNNING/.config" "$KLP/.config" ||
+    die "the running kernel's .config differs from the klp tree's: $(diff "$RUNNING/.config" "$KLP/.config" | grep '^[<>]' | head -5 | tr '\n' ' ')"
+[ "$(cat "$RUNNING/release")" = "$(cat "$KLP/include/config/kernel.release")" ] ||
+    die "release $(cat "$RUNNING/release") (running) differs from $(cat "$KLP/include/config/kernel.release") (klp tree)"
+klp_log "running kernel $(cat "$RUNNING/release") from $(cat "$RUNNING/origin"); klp tree $KLP from $(cat "$KLP/.klp-e2e-origin"); ready in $T_PREP s"
+
+if [ $SELF_TEST = 1 ]; then
+    printf '%s\n' "grep -q 'this has been live patched' /proc/cmdline" > "$RUNDIR/sample.check"
+    sample=$KLP/samples/livepatch/livepatch-sample.ko
+    if [ -f "$sample" ]; then
+        run_test self-test-sample - "file:$sample" "$RUNDIR/sample.check" "$SELFTEST_BINFMT"
+    else
+        record self-test-sample load FAIL - - - - "no $sample in the klp tree"
+    fi
+    run_test self-test-cmdline "$HERE/patches/cmdline.patch" standin-cmdline ""
+fi
+for p in "${PATCHES[@]}"; do
+    n=$(basename "$p" .patch)
+    if [ -n "${MODULE_FOR[$n]:-}" ]; then
+        run_test "$n" "$p" "file:${MODULE_FOR[$n]}" ""
+    else
+        run_test "$n" "$p" klp-link ""
+    fi
+done
+
+# ---------------------------------------------------------------- summary
+echo
+echo "e2e summary: running kernel $(cat "$RUNNING/release") ($(cat "$RUNNING/origin")), klp tree $KLP,"
+echo "  klp-cc sha256 $KLP_CC_SHA..., klp-link $KLP_LINK; setup ${T_PREP} s; results in $RUNDIR"
+fmt='  %-22s %-7s %-6s %13s %9s %8s %11s  %s\n'
+# shellcheck disable=SC2059
+printf "$fmt" test expect result apply+rebuild klp-link restore boot+check note
+for r in "${RESULTS[@]}"; do
+    IFS='|' read -r a b c d e f g h <<< "$r"
+    # shellcheck disable=SC2059
+    printf "$fmt" "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h"
+done
+echo "  times in seconds; total $(secs "$T_START" "$(now)") s"
+if [ $FAILED -ne 0 ]; then
+    echo "e2e: FAILED"
+    exit 1
+fi
+echo "e2e: PASS"
