@@ -106,9 +106,17 @@ build_key() {
 KEY_PLAIN=$(build_key CC=gcc)
 KEY_A=$(build_key "klp-cc $KLP_CC_SHA" "CC=$KLPCC_CC")
 KEY_B=$(build_key "klp-cc $KLP_CC_SHA" "CC=$KLPCC_CC" KLP_CC_SECTIONS=0)
-cached() {  # cached DIR KEY: is DIR a finished build with this key?
+cached() {  # cached DIR KEY: is DIR a finished build with this key, untouched since?
     [ "${KLP_CHECK_FRESH:-0}" != 1 ] && [ -f "$1/.klp-check-key" ] &&
-        [ "$(cat "$1/.klp-check-key")" = "$2" ]
+        [ "$(cat "$1/.klp-check-key")" = "$2" ] || return 1
+    # Other scripts may build in these trees (incremental rebuilds of a patched
+    # source): anything written after the stamp makes the build unusable here.
+    local newer
+    newer=$(find "$1" -newer "$1/.klp-check-key" -print -quit 2>/dev/null)
+    if [ -n "$newer" ]; then
+        klp_log "not reusing $1: changed after its build (e.g. $newer)"
+        return 1
+    fi
 }
 # build_tree DIR KEY LOGNAME [make args]: fresh copy, configure, build, stamp.
 build_tree() {
