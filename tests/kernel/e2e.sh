@@ -137,12 +137,10 @@ flock -n 9 || die "another e2e.sh run holds $E2E/.lock"
 
 klp_get_source "$SRC" >&2 || die "could not get the kernel source"
 
-# Cache keys: exactly kbuild-check.sh's build_key (source package, gcc/ld/make
-# versions, lib.sh, KBUILD_* environment, make arguments, klp-cc's sha256).
-build_key() {
-    { klp_source_id; cat "$HERE/lib.sh"; env | grep -E '^KBUILD_' | sort; printf '%s\n' "$@"; } |
-        sha256sum | cut -c1-16
-}
+# Cache keys: lib.sh's klp_build_key, shared with kbuild-check.sh (source
+# package, gcc/ld/make versions, lib.sh, KBUILD_* environment, make arguments,
+# klp-cc's sha256), so that equal keys mean the same build.
+build_key() { klp_build_key "$@"; }
 KEY_PLAIN=$(build_key CC=gcc)
 KEY_KLP=$(build_key "klp-cc $KLP_CC_SHA" "CC=$KLPCC_CC")
 key_is() { [ "${KLP_E2E_FRESH:-0}" != 1 ] && [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
@@ -670,7 +668,9 @@ done
 echo
 echo "e2e summary: running kernel $(cat "$RUNNING/release") ($(cat "$RUNNING/origin")), klp tree $KLP,"
 echo "  klp-cc sha256 $KLP_CC_SHA..., klp-link $KLP_LINK; setup ${T_PREP} s; results in $RUNDIR"
-fmt='  %-22s %-7s %-6s %13s %9s %8s %11s  %s\n'
+w=4
+for r in "${RESULTS[@]}"; do n=${r%%|*}; [ ${#n} -le $w ] || w=${#n}; done
+fmt="  %-${w}s  %-6s %-6s %13s %9s %8s %11s  %s\n"
 # shellcheck disable=SC2059
 printf "$fmt" test expect result apply+rebuild klp-link restore boot+check note
 for r in "${RESULTS[@]}"; do

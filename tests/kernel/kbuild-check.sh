@@ -91,18 +91,13 @@ case $CACHE/ in "$REPO"/*) die "KLP_KERNEL_CACHE must be outside the repository"
 
 klp_get_source "$SRC" || die "could not get the kernel source"
 
-# Cache keys: a cached build is reused only if everything that goes into it
-# is the same: source package, gcc/ld/make versions, lib.sh's configuration
-# list and copy/configure/build functions (as bash prints them: comments and
-# the rest of lib.sh do not count), the KBUILD_* environment, the make
-# arguments, and for klp-cc builds the klp-cc binary's sha256 and
-# KLP_CC_SECTIONS.  This script's checking logic does not go into the builds.
-# KLP_CHECK_FRESH=1 rebuilds anyway.
-sha() { sha256sum | cut -c1-16; }
-build_key() {
-    { klp_source_id; declare -p KLP_CONFIG; declare -f klp_fresh_tree klp_configure klp_build
-      env | grep -E '^KBUILD_' | sort; printf '%s\n' "$@"; } | sha
-}
+# Cache keys (klp_build_key in lib.sh, shared with the other kernel scripts):
+# a cached build is reused only if everything that goes into it is the same:
+# source package, gcc/ld/make versions, lib.sh (configuration and build
+# steps), the KBUILD_* environment, the make arguments, and for klp-cc builds
+# the klp-cc binary's sha256 and KLP_CC_SECTIONS.  This script's checking
+# logic does not go into the builds.  KLP_CHECK_FRESH=1 rebuilds anyway.
+build_key() { klp_build_key "$@"; }
 KEY_PLAIN=$(build_key CC=gcc)
 KEY_A=$(build_key "klp-cc $KLP_CC_SHA" "CC=$KLPCC_CC")
 KEY_B=$(build_key "klp-cc $KLP_CC_SHA" "CC=$KLPCC_CC" KLP_CC_SECTIONS=0)

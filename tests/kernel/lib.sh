@@ -11,6 +11,7 @@
 #
 # Functions (each returns non-zero on failure; none calls exit):
 #   klp_get_source DEST            install missing packages, unpack the source once
+#   klp_build_key [ARGS]           cache key of a build (source, toolchain, this file, env)
 #   klp_fresh_tree PRISTINE DEST   DEST := a fresh copy of an unpacked source tree
 #   klp_configure SRCDIR [CONFIG_X=y|m|n|val ...]   write + verify .config
 #   klp_build SRCDIR [make args]   make bzImage, then make modules (timed)
@@ -113,6 +114,17 @@ klp_source_id() {
     gcc --version | head -1
     ld --version | head -1
     make --version | head -1
+}
+
+# klp_build_key [ARGS...] - a 16-hex-digit key for a cached build: a hash of
+# klp_source_id, this file (configuration list and build steps), the KBUILD_*
+# environment and ARGS (the make arguments and whatever else went into the
+# build, e.g. "klp-cc <sha256>").  Every script that reuses another's build
+# must compute keys with this function, so that they agree.
+KLP_LIB=$(readlink -f "${BASH_SOURCE[0]}")
+klp_build_key() {
+    { klp_source_id; cat "$KLP_LIB"; env | grep -E '^KBUILD_' | sort; printf '%s\n' "$@"; } |
+        sha256sum | cut -c1-16
 }
 
 # klp_fresh_tree PRISTINE DEST - replace DEST by a full copy of the unpacked
