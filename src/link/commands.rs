@@ -308,7 +308,7 @@ pub fn build(
         exports: &exports,
         positions: &positions,
     };
-    let extracted = extract(&sources, &kernel).map_err(CommandError)?;
+    let extracted = extract(&sources, &kernel).map_err(err)?;
     let spec = ModuleSpec {
         name: opts.name,
         funcs: &extracted.funcs,
@@ -316,6 +316,7 @@ pub fn build(
         patch_object: &extracted.object,
     };
     let klp_relocs = module::build(&spec, &tree.objtree, opts.output).map_err(CommandError)?;
+    report.push_str(&replacements(&extracted));
     report.push_str(&format!(
         "klp-link: wrote {} ({} function(s) replaced, {} klp relocation(s))\n",
         opts.output.display(),
@@ -323,6 +324,30 @@ pub fn build(
         klp_relocs
     ));
     Ok((report, Outcome::Changes))
+}
+
+/// What the module replaces, per target, with the functions replaced only
+/// to deliver one livepatch cannot hook, and the extraction's notes.
+fn replacements(extracted: &super::extract::Extracted) -> String {
+    let mut out = String::from("klp-link: the module replaces:\n");
+    for f in &extracted.funcs {
+        let pos = if f.sympos > 0 {
+            format!(" (sympos {})", f.sympos)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("  {}: {}{pos}", f.target, f.old_name));
+        if let Some(d) = &f.delivers {
+            out.push_str(&format!(
+                "  (unchanged: it delivers `{d}`, which livepatch cannot hook)"
+            ));
+        }
+        out.push('\n');
+    }
+    for n in &extracted.notes {
+        out.push_str(&format!("klp-link: note: {n}\n"));
+    }
+    out
 }
 
 fn valid_module_name(name: &str) -> bool {

@@ -128,12 +128,14 @@ mod tests {
                 old_name: "cmdline_proc_show".into(),
                 new_symbol: "__klp_new_0_0".into(),
                 sympos: 0,
+                delivers: None,
             },
             KlpFunc {
                 target: "binfmt_misc".into(),
                 old_name: "bm_status_read".into(),
                 new_symbol: "__klp_new_1_0".into(),
                 sympos: 2,
+                delivers: None,
             },
         ];
         let spec = ModuleSpec {

@@ -1,11 +1,12 @@
 //! Extraction of changed functions into a patch object, on real gcc
 //! objects: what is copied, what becomes a normal relocation to an exported
-//! symbol, what becomes a `.klp.sym` reference with the right sympos, and
-//! what is refused.
+//! symbol, what becomes a `.klp.sym` reference with the right sympos, which
+//! special-section entries travel with the code, and what is refused.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 
-use klp_cc::link::extract::{extract, RunningKernel, Source};
+use klp_cc::link::extract::{extract, ExtractError, Extracted, RunningKernel, Source};
 use klp_cc::link::sympos::Positions;
 use klp_cc::link::symvers::Exports;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
@@ -25,6 +26,236 @@ const PATCHED_B: &str = "extern int saved_value;\nextern int exported_fn(int);\n
     extern void printk(const char *, ...);\n\
     int use_b(int x) { printk(\"use_b %d\\n\", x); return helper(x) + saved_value + exported_fn(x); }\n";
 
+/// What every test object calls that a real kernel exports.
+const BASE_EXPORTS: &str = "0x0\t__fentry__\tvmlinux\tEXPORT_SYMBOL\t\n\
+    0x0\t__x86_return_thunk\tvmlinux\tEXPORT_SYMBOL\t\n";
+
+/// Special sections written the way Linux 6.1's x86 macros write them
+/// (arch/x86/include/asm/{jump_label,bug,alternative,asm,cpufeature}.h).
+const KERNEL_MACROS: &str = r#"
+struct static_key { int enabled; };
+struct bits { unsigned char b[16]; };
+extern struct bits boot_cpu_data;
+
+static inline __attribute__((always_inline)) int static_branch(struct static_key *key)
+{
+	asm goto("1: .byte 0x0f,0x1f,0x44,0x00,0x00\n\t"
+		 ".pushsection __jump_table, \"aw\"\n\t.balign 8\n\t"
+		 ".long 1b - ., %l[l_yes] - .\n\t.quad %c0 - .\n\t.popsection"
+		 : : "i" (key) : : l_yes);
+	return 0;
+l_yes:
+	return 1;
+}
+
+#define WARN_ON_LIKE(cond) ({						\
+	int __c = !!(cond);						\
+	if (__c)							\
+		asm volatile("1: ud2\n\t"				\
+			     ".pushsection __bug_table,\"aw\"\n"	\
+			     "2: .long 1b - ., %c0 - .\n\t"		\
+			     ".word %c1, %c2\n\t.org 2b + %c3\n\t"	\
+			     ".popsection" : : "i" (__FILE__),		\
+			     "i" (__LINE__), "i" (1 << 9), "i" (12));	\
+	__c; })
+
+/* ALTERNATIVE("", "call <fn>", feature): a replacement with a relocation. */
+#define ALTERNATIVE_CALL(fn)						\
+	asm volatile("661:\n\t.skip 5, 0x90\n662:\n\t"			\
+		     ".pushsection .altinstructions,\"a\"\n\t"		\
+		     ".long 661b - .\n\t.long 6641f - .\n\t"		\
+		     ".word 3*32+18\n\t.byte 662b-661b\n\t"		\
+		     ".byte 6651f-6641f\n\t.popsection\n\t"		\
+		     ".pushsection .altinstr_replacement, \"ax\"\n"	\
+		     "6641:\n\tcall " #fn "\n6651:\n\t.popsection"	\
+		     : : : "memory")
+
+static inline __attribute__((always_inline)) int cpu_has_bit(void)
+{
+	asm goto("jmp 6f\n\t"
+		 ".pushsection .altinstr_aux,\"ax\"\n"
+		 "6:\n\ttestb $1, boot_cpu_data+5(%%rip)\n\t"
+		 "jnz %l[t_yes]\n\tjmp %l[t_no]\n\t.popsection"
+		 : : : : t_yes, t_no);
+t_yes:
+	return 1;
+t_no:
+	return 0;
+}
+
+static inline __attribute__((always_inline)) int load_or_zero(const int *p)
+{
+	int v = 0;
+	asm volatile("1: movl (%1), %0\n2:\n\t"
+		     ".pushsection __ex_table,\"a\"\n\t.balign 4\n\t"
+		     ".long 1b - ., 2b - .\n\t.long 3\n\t.popsection"
+		     : "+r" (v) : "r" (p));
+	return v;
+}
+
+static inline __attribute__((always_inline)) void locked_inc(int *v)
+{
+	asm volatile(".pushsection .smp_locks,\"a\"\n\t.balign 4\n\t"
+		     ".long 671f - .\n\t.popsection\n671:\n\tlock incl %0"
+		     : "+m" (*v));
+}
+
+#define STATIC_CALL_SITE(name)						\
+	asm volatile("1: call __SCT__" #name "\n\t"			\
+		     ".pushsection .static_call_sites,\"a\"\n\t"	\
+		     ".long 1b - ., __SCK__" #name " - .\n\t"		\
+		     ".popsection" : : : "memory")
+"#;
+
+/// A file of the running kernel with two functions that use every kind of
+/// special section. `special` is the one the patch changes; `bystander`
+/// is unchanged, and nothing of its own may end up in the patch.
+fn special_source(changed: bool) -> String {
+    format!(
+        "{KERNEL_MACROS}
+extern struct static_key key_private;
+extern int counter;
+extern void alt_helper(void);
+extern void bystander_alt_helper(void);
+
+int special(int x, const int *p)
+{{
+	int r = x;
+	if (static_branch(&key_private))
+		r += 7;
+	if (WARN_ON_LIKE(x == 42))
+		r = -1;
+	ALTERNATIVE_CALL(alt_helper);
+	if (cpu_has_bit())
+		r += 2;
+	r += load_or_zero(p);
+	locked_inc(&counter);
+	STATIC_CALL_SITE(tp_func_demo);
+	return r{};
+}}
+
+int bystander(int x, const int *p)
+{{
+	if (static_branch(&key_private))
+		x++;
+	WARN_ON_LIKE(x == 43);
+	ALTERNATIVE_CALL(bystander_alt_helper);
+	if (cpu_has_bit())
+		x += 5;
+	locked_inc(&counter);
+	return x + load_or_zero(p);
+}}
+",
+        if changed { " + 1" } else { "" }
+    )
+}
+
+/// Compiles `(source, object)` pairs in `dir` through klp-cc with kernel
+/// flags.
+fn compile(cc: &Cc, dir: &TempDir, pairs: &[(&str, &str)]) {
+    for (src, out) in pairs {
+        let mut args = vec!["gcc".to_string()];
+        args.extend(cc.kernel_cflags());
+        args.extend(["-c", src, "-o", out].map(String::from));
+        run_klp_cc(dir.path(), &args).assert_success();
+    }
+}
+
+/// Sets `sh_entsize` of `section` in `object` to `entsize`, as objtool
+/// does for the tables it writes (`.static_call_sites`, ORC, site lists).
+fn set_entsize(object: &Path, section: &str, entsize: u64) {
+    let data = std::fs::read(object).unwrap();
+    let mut b = object::build::elf::Builder::read(&*data).unwrap();
+    let sec = b
+        .sections
+        .iter_mut()
+        .find(|s| &*s.name == section.as_bytes())
+        .unwrap_or_else(|| panic!("no {section} in {}", object.display()));
+    sec.sh_entsize = entsize;
+    let mut out = Vec::new();
+    b.write(&mut out).unwrap();
+    std::fs::write(object, out).unwrap();
+}
+
+/// Links `objects` relocatably into `out`: symbol order and STT_FILE
+/// symbols as in a real link.
+fn link(dir: &Path, out: &str, objects: &[&str]) {
+    let status = std::process::Command::new("ld")
+        .current_dir(dir)
+        .args(["-r", "-o", out])
+        .args(objects)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ld -r -o {out} failed");
+}
+
+/// Runs the extraction of `changed` from `object` for `target`, with the
+/// symbol tables of the linked files in `linked` (target name, path).
+fn run_extract(
+    dir: &TempDir,
+    object: &str,
+    target: &str,
+    changed: &[&str],
+    exports: &str,
+    linked: &[(&str, &str)],
+) -> Result<Extracted, ExtractError> {
+    let exports = Exports::parse(&format!("{BASE_EXPORTS}{exports}"));
+    let mut positions = HashMap::new();
+    for (t, path) in linked {
+        let vmlinux = *t == "vmlinux";
+        positions.insert(
+            t.to_string(),
+            Positions::read(&dir.join(path), vmlinux).unwrap(),
+        );
+    }
+    let data = std::fs::read(dir.join(object)).unwrap();
+    let source = Source {
+        target,
+        object_name: object.into(),
+        data: &data,
+        changed: changed.iter().map(|s| s.to_string()).collect(),
+        new: vec![],
+        new_data: BTreeSet::new(),
+    };
+    let kernel = RunningKernel {
+        exports: &exports,
+        positions: &positions,
+    };
+    extract(&[source], &kernel)
+}
+
+/// The names a section's relocations point at (section symbols by their
+/// section's name), in offset order.
+fn reloc_targets(file: &object::File, section: &str) -> Vec<String> {
+    let Some(sec) = file.section_by_name(section) else {
+        return Vec::new();
+    };
+    let mut relocs: Vec<_> = sec.relocations().collect();
+    relocs.sort_by_key(|(o, _)| *o);
+    relocs
+        .into_iter()
+        .filter_map(|(_, r)| match r.target() {
+            RelocationTarget::Symbol(i) => Some(i),
+            _ => None,
+        })
+        .map(|i| {
+            let s = file.symbol_by_index(i).unwrap();
+            if s.kind() == object::SymbolKind::Section {
+                let sec = file.section_by_index(s.section_index().unwrap()).unwrap();
+                sec.name().unwrap().to_string()
+            } else {
+                s.name().unwrap().to_string()
+            }
+        })
+        .collect()
+}
+
+fn section_size(file: &object::File, name: &str) -> u64 {
+    file.section_by_name(name)
+        .unwrap_or_else(|| panic!("no {name} in the patch object"))
+        .size()
+}
+
 #[test]
 fn references_go_to_copies_exports_or_klp_symbols() {
     let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract") else {
@@ -34,76 +265,32 @@ fn references_go_to_copies_exports_or_klp_symbols() {
     dir.write("a.c", KERNEL_A);
     dir.write("b.c", KERNEL_B);
     dir.write("patched/b.c", PATCHED_B);
-    let flags = cc.kernel_cflags();
-    for (src, out) in [
-        ("a.c", "a.o"),
-        ("b.c", "b.o"),
-        ("patched/b.c", "patched/b.o"),
-    ] {
-        let mut args = vec!["gcc".to_string()];
-        args.extend(flags.iter().cloned());
-        args.extend(["-c", src, "-o", out].map(String::from));
-        run_klp_cc(dir.path(), &args).assert_success();
-    }
-    // The running vmlinux: a.o then b.o, linked relocatably (symbol order
-    // and STT_FILE symbols as in a real link).
-    let status = std::process::Command::new("ld")
-        .current_dir(dir.path())
-        .args(["-r", "-o", "vmlinux", "a.o", "b.o"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-
-    let exports = Exports::parse(
-        "0x0\texported_fn\tvmlinux\tEXPORT_SYMBOL\t\n\
-         0x0\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n\
-         0x0\t__fentry__\tvmlinux\tEXPORT_SYMBOL\t\n\
-         0x0\t__x86_return_thunk\tvmlinux\tEXPORT_SYMBOL\t\n",
+    compile(
+        &cc,
+        &dir,
+        &[
+            ("a.c", "a.o"),
+            ("b.c", "b.o"),
+            ("patched/b.c", "patched/b.o"),
+        ],
     );
-    let mut positions = HashMap::new();
-    positions.insert(
-        "vmlinux".to_string(),
-        Positions::read(&dir.join("vmlinux"), true).unwrap(),
-    );
-    let data = std::fs::read(dir.join("patched/b.o")).unwrap();
-    let source = Source {
-        target: "vmlinux",
-        object_name: "b.o".into(),
-        data: &data,
-        changed: vec!["use_b".into()],
-        new: vec![],
-        new_data: BTreeSet::new(),
-    };
-    let kernel = RunningKernel {
-        exports: &exports,
-        positions: &positions,
-    };
-    let out = extract(&[source], &kernel).unwrap();
+    link(dir.path(), "vmlinux", &["a.o", "b.o"]);
+    let out = run_extract(
+        &dir,
+        "patched/b.o",
+        "vmlinux",
+        &["use_b"],
+        "0x0\texported_fn\tvmlinux\tEXPORT_SYMBOL\t\n0x0\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n",
+        &[("vmlinux", "vmlinux")],
+    )
+    .unwrap();
     assert_eq!(out.funcs.len(), 1);
     assert_eq!(out.funcs[0].old_name, "use_b");
     assert_eq!(out.funcs[0].sympos, 0);
+    assert_eq!(out.funcs[0].delivers, None);
 
     let file = object::File::parse(&*out.object).unwrap();
-    let mut targets = BTreeSet::new();
-    let text = file
-        .section_by_name(".text.use_b")
-        .expect("the function's section is copied");
-    for (_, r) in text.relocations() {
-        let RelocationTarget::Symbol(i) = r.target() else {
-            continue;
-        };
-        let s = file.symbol_by_index(i).unwrap();
-        let name = if s.kind() == object::SymbolKind::Section {
-            file.section_by_index(s.section_index().unwrap())
-                .unwrap()
-                .name()
-                .unwrap()
-                .to_string()
-        } else {
-            s.name().unwrap().to_string()
-        };
-        targets.insert(name);
-    }
+    let targets: BTreeSet<String> = reloc_targets(&file, ".text.use_b").into_iter().collect();
     // helper exists twice in the running kernel; ours is b.c's, the second
     // in address order.
     for want in [
@@ -128,43 +315,337 @@ fn references_go_to_copies_exports_or_klp_symbols() {
         .find(|s| s.name() == Ok("__klp_new_0_0"))
         .expect("a global handle for the registration code");
     assert!(new.is_global() && new.size() > 0);
-    assert!(
-        file.section_by_name("__mcount_loc").is_some(),
-        "mcount entries travel with the function"
+    assert_eq!(
+        reloc_targets(&file, "__mcount_loc"),
+        [".text.use_b"],
+        "one mcount entry, for the copied function"
     );
 }
 
+/// Every special-section entry of the changed function travels with it, and
+/// nothing of the unchanged function in the same object does.
 #[test]
-fn a_function_with_a_bug_table_entry_is_refused_for_now() {
-    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract refusal") else {
+fn special_section_entries_travel_with_the_function() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract special sections") else {
         return;
     };
-    let dir = TempDir::new("extract-refuse");
+    let dir = TempDir::new("extract-special");
+    dir.write("special.c", special_source(false));
+    dir.write("patched/special.c", special_source(true));
     dir.write(
-        "w.c",
-        "int warn_if(int x) {\n\tasm volatile(\"1: ud2\\n.pushsection __bug_table,\\\"aw\\\"\\n.long 1b - .\\n.word 0\\n.popsection\");\n\treturn x;\n}\n",
+        "other.c",
+        "struct static_key { int enabled; };\nstruct static_key key_private;\nint counter;\n\
+         struct bits { unsigned char b[16]; } boot_cpu_data;\n\
+         void alt_helper(void) {}\nvoid bystander_alt_helper(void) {}\n\
+         void __SCT__tp_func_demo(void) {}\nint __SCK__tp_func_demo;\n",
     );
-    let mut args = vec!["gcc".to_string()];
-    args.extend(cc.kernel_cflags());
-    args.extend(["-c", "w.c", "-o", "w.o"].map(String::from));
-    run_klp_cc(dir.path(), &args).assert_success();
-    let data = std::fs::read(dir.join("w.o")).unwrap();
-    let positions = HashMap::new();
-    let exports = Exports::default();
-    let source = Source {
-        target: "vmlinux",
-        object_name: "w.o".into(),
-        data: &data,
-        changed: vec![],
-        new: vec!["warn_if".into()],
-        new_data: BTreeSet::new(),
+    compile(
+        &cc,
+        &dir,
+        &[
+            ("special.c", "special.o"),
+            ("patched/special.c", "patched/special.o"),
+            ("other.c", "other.o"),
+        ],
+    );
+    link(dir.path(), "vmlinux", &["special.o", "other.o"]);
+    set_entsize(&dir.join("patched/special.o"), ".static_call_sites", 8);
+    let out = run_extract(
+        &dir,
+        "patched/special.o",
+        "vmlinux",
+        &["special"],
+        "0x0\tboot_cpu_data\tvmlinux\tEXPORT_SYMBOL\t\n",
+        &[("vmlinux", "vmlinux")],
+    )
+    .unwrap();
+    assert!(out.notes.is_empty(), "{:?}", out.notes);
+    let file = object::File::parse(&*out.object).unwrap();
+
+    // One entry each, about the copied function, with its own fields.
+    assert_eq!(section_size(&file, "__jump_table"), 16);
+    assert_eq!(
+        reloc_targets(&file, "__jump_table"),
+        [
+            ".text.special",
+            ".text.special",
+            ".klp.sym.vmlinux.key_private,0"
+        ],
+        "code, target and a klp reference to the unexported key"
+    );
+    assert_eq!(section_size(&file, "__bug_table"), 12);
+    let bug = reloc_targets(&file, "__bug_table");
+    assert_eq!(bug[0], ".text.special");
+    assert!(
+        bug[1].starts_with(".rodata") && bug[1].contains(".str"),
+        "file name copied: {bug:?}"
+    );
+    assert_eq!(section_size(&file, "__ex_table"), 12);
+    assert_eq!(
+        reloc_targets(&file, "__ex_table"),
+        [".text.special", ".text.special"]
+    );
+    assert_eq!(section_size(&file, ".smp_locks"), 4);
+    assert_eq!(section_size(&file, ".static_call_sites"), 8);
+    assert_eq!(
+        reloc_targets(&file, ".static_call_sites"),
+        [".text.special", ".klp.sym.vmlinux.__SCK__tp_func_demo,0"]
+    );
+
+    // The alternative's entry and only its own replacement (one 5-byte
+    // call to alt_helper), not the bystander's.
+    assert_eq!(section_size(&file, ".altinstructions"), 12);
+    assert_eq!(
+        reloc_targets(&file, ".altinstructions"),
+        [".text.special", ".altinstr_replacement"]
+    );
+    assert_eq!(section_size(&file, ".altinstr_replacement"), 5);
+    assert_eq!(
+        reloc_targets(&file, ".altinstr_replacement"),
+        [".klp.sym.vmlinux.alt_helper,0"]
+    );
+
+    // The static_cpu_has test: just the changed function's piece (testb,
+    // jnz, jmp), which jumps back into the copy.
+    let aux = file
+        .section_by_name(".altinstr_aux")
+        .expect("the aux piece");
+    let bytes = aux.data().unwrap();
+    assert_eq!(bytes.len(), 7 + 6 + 5, "testb + jnz + jmp: {bytes:02x?}");
+    assert_eq!(
+        reloc_targets(&file, ".altinstr_aux"),
+        ["boot_cpu_data", ".text.special", ".text.special"]
+    );
+    assert!(
+        reloc_targets(&file, ".text.special").contains(&".altinstr_aux".to_string()),
+        "the copy jumps into the piece"
+    );
+
+    let all: Vec<String> = file
+        .symbols()
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .collect();
+    assert!(
+        !all.iter().any(|n| n.contains("bystander")),
+        "nothing of the unchanged function: {all:?}"
+    );
+    // The patch object links (relocations against real sections only).
+    std::fs::write(dir.join("patch.o"), &out.object).unwrap();
+    link(dir.path(), "patch-linked.o", &["patch.o"]);
+}
+
+/// A livepatch for a module cannot carry a static key of that module: the
+/// module loader reads `__jump_table` before livepatch resolves the key.
+/// A tracepoint's key is the exception: its site stays off, with a note.
+#[test]
+fn module_local_keys_are_refused_but_tracepoints_are_left_off() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract module keys") else {
+        return;
     };
-    let kernel = RunningKernel {
-        exports: &exports,
-        positions: &positions,
+    let dir = TempDir::new("extract-module-key");
+    let source = |key: &str, changed: bool| {
+        format!(
+            "{KERNEL_MACROS}\nstruct static_key {key};\n\
+             int modfn(int x)\n{{\n\tif (static_branch(&{key}))\n\t\tx++;\n\treturn x{};\n}}\n",
+            if changed { " * 2" } else { "" }
+        )
     };
-    let e = extract(&[source], &kernel).err().expect("refused");
-    assert!(e.contains("warn_if") && e.contains("__bug_table"), "{e}");
+    for key in ["mod_key", "__tracepoint_mod_event"] {
+        dir.write(format!("{key}.c"), source(key, false));
+        dir.write(format!("patched/{key}.c"), source(key, true));
+        compile(
+            &cc,
+            &dir,
+            &[
+                (&format!("{key}.c"), &format!("{key}.o")),
+                (&format!("patched/{key}.c"), &format!("patched/{key}.o")),
+            ],
+        );
+        link(dir.path(), &format!("{key}.ko"), &[&format!("{key}.o")]);
+    }
+
+    let e = run_extract(
+        &dir,
+        "patched/mod_key.o",
+        "mymod",
+        &["modfn"],
+        "",
+        &[("mymod", "mod_key.ko")],
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        matches!(&e, ExtractError::LoadTimeModuleReference { symbol, module, .. }
+            if symbol == "mod_key" && module == "mymod"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("static_key_enabled()"), "{e}");
+
+    let out = run_extract(
+        &dir,
+        "patched/__tracepoint_mod_event.o",
+        "mymod",
+        &["modfn"],
+        "",
+        &[("mymod", "__tracepoint_mod_event.ko")],
+    )
+    .unwrap();
+    assert_eq!(out.funcs.len(), 1);
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.contains("__tracepoint_mod_event")
+                && n.contains("modfn")
+                && n.contains("stays off")),
+        "{:?}",
+        out.notes
+    );
+    let file = object::File::parse(&*out.object).unwrap();
+    assert!(
+        file.section_by_name("__jump_table")
+            .is_none_or(|s| s.size() == 0),
+        "the tracepoint's entry is left out"
+    );
+}
+
+/// For a module, references to the module's own symbols (exported or not)
+/// are klp relocations to it; a symbol another module exports is refused.
+#[test]
+fn module_symbols_take_klp_relocations_and_other_modules_are_refused() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract module symbols") else {
+        return;
+    };
+    let dir = TempDir::new("extract-module-syms");
+    let source = |changed: bool| {
+        format!(
+            "__attribute__((noinline)) int mod_exported(int x) {{ return x; }}\n\
+             extern int other_mod_fn(int);\n\
+             int modfn(int x) {{ return mod_exported(x){}; }}\n\
+             int modfn2(int x) {{ return other_mod_fn(x){}; }}\n",
+            if changed { " + 1" } else { "" },
+            if changed { " + 1" } else { "" }
+        )
+    };
+    dir.write("m.c", source(false));
+    dir.write("patched/m.c", source(true));
+    compile(&cc, &dir, &[("m.c", "m.o"), ("patched/m.c", "patched/m.o")]);
+    link(dir.path(), "m.ko", &["m.o"]);
+    let exports = "0x0\tmod_exported\tdrivers/mymod\tEXPORT_SYMBOL\t\n\
+                   0x0\tother_mod_fn\tdrivers/other-mod\tEXPORT_SYMBOL\t\n";
+    let out = run_extract(
+        &dir,
+        "patched/m.o",
+        "mymod",
+        &["modfn"],
+        exports,
+        &[("mymod", "m.ko")],
+    )
+    .unwrap();
+    let file = object::File::parse(&*out.object).unwrap();
+    assert!(
+        reloc_targets(&file, ".text.modfn").contains(&".klp.sym.mymod.mod_exported,0".into()),
+        "{:?}",
+        reloc_targets(&file, ".text.modfn")
+    );
+    let e = run_extract(
+        &dir,
+        "patched/m.o",
+        "mymod",
+        &["modfn2"],
+        exports,
+        &[("mymod", "m.ko")],
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        e.to_string().contains("other_mod_fn") && e.to_string().contains("other_mod"),
+        "{e}"
+    );
+}
+
+/// A changed function that ftrace cannot hook (here `notrace`, like the
+/// kernel's out-of-line static inlines and `__do_sys_*` bodies) is
+/// delivered by replacing its callers; a global one is refused.
+#[test]
+fn an_unhookable_function_is_delivered_through_its_callers() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract notrace") else {
+        return;
+    };
+    let dir = TempDir::new("extract-notrace");
+    let source = |changed: bool, global: bool| {
+        format!(
+            "{}__attribute__((noinline, no_instrument_function)) int body(int x) {{ return x{}; }}\n\
+             int wrapper_a(int x) {{ return body(x) + 1; }}\n\
+             int wrapper_b(int x) {{ return body(x) + 2; }}\n\
+             int unrelated(int x) {{ return x * 3; }}\n",
+            if global { "" } else { "static " },
+            if changed { " * 5" } else { "" }
+        )
+    };
+    for (name, global) in [("local", false), ("global", true)] {
+        dir.write(format!("{name}.c"), source(false, global));
+        dir.write(format!("patched/{name}.c"), source(true, global));
+        compile(
+            &cc,
+            &dir,
+            &[
+                (&format!("{name}.c"), &format!("{name}.o")),
+                (&format!("patched/{name}.c"), &format!("patched/{name}.o")),
+            ],
+        );
+        link(
+            dir.path(),
+            &format!("{name}-vmlinux"),
+            &[&format!("{name}.o")],
+        );
+    }
+    let out = run_extract(
+        &dir,
+        "patched/local.o",
+        "vmlinux",
+        &["body"],
+        "",
+        &[("vmlinux", "local-vmlinux")],
+    )
+    .unwrap();
+    let replaced: BTreeSet<(&str, Option<&str>)> = out
+        .funcs
+        .iter()
+        .map(|f| (f.old_name.as_str(), f.delivers.as_deref()))
+        .collect();
+    assert_eq!(
+        replaced,
+        BTreeSet::from([("wrapper_a", Some("body")), ("wrapper_b", Some("body"))]),
+        "the callers replace the unhookable body"
+    );
+    let file = object::File::parse(&*out.object).unwrap();
+    assert!(
+        file.section_by_name(".text.body").is_some(),
+        "body is copied"
+    );
+    assert_eq!(
+        reloc_targets(&file, ".text.wrapper_a")
+            .iter()
+            .filter(|t| t.contains("body"))
+            .collect::<Vec<_>>(),
+        [".text.body"],
+        "the new wrapper calls the new body"
+    );
+
+    let e = run_extract(
+        &dir,
+        "patched/global.o",
+        "vmlinux",
+        &["body"],
+        "",
+        &[("vmlinux", "global-vmlinux")],
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        e.to_string().contains("`body`") && e.to_string().contains("__fentry__"),
+        "{e}"
+    );
 }
 
 /// A static local is the running kernel's, however the instruction reaches
@@ -179,41 +660,17 @@ fn a_static_local_stays_the_running_kernels() {
     let orig = "extern void note(int);\nint handler(int x)\n{\n\tstatic int stfu;\n\tif (!stfu)\n\t\tnote(x);\n\tif (x & 4)\n\t\tstfu |= 4;\n\treturn 0;\n}\n";
     dir.write("s.c", orig);
     dir.write("patched/s.c", orig.replace("note(x);", "note(x + 1);"));
-    for (src, out) in [("s.c", "s.o"), ("patched/s.c", "patched/s.o")] {
-        let mut args = vec!["gcc".to_string()];
-        args.extend(cc.kernel_cflags());
-        args.extend(["-c", src, "-o", out].map(String::from));
-        run_klp_cc(dir.path(), &args).assert_success();
-    }
-    let status = std::process::Command::new("ld")
-        .current_dir(dir.path())
-        .args(["-r", "-o", "vmlinux", "s.o"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exports = Exports::parse(
-        "0x0\tnote\tvmlinux\tEXPORT_SYMBOL\t\n0x0\t__fentry__\tvmlinux\tEXPORT_SYMBOL\t\n\
-         0x0\t__x86_return_thunk\tvmlinux\tEXPORT_SYMBOL\t\n",
-    );
-    let mut positions = HashMap::new();
-    positions.insert(
-        "vmlinux".to_string(),
-        Positions::read(&dir.join("vmlinux"), true).unwrap(),
-    );
-    let data = std::fs::read(dir.join("patched/s.o")).unwrap();
-    let source = Source {
-        target: "vmlinux",
-        object_name: "s.o".into(),
-        data: &data,
-        changed: vec!["handler".into()],
-        new: vec![],
-        new_data: BTreeSet::new(),
-    };
-    let kernel = RunningKernel {
-        exports: &exports,
-        positions: &positions,
-    };
-    let out = extract(&[source], &kernel).unwrap();
+    compile(&cc, &dir, &[("s.c", "s.o"), ("patched/s.c", "patched/s.o")]);
+    link(dir.path(), "vmlinux", &["s.o"]);
+    let out = run_extract(
+        &dir,
+        "patched/s.o",
+        "vmlinux",
+        &["handler"],
+        "0x0\tnote\tvmlinux\tEXPORT_SYMBOL\t\n",
+        &[("vmlinux", "vmlinux")],
+    )
+    .unwrap();
     let file = object::File::parse(&*out.object).unwrap();
     let names: Vec<String> = file
         .symbols()
@@ -229,5 +686,41 @@ fn a_static_local_stays_the_running_kernels() {
         file.sections()
             .all(|s| !s.name().unwrap_or("").contains("stfu")),
         "the static local must not be copied"
+    );
+}
+
+/// A table klp-link does not know, pointing into the changed function, is
+/// refused rather than dropped.
+#[test]
+fn an_unknown_table_about_the_function_is_refused() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract unknown table") else {
+        return;
+    };
+    let dir = TempDir::new("extract-unknown");
+    let source = |changed: bool| {
+        format!(
+            "int marked(int x) {{\n\tasm volatile(\"1: nop\\n.pushsection .klp_test_sites,\\\"a\\\"\\n\
+             .long 1b - .\\n.popsection\");\n\treturn x{};\n}}\n",
+            if changed { " + 1" } else { "" }
+        )
+    };
+    dir.write("w.c", source(false));
+    dir.write("patched/w.c", source(true));
+    compile(&cc, &dir, &[("w.c", "w.o"), ("patched/w.c", "patched/w.o")]);
+    link(dir.path(), "vmlinux", &["w.o"]);
+    let e = run_extract(
+        &dir,
+        "patched/w.o",
+        "vmlinux",
+        &["marked"],
+        "",
+        &[("vmlinux", "vmlinux")],
+    )
+    .err()
+    .expect("refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("marked") && msg.contains(".klp_test_sites") && msg.contains("does not know"),
+        "{msg}"
     );
 }

@@ -1,0 +1,665 @@
+//! Copies the changed and new functions out of the patched objects into one
+//! relocatable patch object.
+//!
+//! Each function's section is copied as it is (with its `.cold` parts), and
+//! so is what it needs that the running kernel cannot provide: string
+//! literals, constant pools, unnamed tables, local constants, fresh static
+//! flags (`__already_done`, ...), data that is new, and the pieces of
+//! unnamed code it jumps into ([`pieces`]). Every other reference goes to the
+//! running kernel: a normal relocation when vmlinux exports the symbol
+//! (resolved at load), otherwise a reference to an undefined symbol
+//! `.klp.sym.<target>.<name>,<sympos>`, which the post-link rewrite
+//! ([`super::klp_rewrite`]) turns into a klp relocation.
+//!
+//! The entries of special sections that describe copied code travel with it
+//! ([`tables`]); a table klp-link does not know makes it refuse.
+
+mod pieces;
+mod tables;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use object::write::{Object, Relocation, SectionId, Symbol, SymbolId, SymbolSection};
+use object::{
+    elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SectionFlags, SectionKind,
+    SymbolFlags, SymbolKind, SymbolScope,
+};
+
+use super::sympos::Positions;
+use super::symvers::Exports;
+use super::tree::VMLINUX;
+use crate::checksum::demangle::{cold_parent, demangle};
+use crate::checksum::elf_index::{ElfIndex, SectionKind as Kind, SymType};
+use pieces::Pieces;
+use tables::CarriedTables;
+
+/// Static locals that each copy of a function is meant to have afresh
+/// (warn-once flags, lockdep keys, `__func__`, ratelimit state, dynamic
+/// debug descriptors).
+const FRESH_STATICS: &[&str] = &[
+    "__already_done",
+    "__warned",
+    "__key",
+    "__func__",
+    "_rs",
+    "__print_once",
+    "descriptor",
+];
+
+/// Why a patch object could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtractError {
+    /// The patched object cannot be read as needed.
+    Object { object: String, reason: String },
+    /// Something in `object` that a live patch cannot carry; `why` names it
+    /// and says what to do.
+    Refused { object: String, why: String },
+    /// A special-section entry of code for module `module` refers to
+    /// `symbol` of that module: such references are resolved only when the
+    /// module loads, after the module loader has read the entry.
+    LoadTimeModuleReference {
+        object: String,
+        symbol: String,
+        module: String,
+    },
+    /// The patch object could not be written.
+    Write(String),
+}
+
+impl fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExtractError::Object { object, reason } => write!(f, "{object}: {reason}"),
+            ExtractError::Refused { object, why } => write!(f, "{object}: {why}"),
+            ExtractError::LoadTimeModuleReference {
+                object,
+                symbol,
+                module,
+            } => write!(
+                f,
+                "{object}: a special-section entry of the patched code (a static key, static \
+                 call or alternative) refers to `{symbol}` in module {module}: the module loader \
+                 reads such entries before livepatch can resolve that reference. Keep such uses \
+                 out of the changed functions (e.g. static_key_enabled() instead of \
+                 static_branch_*())"
+            ),
+            ExtractError::Write(e) => write!(f, "writing the patch object: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ExtractError {}
+
+/// One function to replace, for the registration code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KlpFunc {
+    pub target: String,
+    pub old_name: String,
+    /// The global symbol of the new copy in the patch object.
+    pub new_symbol: String,
+    pub sympos: u64,
+    /// Set when this function is replaced only to deliver a changed function
+    /// that livepatch cannot hook itself (it has no `__fentry__` call): the
+    /// name of that function.
+    pub delivers: Option<String>,
+}
+
+/// What to copy from one patched object.
+pub struct Source<'a> {
+    pub target: &'a str,
+    pub object_name: String,
+    pub data: &'a [u8],
+    /// Functions that changed (replace the running kernel's) and are new
+    /// (only copied), by their names in the patched object.
+    pub changed: Vec<String>,
+    pub new: Vec<String>,
+    /// Data objects that are new in the patched object (copied, not shared).
+    pub new_data: BTreeSet<String>,
+}
+
+/// The running kernel, as far as references from patched code need it.
+pub struct RunningKernel<'a> {
+    pub exports: &'a Exports,
+    /// Symbols of each target, for sympos.
+    pub positions: &'a HashMap<String, Positions>,
+}
+
+pub struct Extracted {
+    pub object: Vec<u8>,
+    pub funcs: Vec<KlpFunc>,
+    /// What the patch leaves out or does differently, for the report.
+    pub notes: Vec<String>,
+}
+
+/// Copies everything `sources` ask for into one patch object.
+pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, ExtractError> {
+    let mut out = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+    let mut funcs = Vec::new();
+    let mut undefined: HashMap<String, SymbolId> = HashMap::new();
+    let mut notes = Vec::new();
+    for (n, source) in sources.iter().enumerate() {
+        let index = ElfIndex::parse(source.data).map_err(|e| ExtractError::Object {
+            object: source.object_name.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut copier = Copier {
+            index: &index,
+            source,
+            kernel,
+            out: &mut out,
+            undefined: &mut undefined,
+            copied: HashMap::new(),
+            pieces: Pieces::default(),
+            pending: Vec::new(),
+            tables: CarriedTables::default(),
+            in_table: false,
+            notes: &mut notes,
+        };
+        let replaced = copier.replaced_functions()?;
+        funcs.extend(copier.copy_functions(n, &replaced)?);
+        copier.translate_pending()?;
+        copier.carry_tables()?;
+    }
+    let object = out
+        .write()
+        .map_err(|e| ExtractError::Write(e.to_string()))?;
+    Ok(Extracted {
+        object,
+        funcs,
+        notes,
+    })
+}
+
+/// A stretch of a source section copied to `out_offset` of section `id`
+/// whose relocations are still to be translated.
+struct Pending {
+    sec: usize,
+    start: u64,
+    end: u64,
+    id: SectionId,
+    out_offset: u64,
+    /// Read by the module loader when the livepatch loads (a special-section
+    /// entry, an alternative's replacement): see [`Copier::external`].
+    in_table: bool,
+}
+
+struct Copier<'a, 'd> {
+    index: &'a ElfIndex<'d>,
+    source: &'a Source<'a>,
+    kernel: &'a RunningKernel<'a>,
+    out: &'a mut Object<'static>,
+    undefined: &'a mut HashMap<String, SymbolId>,
+    /// Source sections copied whole: their copy and its section symbol.
+    copied: HashMap<usize, (SectionId, SymbolId)>,
+    /// Pieces of unnamed code copied alone.
+    pieces: Pieces,
+    pending: Vec<Pending>,
+    tables: CarriedTables,
+    /// Translating a special-section entry or what it points at.
+    in_table: bool,
+    notes: &'a mut Vec<String>,
+}
+
+impl Copier<'_, '_> {
+    fn refuse(&self, why: String) -> ExtractError {
+        ExtractError::Refused {
+            object: self.source.object_name.clone(),
+            why,
+        }
+    }
+
+    fn malformed(&self, reason: String) -> ExtractError {
+        ExtractError::Object {
+            object: self.source.object_name.clone(),
+            reason,
+        }
+    }
+
+    fn function(&self, name: &str) -> Result<usize, ExtractError> {
+        (0..self.index.symbols.len())
+            .find(|&i| {
+                let s = &self.index.symbols[i];
+                s.sym_type == SymType::Func && s.name == name && s.section.is_some()
+            })
+            .ok_or_else(|| self.malformed(format!("no function `{name}` in the patched object")))
+    }
+
+    /// Copies section `sec` whole (once) and queues its relocations.
+    fn copy_section(&mut self, sec: usize) -> (SectionId, SymbolId) {
+        if let Some(&c) = self.copied.get(&sec) {
+            return c;
+        }
+        let s = &self.index.sections[sec];
+        let id = self.add_section_like(sec, s.name);
+        if s.kind == Kind::Bss {
+            self.out.append_section_bss(id, s.size, s.align.max(1));
+        } else {
+            self.out
+                .set_section_data(id, s.data.to_vec(), s.align.max(1));
+        }
+        let sym = self.out.section_symbol(id);
+        self.copied.insert(sec, (id, sym));
+        self.pending.push(Pending {
+            sec,
+            start: 0,
+            end: s.size,
+            id,
+            out_offset: 0,
+            in_table: self.in_table,
+        });
+        (id, sym)
+    }
+
+    /// A new, empty output section named `name` with the type and flags of
+    /// source section `sec`.
+    fn add_section_like(&mut self, sec: usize, name: &str) -> SectionId {
+        let s = &self.index.sections[sec];
+        let kind = match s.kind {
+            Kind::Code => SectionKind::Text,
+            Kind::Strings | Kind::Constants | Kind::ReadOnly => SectionKind::ReadOnlyData,
+            Kind::Bss => SectionKind::UninitializedData,
+            _ => SectionKind::Data,
+        };
+        let id = self
+            .out
+            .add_section(Vec::new(), name.as_bytes().to_vec(), kind);
+        // SHF_LINK_ORDER needs an sh_link this writer cannot set; the module
+        // loader does not look at it.
+        let flags = s.flags & !elf::SHF_LINK_ORDER.0;
+        self.out.section_mut(id).flags = SectionFlags::Elf {
+            sh_type: elf::SectionType(s.sh_type),
+            sh_flags: elf::SectionFlags(flags),
+        };
+        id
+    }
+
+    fn translate_pending(&mut self) -> Result<(), ExtractError> {
+        while let Some(p) = self.pending.pop() {
+            self.in_table = p.in_table;
+            let section = &self.index.sections[p.sec];
+            let ends = if section.kind == Kind::Code {
+                instruction_ends(section.data, p.start, p.end)
+            } else {
+                Vec::new()
+            };
+            for r in self.index.relocs_in(p.sec, p.start, p.end) {
+                // A PC-relative operand means the place its instruction's end
+                // plus the value points at: S + A + (end - P).
+                let bias = match ends.binary_search(&r.offset) {
+                    _ if !r.pc_relative || ends.is_empty() => 0,
+                    Ok(i) => ends.get(i + 1).map_or(0, |e| e - r.offset),
+                    Err(i) => ends.get(i).map_or(0, |e| e - r.offset),
+                };
+                let (symbol, addend) = self.target(r.symbol, r.addend, bias)?;
+                self.add_relocation(
+                    p.id,
+                    p.out_offset + (r.offset - p.start),
+                    symbol,
+                    addend,
+                    r.r_type,
+                )?;
+            }
+        }
+        self.in_table = false;
+        Ok(())
+    }
+
+    fn add_relocation(
+        &mut self,
+        id: SectionId,
+        offset: u64,
+        symbol: SymbolId,
+        addend: i64,
+        r_type: u32,
+    ) -> Result<(), ExtractError> {
+        self.out
+            .add_relocation(
+                id,
+                Relocation {
+                    offset,
+                    symbol,
+                    addend,
+                    flags: RelocationFlags::Elf {
+                        r_type: elf::RelocationType(r_type),
+                    },
+                },
+            )
+            .map_err(|e| ExtractError::Write(e.to_string()))
+    }
+
+    /// Where a relocation against `sym + addend` of the source object goes
+    /// in the patch object. `bias` is what turns the value into the place
+    /// it means (non-zero for PC-relative operands inside instructions).
+    fn target(
+        &mut self,
+        sym: usize,
+        addend: i64,
+        bias: u64,
+    ) -> Result<(SymbolId, i64), ExtractError> {
+        let index = self.index;
+        let s = &index.symbols[sym];
+        let Some(sec) = s.section else {
+            return self.external(s.name, addend, None, false);
+        };
+        let section = &index.sections[sec];
+        let offset = s.value.wrapping_add(addend as u64);
+        if let Some(&(_, ssym)) = self.copied.get(&sec) {
+            return Ok((ssym, offset as i64));
+        }
+        let place = offset.wrapping_add(bias);
+        let named = if s.is_anonymous() {
+            index.symbol_at(sec, place)
+        } else {
+            Some(sym)
+        };
+        match (section.kind, named) {
+            (Kind::Strings | Kind::Constants, _) => {
+                let (_, ssym) = self.copy_section(sec);
+                Ok((ssym, offset as i64))
+            }
+            (Kind::Code, None) => {
+                // Unnamed code (an alternative's replacement, a
+                // static_cpu_has test in .altinstr_aux): only the piece
+                // that is reached.
+                let (ssym, at) = self.piece(sec, place)?;
+                Ok((ssym, at.wrapping_sub(bias) as i64))
+            }
+            (_, None) => {
+                // Unnamed data the code reads (a jump table): the patch has
+                // its own copy.
+                let (_, ssym) = self.copy_section(sec);
+                Ok((ssym, offset as i64))
+            }
+            (kind, Some(n)) => {
+                let o = &index.symbols[n];
+                let rel = offset.wrapping_sub(o.value) as i64;
+                let local = o.binding == elf::STB_LOCAL.0;
+                let copy = kind != Kind::Code
+                    && (self.source.new_data.contains(o.name)
+                        || FRESH_STATICS.contains(&demangle(o.name).as_ref())
+                        || section.name.starts_with(".data..once")
+                        || (local && kind == Kind::ReadOnly));
+                if copy {
+                    if section.named.len() > 1 {
+                        return Err(self.refuse(format!(
+                            "`{}` must be copied into the patch but shares section {} with \
+                             other data (built without -fdata-sections?)",
+                            o.name, section.name
+                        )));
+                    }
+                    let (_, ssym) = self.copy_section(sec);
+                    return Ok((ssym, offset as i64));
+                }
+                self.external(o.name, rel, o.file, local)
+            }
+        }
+    }
+
+    /// A reference to the running kernel's `name`.
+    fn external(
+        &mut self,
+        name: &str,
+        addend: i64,
+        file: Option<&str>,
+        local: bool,
+    ) -> Result<(SymbolId, i64), ExtractError> {
+        let target = self.source.target;
+        let exporter = if local {
+            None
+        } else {
+            self.kernel.exports.exporter(name)
+        };
+        let symbol_name = match exporter {
+            Some(VMLINUX) => name.to_owned(),
+            Some(module) if module != target => {
+                return Err(self.refuse(format!(
+                    "the patched code uses `{name}`, which module {module} exports: klp-link \
+                     cannot yet reach another module's symbols from a livepatch for {target}"
+                )));
+            }
+            _ => {
+                if self.in_table && target != VMLINUX {
+                    // Module-specific klp relocations are applied only when
+                    // the target module loads, after the module loader has
+                    // read the livepatch's special sections.
+                    return Err(ExtractError::LoadTimeModuleReference {
+                        object: self.source.object_name.clone(),
+                        symbol: name.to_owned(),
+                        module: target.to_owned(),
+                    });
+                }
+                let pos = self.sympos(name, file, local)?;
+                format!(".klp.sym.{target}.{name},{pos}")
+            }
+        };
+        if let Some(&id) = self.undefined.get(&symbol_name) {
+            return Ok((id, addend));
+        }
+        let id = self.out.add_symbol(Symbol {
+            name: symbol_name.clone().into_bytes(),
+            value: 0,
+            size: 0,
+            kind: SymbolKind::Unknown,
+            scope: SymbolScope::Dynamic,
+            weak: false,
+            section: SymbolSection::Undefined,
+            flags: SymbolFlags::None,
+        });
+        self.undefined.insert(symbol_name, id);
+        Ok((id, addend))
+    }
+
+    fn sympos(&self, name: &str, file: Option<&str>, local: bool) -> Result<u64, ExtractError> {
+        let target = self.source.target;
+        let positions = self
+            .kernel
+            .positions
+            .get(target)
+            .ok_or_else(|| self.malformed(format!("no symbol table of `{target}`")))?;
+        positions
+            .sympos(name, if local { file } else { None })
+            .map_err(|e| self.refuse(e))
+    }
+}
+
+/// The offsets at which the instructions of `code[start..end]` end,
+/// ascending (decoding starts at `start`).
+fn instruction_ends(code: &[u8], start: u64, end: u64) -> Vec<u64> {
+    let Some(bytes) = code.get(start as usize..end as usize) else {
+        return Vec::new();
+    };
+    let mut decoder = iced_x86::Decoder::with_ip(64, bytes, start, iced_x86::DecoderOptions::NONE);
+    let mut ends = Vec::new();
+    while decoder.can_decode() {
+        ends.push(decoder.decode().next_ip());
+    }
+    ends
+}
+
+/// The functions of one source to copy, and how each is delivered.
+struct Replaced {
+    name: String,
+    /// Replaces the running kernel's function (else only copied: new, or
+    /// reached through a replaced caller).
+    replaces: bool,
+    delivers: Option<String>,
+}
+
+impl Copier<'_, '_> {
+    /// The functions to copy: the changed and new ones, plus callers that
+    /// deliver a changed function livepatch cannot hook.
+    fn replaced_functions(&self) -> Result<Vec<Replaced>, ExtractError> {
+        let mut all: Vec<Replaced> = self
+            .source
+            .changed
+            .iter()
+            .map(|f| Replaced {
+                name: f.clone(),
+                replaces: true,
+                delivers: None,
+            })
+            .chain(self.source.new.iter().map(|f| Replaced {
+                name: f.clone(),
+                replaces: false,
+                delivers: None,
+            }))
+            .collect();
+        let mut i = 0;
+        while i < all.len() {
+            if all[i].replaces && !self.hookable(self.function(&all[i].name)?) {
+                all[i].replaces = false;
+                let origin = all[i].delivers.clone().unwrap_or(all[i].name.clone());
+                for caller in self.callers_to_deliver(&all[i].name)? {
+                    // A caller already copied calls the new copy anyway.
+                    if all.iter().all(|r| r.name != caller) {
+                        all.push(Replaced {
+                            name: caller,
+                            replaces: true,
+                            delivers: Some(origin.clone()),
+                        });
+                    }
+                }
+            }
+            i += 1;
+        }
+        Ok(all)
+    }
+
+    /// Whether livepatch can hook function `f`: ftrace records a call site
+    /// at its start (an `__mcount_loc` or `__patchable_function_entries`
+    /// entry into its first bytes).
+    fn hookable(&self, f: usize) -> bool {
+        let index = self.index;
+        let s = &index.symbols[f];
+        let Some(sec) = s.section else { return false };
+        index.sections.iter().enumerate().any(|(t, table)| {
+            matches!(table.name, "__mcount_loc" | "__patchable_function_entries")
+                && index.relocs_in(t, 0, table.size).iter().any(|r| {
+                    let target = &index.symbols[r.symbol];
+                    let at = target.value.wrapping_add(r.addend as u64);
+                    // The call follows an ENDBR at most.
+                    target.section == Some(sec) && at >= s.value && at < s.value + 8
+                })
+        })
+    }
+
+    /// The functions of this object that call `name`, which livepatch
+    /// cannot hook: replacing them delivers the new `name`. Refuses when
+    /// the running kernel could reach it some other way.
+    fn callers_to_deliver(&self, name: &str) -> Result<Vec<String>, ExtractError> {
+        let index = self.index;
+        let f = self.function(name)?;
+        let s = &index.symbols[f];
+        let why = "it has no __fentry__ call (notrace, noinstr, an out-of-line static inline, or \
+                   a file built without -pg), so livepatch cannot hook it";
+        if s.binding != elf::STB_LOCAL.0 {
+            return Err(self.refuse(format!(
+                "`{name}` changed, but {why}; it is global, so callers in other objects may \
+                 reach it: change it so that it can be traced, or patch its callers"
+            )));
+        }
+        let sec = s.section.expect("defined");
+        let mut callers = BTreeSet::new();
+        for (c, code) in index.sections.iter().enumerate() {
+            if c == sec || code.relocs.is_empty() || tables::is_special(code.name) {
+                continue;
+            }
+            let refers = code.relocs.iter().any(|r| {
+                let t = &index.symbols[r.symbol];
+                r.symbol == f || (t.sym_type == SymType::Section && t.section == Some(sec))
+            });
+            if !refers {
+                continue;
+            }
+            let caller = if code.kind == Kind::Code {
+                code.named
+                    .iter()
+                    .find(|&&i| index.symbols[i].sym_type == SymType::Func)
+                    .map(|&i| index.symbols[i].name)
+            } else {
+                None
+            };
+            match caller {
+                Some(c) if cold_parent(c).is_none() => {
+                    callers.insert(c.to_owned());
+                }
+                Some(c) => {
+                    callers.insert(cold_parent(c).expect("checked").to_owned());
+                }
+                None => {
+                    return Err(self.refuse(format!(
+                        "`{name}` changed, but {why}; {} refers to it, so the running kernel \
+                         may reach the old copy through it: klp-link cannot deliver this change",
+                        code.name
+                    )));
+                }
+            }
+        }
+        if callers.is_empty() {
+            return Err(self.refuse(format!(
+                "`{name}` changed, but {why}, and nothing in this object calls it"
+            )));
+        }
+        Ok(callers.into_iter().collect())
+    }
+
+    fn copy_functions(
+        &mut self,
+        n: usize,
+        replaced: &[Replaced],
+    ) -> Result<Vec<KlpFunc>, ExtractError> {
+        let mut funcs = Vec::new();
+        for (i, r) in replaced.iter().enumerate() {
+            let f = self.function(&r.name)?;
+            let s = &self.index.symbols[f];
+            let sec = s.section.expect("defined");
+            if self.index.sections[sec].named.len() != 1 {
+                return Err(self.refuse(format!(
+                    "`{}` shares its section {} with other symbols (built without \
+                     -ffunction-sections, or placed by an attribute): it cannot be copied alone",
+                    r.name, self.index.sections[sec].name
+                )));
+            }
+            let (section_id, _) = self.copy_section(sec);
+            let new_symbol = format!("__klp_new_{n}_{i}");
+            // The copy under its own name (local, for stack traces) and a
+            // global handle for the registration code.
+            for (sym_name, scope) in [
+                (s.name.to_owned(), SymbolScope::Compilation),
+                (new_symbol.clone(), SymbolScope::Dynamic),
+            ] {
+                self.out.add_symbol(Symbol {
+                    name: sym_name.into_bytes(),
+                    value: s.value,
+                    size: s.size,
+                    kind: SymbolKind::Text,
+                    scope,
+                    weak: false,
+                    section: SymbolSection::Section(section_id),
+                    flags: SymbolFlags::None,
+                });
+            }
+            // Its .cold parts travel with it.
+            for c in 0..self.index.symbols.len() {
+                let cs = &self.index.symbols[c];
+                if cs.sym_type == SymType::Func && cold_parent(cs.name) == Some(s.name) {
+                    if let Some(csec) = cs.section {
+                        self.copy_section(csec);
+                    }
+                }
+            }
+            if r.replaces {
+                let sympos = self.sympos(s.name, s.file, s.binding == elf::STB_LOCAL.0)?;
+                funcs.push(KlpFunc {
+                    target: self.source.target.to_owned(),
+                    old_name: s.name.to_owned(),
+                    new_symbol,
+                    sympos,
+                    delivers: r.delivers.clone(),
+                });
+            }
+        }
+        Ok(funcs)
+    }
+}

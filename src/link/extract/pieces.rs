@@ -1,0 +1,204 @@
+//! Pieces of unnamed code that copied code needs, copied alone rather than
+//! with their whole section: an alternative's replacement in
+//! `.altinstr_replacement`, a `static_cpu_has()` test in `.altinstr_aux`.
+//! Such sections hold pieces for every function of the object; copying all
+//! of them would drag in references to functions the patch does not touch.
+//!
+//! How far a piece reaches depends on who refers to it:
+//! - from a special-section entry (an alternative's replacement): up to the
+//!   next place anything in the object refers to, since the entry describes
+//!   exactly one piece and the pieces lie back to back;
+//! - from code (a jump): every instruction reachable from there inside the
+//!   section, following its own branches until each path leaves the section
+//!   or ends, so that no path can run off the end of the copy.
+
+use std::collections::{BTreeSet, HashMap};
+
+use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
+use object::write::{SectionId, SymbolId};
+
+use super::{Copier, ExtractError, Pending};
+use crate::checksum::elf_index::ElfIndex;
+
+/// The pieces copied so far, per source section.
+#[derive(Default)]
+pub(super) struct Pieces {
+    by_section: HashMap<usize, Copies>,
+}
+
+/// The output section of one source section's pieces.
+struct Copies {
+    id: SectionId,
+    sym: SymbolId,
+    pieces: Vec<Piece>,
+}
+
+/// Source bytes `[start, end)`, reached at `entry`, copied to `out`.
+struct Piece {
+    entry: u64,
+    start: u64,
+    end: u64,
+    out: u64,
+}
+
+impl Pieces {
+    /// The output section symbol and offset that stand for source place
+    /// `at` of section `sec`, if a copied piece holds it. A piece entered
+    /// exactly there is preferred: it holds all that is reachable from it.
+    pub(super) fn find(&self, sec: usize, at: u64) -> Option<(SymbolId, u64)> {
+        let copies = self.by_section.get(&sec)?;
+        let p = copies
+            .pieces
+            .iter()
+            .find(|p| p.entry == at)
+            .or_else(|| copies.pieces.iter().find(|p| p.start <= at && at < p.end))?;
+        Some((copies.sym, p.out + (at - p.start)))
+    }
+}
+
+impl Copier<'_, '_> {
+    /// Copies the piece of unnamed code section `sec` that is reached at
+    /// `place` (once) and returns the output section symbol and the offset
+    /// that stand for `place`.
+    pub(super) fn piece(
+        &mut self,
+        sec: usize,
+        place: u64,
+    ) -> Result<(SymbolId, u64), ExtractError> {
+        if let Some(found) = self.pieces.find(sec, place) {
+            return Ok(found);
+        }
+        let index = self.index;
+        let section = &index.sections[sec];
+        if place >= section.size {
+            return Err(self.malformed(format!(
+                "a reference to {}+{place:#x} lies outside the section",
+                section.name
+            )));
+        }
+        let (start, end) = if self.in_table {
+            (place, index.region_end(sec, place))
+        } else {
+            reachable_span(index, sec, place).map_err(|e| self.malformed(e))?
+        };
+        let (id, sym, first) = match self.pieces.by_section.get(&sec) {
+            Some(c) => (c.id, c.sym, false),
+            None => {
+                let id = self.add_section_like(sec, section.name);
+                let sym = self.out.section_symbol(id);
+                self.pieces.by_section.insert(
+                    sec,
+                    Copies {
+                        id,
+                        sym,
+                        pieces: Vec::new(),
+                    },
+                );
+                (id, sym, true)
+            }
+        };
+        let align = if first { section.align.max(1) } else { 1 };
+        let out =
+            self.out
+                .append_section_data(id, &section.data[start as usize..end as usize], align);
+        self.pieces
+            .by_section
+            .get_mut(&sec)
+            .expect("inserted above")
+            .pieces
+            .push(Piece {
+                entry: place,
+                start,
+                end,
+                out,
+            });
+        self.pending.push(Pending {
+            sec,
+            start,
+            end,
+            id,
+            out_offset: out,
+            in_table: self.in_table,
+        });
+        Ok((sym, out + (place - start)))
+    }
+}
+
+/// The smallest span of code section `sec` that holds every instruction
+/// reachable from `entry` without leaving the section.
+fn reachable_span(index: &ElfIndex, sec: usize, entry: u64) -> Result<(u64, u64), String> {
+    let section = &index.sections[sec];
+    let mut todo = vec![entry];
+    let mut decoded = BTreeSet::new();
+    let (mut lo, mut hi) = (entry, entry);
+    while let Some(at) = todo.pop() {
+        if at >= section.size || decoded.contains(&at) {
+            continue;
+        }
+        let mut decoder =
+            Decoder::with_ip(64, &section.data[at as usize..], at, DecoderOptions::NONE);
+        while decoder.can_decode() {
+            let insn = decoder.decode();
+            if insn.is_invalid() {
+                return Err(format!(
+                    "cannot decode the instruction at {}+{:#x}",
+                    section.name,
+                    insn.ip()
+                ));
+            }
+            if !decoded.insert(insn.ip()) {
+                break;
+            }
+            lo = lo.min(insn.ip());
+            hi = hi.max(insn.next_ip());
+            if let Some(t) = branch_target_in_section(index, sec, &insn) {
+                todo.push(t);
+            }
+            if ends_path(&insn) {
+                break;
+            }
+        }
+    }
+    Ok((lo, hi))
+}
+
+/// Whether execution never falls through to the next instruction.
+fn ends_path(insn: &Instruction) -> bool {
+    matches!(
+        insn.mnemonic(),
+        Mnemonic::Jmp
+            | Mnemonic::Ret
+            | Mnemonic::Retf
+            | Mnemonic::Iret
+            | Mnemonic::Iretd
+            | Mnemonic::Iretq
+            | Mnemonic::Sysret
+            | Mnemonic::Sysretq
+            | Mnemonic::Sysexit
+            | Mnemonic::Sysexitq
+            | Mnemonic::Int3
+            | Mnemonic::Hlt
+    )
+}
+
+/// Where a direct branch goes, when that is inside section `sec`: from its
+/// relocation if it has one, else from its encoded displacement.
+fn branch_target_in_section(index: &ElfIndex, sec: usize, insn: &Instruction) -> Option<u64> {
+    if !matches!(
+        insn.op0_kind(),
+        OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+    ) {
+        return None;
+    }
+    match index.relocs_in(sec, insn.ip(), insn.next_ip()).first() {
+        Some(r) => {
+            let s = &index.symbols[r.symbol];
+            (s.section == Some(sec)).then(|| {
+                s.value
+                    .wrapping_add(r.addend as u64)
+                    .wrapping_add(insn.next_ip() - r.offset)
+            })
+        }
+        None => Some(insn.near_branch_target()),
+    }
+}
