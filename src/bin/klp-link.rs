@@ -82,6 +82,12 @@ enum Step {
         /// and .config, whose symbol order gives sympos.
         #[arg(long)]
         vmlinux: PathBuf,
+        /// Where the running kernel's modules are (e.g.
+        /// /lib/modules/RELEASE), searched for each patched module's .ko,
+        /// whose symbol order gives sympos. Without it, the tree's .ko is
+        /// read, which the patch may have changed.
+        #[arg(long, value_name = "DIR")]
+        modules: Option<PathBuf>,
         /// The module's name.
         #[arg(long, default_value = "livepatch")]
         name: String,
@@ -132,6 +138,7 @@ fn main() -> ExitCode {
             snapshot,
             tree,
             vmlinux,
+            modules,
             name,
             output,
             no_replace,
@@ -139,6 +146,7 @@ fn main() -> ExitCode {
             let output = output.unwrap_or_else(|| PathBuf::from(format!("{name}.ko")));
             let opts = commands::BuildOptions {
                 vmlinux: &vmlinux,
+                modules: modules.as_deref(),
                 name: &name,
                 output: &output,
                 replace: !no_replace,

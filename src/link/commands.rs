@@ -200,6 +200,8 @@ fn render(cmp: &Comparison, json: bool) -> String {
 pub struct BuildOptions<'a> {
     /// The running kernel's vmlinux (sympos comes from its symbol order).
     pub vmlinux: &'a Path,
+    /// Where the running kernel's modules are, for their sympos.
+    pub modules: Option<&'a Path>,
     pub name: &'a str,
     pub output: &'a Path,
     pub replace: bool,
@@ -255,16 +257,34 @@ pub fn build(
         VMLINUX.to_owned(),
         Positions::read(opts.vmlinux, true).map_err(err)?,
     );
+    let mut module_notes = String::new();
     for target in cmp.targets.keys().filter(|t| *t != VMLINUX) {
-        let ko = tree
-            .linked
-            .get(target)
-            .ok_or_else(|| CommandError(format!("no .ko known for module {target}")))?;
+        let ko = match opts.modules {
+            Some(dir) => find_module(dir, target).ok_or_else(|| {
+                CommandError(format!(
+                    "no {target}.ko under {}: --modules must hold the running kernel's modules",
+                    dir.display()
+                ))
+            })?,
+            None => {
+                let ko = tree
+                    .linked
+                    .get(target)
+                    .ok_or_else(|| CommandError(format!("no .ko known for module {target}")))?;
+                module_notes.push_str(&format!(
+                    "klp-link: note: sympos in {target} comes from {}, which the patch may \
+                     have changed; give --modules DIR with the running kernel's modules\n",
+                    ko.display()
+                ));
+                tree.objtree.join(ko)
+            }
+        };
         positions.insert(
             target.clone(),
-            Positions::read(&tree.objtree.join(ko), false).map_err(err)?,
+            Positions::read(&ko, false).map_err(err)?,
         );
     }
+    report.push_str(&module_notes);
 
     // One source per object with changes, keeping the objects' bytes alive.
     type ChangedAndNew = (Vec<String>, Vec<String>);
@@ -356,6 +376,29 @@ fn valid_module_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The `.ko` of module `name` under `dir`, at any depth; kbuild's module
+/// names treat `-` and `_` alike.
+fn find_module(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    let want = format!("{}.ko", name.replace('-', "_"));
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(path),
+                Ok(_) if e.file_name().to_string_lossy().replace('-', "_") == want => {
+                    return Some(path)
+                }
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// The data objects of `object` that the original build did not have.

@@ -294,8 +294,8 @@ prepare_klp() {
 # ---------------------------------------------------------------- klp-link
 # The one place that knows `klp-link build`'s command line.  The snapshot
 # names the tree it was taken of; the patched objects are read from there.
-klp_link_build() {  # SNAPSHOT RUNNING_VMLINUX MODNAME OUT_KO
-    "$KLP_LINK" build "$1" --vmlinux "$2" --name "$3" -o "$4"
+klp_link_build() {  # SNAPSHOT RUNNING_VMLINUX RUNNING_MODULES MODNAME OUT_KO
+    "$KLP_LINK" build "$1" --vmlinux "$2" --modules "$3" --name "$4" -o "$5"
 }
 
 # ---------------------------------------------------------------- guest
@@ -466,7 +466,8 @@ run_test() {
             "$KLP_LINK" diff "$out/snapshot" > "$out/klp-link-diff.txt" 2>&1 || true
             case $source in
                 klp-link)
-                    (cd "$out" && klp_link_build "$out/snapshot" "$RUNNING/vmlinux" "$mod" "$ko") \
+                    (cd "$out" && klp_link_build "$out/snapshot" "$RUNNING/vmlinux" \
+                        "$RUNNING/modroot/lib/modules/$(cat "$RUNNING/release")" "$mod" "$ko") \
                         > "$out/klp-link-build.log" 2>&1 || lrc=$? ;;
                 file:*)
                     cp "${source#file:}" "$ko" && echo "module given: ${source#file:}" > "$out/klp-link-build.log" || lrc=$? ;;
