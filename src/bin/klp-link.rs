@@ -69,6 +69,16 @@ enum Step {
         #[arg(long, value_name = "NAME")]
         explain: Option<String>,
     },
+    /// Add `#line` directives to a source patch, so that applying it moves
+    /// no line numbers below its changes (WARN/BUG tables, initcall names):
+    /// only the functions it changes then differ.
+    /// `klp-link fix-lines fix.patch | patch -p1`.
+    FixLines {
+        patch: PathBuf,
+        /// Write here instead of to standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Build the livepatch module from the changed and new functions:
     /// compares like `diff` (and refuses when it would), copies the
     /// functions out of the patched objects, builds the module with the
@@ -134,6 +144,12 @@ fn main() -> ExitCode {
                 outcome.exit_code()
             },
         ),
+        Step::FixLines { patch, output } => {
+            commands::fix_lines(&patch, output.as_deref()).map(|fixed| {
+                print!("{fixed}");
+                0
+            })
+        }
         Step::Build {
             snapshot,
             tree,

@@ -186,6 +186,30 @@ pub fn diff_objects(
     Ok((out, Outcome::of(&cmp)))
 }
 
+/// `klp-link fix-lines`: the patch at `patch` with `#line` directives, to
+/// `output` (written whole, then renamed) or returned for stdout.
+pub fn fix_lines(patch: &Path, output: Option<&Path>) -> Result<String, CommandError> {
+    let text = std::fs::read_to_string(patch)
+        .map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
+    let fixed = super::fix_lines::fix_lines(&text)
+        .map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
+    let Some(out) = output else {
+        return Ok(fixed);
+    };
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".klp-link-patch")
+        .tempfile_in(parent)
+        .map_err(|e| CommandError(format!("{}: {e}", parent.display())))?;
+    std::io::Write::write_all(&mut tmp, fixed.as_bytes()).map_err(err)?;
+    tmp.persist(out)
+        .map_err(|e| CommandError(format!("{}: {}", out.display(), e.error)))?;
+    Ok(String::new())
+}
+
 fn render(cmp: &Comparison, json: bool) -> String {
     if json {
         let mut s = serde_json::to_string_pretty(&report::json(cmp)).expect("JSON of plain data");
@@ -279,10 +303,7 @@ pub fn build(
                 tree.objtree.join(ko)
             }
         };
-        positions.insert(
-            target.clone(),
-            Positions::read(&ko, false).map_err(err)?,
-        );
+        positions.insert(target.clone(), Positions::read(&ko, false).map_err(err)?);
     }
     report.push_str(&module_notes);
 

@@ -8,6 +8,9 @@
 //! - [`compare`] turns that into a report per target, with what it refuses;
 //!   [`report`] renders it for people and as JSON.
 //! - [`explain`] shows where two versions of a function first differ.
+//! - [`fix_lines`] keeps a source patch from moving the line numbers of
+//!   code it does not change.
+//! - [`extract`], [`module`] and [`klp_rewrite`] make the livepatch module.
 //! - [`commands`] ties these together for the `klp-link` binary.
 
 pub mod commands;
@@ -15,6 +18,7 @@ pub mod compare;
 pub mod correlate;
 pub mod explain;
 pub mod extract;
+pub mod fix_lines;
 pub mod klp_rewrite;
 pub mod load;
 pub mod module;

@@ -3,6 +3,7 @@
 
 mod corpus;
 mod extract;
+mod fix_lines;
 mod link;
 mod objtool;
 mod passthrough;

@@ -1,0 +1,327 @@
+//! `#line` directives for a source patch, so that the code below each
+//! change keeps its original line numbers.
+//!
+//! A patch that adds or removes lines moves every `__LINE__` below it: the
+//! line numbers in WARN/BUG table entries, in `pr_*` call sites, in
+//! initcall symbol names. Each of those changes a function the patch never
+//! touched, and klp-link would report and carry it (or refuse it, if it is
+//! `__init`). Applying the patch through this rewrite puts a `#line N` after
+//! each group of changed lines in C sources and headers, where N is the
+//! line's number in the original file, so only the changed code moves.
+//!
+//! A directive is only written where the preprocessor accepts one: never
+//! inside a block comment or after a line continued with `\`; it moves down
+//! to the next context line that is neither.
+
+use std::fmt;
+
+/// A patch this rewrite cannot read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchError {
+    /// 1-based line of the patch.
+    pub line: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for PatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "patch line {}: {}", self.line, self.reason)
+    }
+}
+
+impl std::error::Error for PatchError {}
+
+/// The patch `text` with `#line` directives added to its hunks for `.c` and
+/// `.h` files, and its hunk headers counted anew.
+pub fn fix_lines(text: &str) -> Result<String, PatchError> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(text.len() + 256);
+    let mut i = 0;
+    // Per file: whether it is C, and how far new-file numbers run ahead.
+    let mut c_file = false;
+    let mut shift: i64 = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if line.starts_with("+++ ") {
+            c_file = is_c_source(line);
+            shift = 0;
+            out.push_str(line);
+            i += 1;
+        } else if line.starts_with("@@ ") {
+            let hunk = Hunk::parse(line).ok_or_else(|| PatchError {
+                line: i + 1,
+                reason: format!("not a hunk header: {}", line.trim_end()),
+            })?;
+            let (body, next) = hunk_body(&lines, i + 1, &hunk)?;
+            let new_body = if c_file && hunk.old_count > 0 {
+                with_directives(&body, hunk.old_start)
+            } else {
+                body.iter().map(|s| s.to_string()).collect()
+            };
+            let new_count = new_body
+                .iter()
+                .filter(|l| l.starts_with(' ') || l.starts_with('+') || is_empty_context(l))
+                .count() as i64;
+            let new_start = if new_count == 0 {
+                hunk.old_start as i64 + shift - 1
+            } else {
+                hunk.old_start as i64 + shift
+            }
+            .max(0);
+            out.push_str(&format!(
+                "@@ -{},{} +{},{} @@{}",
+                hunk.old_start, hunk.old_count, new_start, new_count, hunk.rest
+            ));
+            shift += new_count - hunk.old_count as i64;
+            for l in new_body {
+                out.push_str(&l);
+            }
+            i = next;
+        } else {
+            out.push_str(line);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// `+++ b/path.c` or `+++ path.h`, with an optional tab and timestamp.
+fn is_c_source(header: &str) -> bool {
+    let path = header[4..].split('\t').next().unwrap_or("").trim_end();
+    path.ends_with(".c") || path.ends_with(".h")
+}
+
+/// Some tools write an empty line for an empty context line.
+fn is_empty_context(line: &str) -> bool {
+    line == "\n" || line == "\r\n"
+}
+
+struct Hunk<'a> {
+    old_start: usize,
+    old_count: usize,
+    new_count: usize,
+    /// What follows the second `@@`, with the line end.
+    rest: &'a str,
+}
+
+impl<'a> Hunk<'a> {
+    /// `@@ -a[,b] +c[,d] @@ rest`
+    fn parse(line: &'a str) -> Option<Hunk<'a>> {
+        let body = line.strip_prefix("@@ -")?;
+        let end = body.find(" @@")?;
+        let (ranges, rest) = (&body[..end], &body[end + 3..]);
+        let (old, new) = ranges.split_once(" +")?;
+        let range = |r: &str| -> Option<(usize, usize)> {
+            match r.split_once(',') {
+                Some((s, c)) => Some((s.parse().ok()?, c.parse().ok()?)),
+                None => Some((r.parse().ok()?, 1)),
+            }
+        };
+        let (old_start, old_count) = range(old)?;
+        let (_, new_count) = range(new)?;
+        Some(Hunk {
+            old_start,
+            old_count,
+            new_count,
+            rest,
+        })
+    }
+}
+
+/// The lines of the hunk whose header precedes line `from`, and the index
+/// of the line after it.
+fn hunk_body<'a>(
+    lines: &[&'a str],
+    from: usize,
+    hunk: &Hunk,
+) -> Result<(Vec<&'a str>, usize), PatchError> {
+    let (mut old, mut new) = (0, 0);
+    let mut i = from;
+    let mut body = Vec::new();
+    while old < hunk.old_count || new < hunk.new_count {
+        let Some(&l) = lines.get(i) else {
+            return Err(PatchError {
+                line: i,
+                reason: "the patch ends inside a hunk".into(),
+            });
+        };
+        match l.as_bytes().first() {
+            Some(b' ') | Some(b'\n') | Some(b'\r') => {
+                old += 1;
+                new += 1;
+            }
+            Some(b'-') => old += 1,
+            Some(b'+') => new += 1,
+            Some(b'\\') => {}
+            _ => {
+                return Err(PatchError {
+                    line: i + 1,
+                    reason: "the hunk has fewer lines than its header says".into(),
+                })
+            }
+        }
+        body.push(l);
+        i += 1;
+    }
+    // "\ No newline at end of file" belongs to the last line.
+    while lines.get(i).is_some_and(|l| l.starts_with('\\')) {
+        body.push(lines[i]);
+        i += 1;
+    }
+    Ok((body, i))
+}
+
+/// The hunk's lines with a `+#line N` before the first context line after
+/// each group of changes that left the numbering off, where a directive is
+/// allowed. `old_start` is the hunk's first line in the original file.
+fn with_directives(body: &[&str], old_start: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(body.len() + 2);
+    // The original number of the next context or removed line, and the
+    // number the compiler gives the next line of the patched file.
+    let mut old_line = old_start;
+    let mut compiled = old_start;
+    let mut lexer = Lexer::default();
+    for &l in body {
+        let (kind, content) = match l.as_bytes().first() {
+            Some(b'\\') => {
+                out.push(l.to_owned());
+                continue;
+            }
+            Some(b'-') => ('-', &l[1..]),
+            Some(b'+') => ('+', &l[1..]),
+            Some(b' ') => (' ', &l[1..]),
+            _ => (' ', l),
+        };
+        match kind {
+            '-' => old_line += 1,
+            '+' => {
+                compiled += 1;
+                lexer.feed(content);
+            }
+            _ => {
+                if compiled != old_line && lexer.directive_allowed() {
+                    let eol = if l.ends_with("\r\n") { "\r\n" } else { "\n" };
+                    out.push(format!("+#line {old_line}{eol}"));
+                    compiled = old_line;
+                }
+                old_line += 1;
+                compiled += 1;
+                lexer.feed(content);
+            }
+        }
+        out.push(l.to_owned());
+    }
+    out
+}
+
+/// Just enough of C's lexical state, line by line, to know whether a
+/// directive may start the next line: not inside a block comment, and not
+/// after a line continued with a backslash.
+#[derive(Default)]
+struct Lexer {
+    in_comment: bool,
+    continued: bool,
+}
+
+impl Lexer {
+    fn directive_allowed(&self) -> bool {
+        !self.in_comment && !self.continued
+    }
+
+    fn feed(&mut self, line: &str) {
+        let text = line.trim_end_matches(['\n', '\r']);
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        let mut quote = None;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if self.in_comment {
+                if b == b'*' && bytes.get(i + 1) == Some(&b'/') {
+                    self.in_comment = false;
+                    i += 1;
+                }
+            } else if let Some(q) = quote {
+                if b == b'\\' {
+                    i += 1;
+                } else if b == q {
+                    quote = None;
+                }
+            } else if b == b'"' || b == b'\'' {
+                quote = Some(b);
+            } else if b == b'/' && bytes.get(i + 1) == Some(&b'*') {
+                self.in_comment = true;
+                i += 1;
+            } else if b == b'/' && bytes.get(i + 1) == Some(&b'/') {
+                break;
+            }
+            i += 1;
+        }
+        self.continued = text.ends_with('\\');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADD: &str =
+        "--- a/f.c\n+++ b/f.c\n@@ -3,4 +3,5 @@ int f(void)\n a;\n b;\n+c;\n d;\n e;\n";
+
+    #[test]
+    fn a_directive_follows_an_addition() {
+        let fixed = fix_lines(ADD).unwrap();
+        assert_eq!(
+            fixed,
+            "--- a/f.c\n+++ b/f.c\n@@ -3,4 +3,6 @@ int f(void)\n a;\n b;\n+c;\n+#line 5\n d;\n e;\n"
+        );
+    }
+
+    #[test]
+    fn later_hunks_are_renumbered() {
+        let patch = "--- a/f.c\n+++ b/f.c\n@@ -3,3 +3,4 @@\n a;\n+b;\n c;\n d;\n\
+                     @@ -20,3 +21,2 @@\n x;\n-y;\n z;\n";
+        let fixed = fix_lines(patch).unwrap();
+        assert!(
+            fixed.contains("@@ -3,3 +3,5 @@\n a;\n+b;\n+#line 4\n c;\n d;\n"),
+            "{fixed}"
+        );
+        assert!(
+            fixed.contains("@@ -20,3 +22,3 @@\n x;\n-y;\n+#line 22\n z;\n"),
+            "{fixed}"
+        );
+    }
+
+    #[test]
+    fn balanced_changes_need_no_directive() {
+        let patch = "--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n a;\n-b;\n+B;\n c;\n";
+        assert_eq!(fix_lines(patch).unwrap(), patch);
+    }
+
+    #[test]
+    fn not_inside_comments_or_macro_continuations() {
+        let patch = "--- a/f.h\n+++ b/f.h\n@@ -1,4 +1,5 @@\n #define X(a) \\\n+\tfoo(a); \\\n \tbar(a)\n next;\n last;\n";
+        let fixed = fix_lines(patch).unwrap();
+        assert!(
+            fixed.contains(" \tbar(a)\n+#line 3\n next;\n"),
+            "after the macro ends: {fixed}"
+        );
+        let patch = "--- a/f.c\n+++ b/f.c\n@@ -1,4 +1,5 @@\n /* a\n+ * b\n  */\n x;\n y;\n";
+        let fixed = fix_lines(patch).unwrap();
+        assert!(
+            fixed.contains("  */\n+#line 3\n x;\n"),
+            "after the comment ends: {fixed}"
+        );
+    }
+
+    #[test]
+    fn other_files_are_left_alone() {
+        let patch = "--- a/Makefile\n+++ b/Makefile\n@@ -1,2 +1,3 @@\n a\n+b\n c\n";
+        assert_eq!(fix_lines(patch).unwrap(), patch);
+    }
+
+    #[test]
+    fn a_truncated_hunk_is_an_error() {
+        let e = fix_lines("--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n a\n").unwrap_err();
+        assert!(e.reason.contains("ends inside a hunk"), "{e}");
+    }
+}
