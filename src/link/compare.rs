@@ -271,6 +271,11 @@ fn data_change(
     notes: &mut Vec<String>,
 ) {
     let s = change.symbol();
+    // Every kernel link drops `.discard.*` (objtool annotations, the
+    // `__ADDRESSABLE` references of static calls): nothing of it runs.
+    if s.section.starts_with(".discard.") {
+        return;
+    }
     let at = format!(
         "{}: data object `{}` ({})",
         object.display(),

@@ -989,6 +989,26 @@ fn changed_global_initializer_is_refused() {
     assert_eq!(d.entries(), Vec::<String>::new(), "{}", d.context());
 }
 
+/// `.discard.*` never reaches the kernel (static calls' `__ADDRESSABLE`
+/// references live there): data in it is neither new nor changed.
+#[test]
+fn data_in_discarded_sections_is_ignored() {
+    let Some(mut fx) = snapshotted("data_in_discarded_sections_is_ignored") else {
+        return;
+    };
+    fx.edit(
+        "kernel/data.c",
+        "int data_counter = 5;",
+        "int data_counter = 5;\nstatic const int __attribute__((used, section(\".discard.klp_test\"))) \
+         data_marker = 2;",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/data.o"]);
+    let d = fx.diff();
+    d.expect(3, &[]);
+    d.expect_no_errors();
+    d.expect_no_notes();
+}
+
 #[test]
 fn changed_static_initializer_is_refused() {
     let Some(mut fx) = snapshotted("changed_static_initializer_is_refused") else {
