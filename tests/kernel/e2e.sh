@@ -424,12 +424,34 @@ link_failure() {
     esac
 }
 
+# check_expected PATCH OUT: when PATCH has a NAME.expect beside it (NAME.patch
+# -> NAME.expect), compare it with what `klp-link diff` reports, one
+# "TARGET changed|new|removed FUNCTION" a line (order and # comments do not
+# matter).  Prints why they differ, or nothing.
+check_expected() {
+    local want=${1%.patch}.expect out=$2
+    [ -f "$want" ] || return 0
+    "$KLP_LINK" diff "$out/snapshot" --json > "$out/klp-link-diff.json" 2>/dev/null || true
+    python3 - "$out/klp-link-diff.json" > "$out/diff.lines" <<'PY' || { echo "no JSON from klp-link diff"; return 0; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+for t in r["targets"]:
+    for kind in ("changed", "new", "removed"):
+        for f in t[kind]:
+            print(t["name"], kind, f["name"])
+PY
+    sed -e 's/#.*//' -e 's/[[:space:]]\+/ /g' -e 's/^ //;s/ $//' -e '/^$/d' "$want" | sort > "$out/expect.lines"
+    sort -o "$out/diff.lines" "$out/diff.lines"
+    cmp -s "$out/diff.lines" "$out/expect.lines" ||
+        echo "klp-link diff reports [$(paste -sd, "$out/diff.lines")], $(basename "$want") says [$(paste -sd, "$out/expect.lines")]"
+}
+
 # run_test LABEL PATCH|- MODULE_SOURCE CHECK [PRELUDE]
 #   MODULE_SOURCE: klp-link, file:KO (use KO), or standin-cmdline (build the
 #   self-test's stand-in module).  PATCH - : no patch, just boot KO.
 run_test() {
     local label=$1 patch=$2 source=$3 check=$4 prelude=${5:-}
-    local name expect=load out mod ko t0 rc note=
+    local name expect=load out mod ko t0 rc note= unexpected=
     local t_apply=- t_link=- t_restore=- t_boot=-
     out=$RUNDIR/$label; mkdir -p "$out"
     name=$label
@@ -448,7 +470,14 @@ run_test() {
     fi
 
     if [ "$patch" != - ]; then
-        if ! (cd "$KLP" && patch -p1 -s -f --dry-run < "$patch" > "$out/patch.log" 2>&1); then
+        # Applied as a user would: through `klp-link fix-lines`, so that the
+        # code below each change keeps its line numbers.
+        local applied=$out/applied.patch
+        if ! "$KLP_LINK" fix-lines "$patch" -o "$applied" > "$out/patch.log" 2>&1; then
+            record "$label" "$expect" FAIL - - - - "klp-link fix-lines failed: $(tail -1 "$out/patch.log")"
+            return
+        fi
+        if ! (cd "$KLP" && patch -p1 -s -f --dry-run < "$applied" >> "$out/patch.log" 2>&1); then
             record "$label" "$expect" FAIL - - - - "does not apply to Linux $(cat "$RUNNING/release"): $(head -1 "$out/patch.log")"
             return
         fi
@@ -465,9 +494,9 @@ run_test() {
 
         # Apply and rebuild.  The dirty marker lets the next run revert the
         # patch if this one is interrupted.
-        cp "$patch" "$KLP/.klp-e2e-dirty"; echo "$patch" > "$KLP/.klp-e2e-dirty.name"
+        cp "$applied" "$KLP/.klp-e2e-dirty"; echo "$patch" > "$KLP/.klp-e2e-dirty.name"
         t0=$(now); rc=0
-        (cd "$KLP" && patch -p1 -s -f --no-backup-if-mismatch < "$patch") >> "$out/patch.log" 2>&1 || rc=$?
+        (cd "$KLP" && patch -p1 -s -f --no-backup-if-mismatch < "$applied") >> "$out/patch.log" 2>&1 || rc=$?
         [ $rc -ne 0 ] || klp_rebuild "$out/build-patched.log" || rc=$?
         t_apply=$(secs "$t0" "$(now)")
         local built=$rc
@@ -480,6 +509,7 @@ run_test() {
         else
             t0=$(now)
             "$KLP_LINK" diff "$out/snapshot" > "$out/klp-link-diff.txt" 2>&1 || true
+            unexpected=$(check_expected "$patch" "$out")
             case $source in
                 klp-link)
                     (cd "$out" && klp_link_build "$out/snapshot" "$RUNNING/vmlinux" \
@@ -496,7 +526,7 @@ run_test() {
 
         # Revert and rebuild: the tree is the original build again.
         t0=$(now); rc=0
-        (cd "$KLP" && patch -p1 -R -s -f -E --no-backup-if-mismatch < "$patch") >> "$out/patch.log" 2>&1 || rc=$?
+        (cd "$KLP" && patch -p1 -R -s -f -E --no-backup-if-mismatch < "$applied") >> "$out/patch.log" 2>&1 || rc=$?
         [ $rc -ne 0 ] || klp_rebuild "$out/build-reverted.log" || rc=$?
         t_restore=$(secs "$t0" "$(now)")
         if [ $rc -ne 0 ] || [ -n "$(tree_edits "$KLP")" ]; then
@@ -507,14 +537,16 @@ run_test() {
         fi
         rm -f "$KLP/.klp-e2e-dirty" "$KLP/.klp-e2e-dirty.name"
         rc=0; "$KLP_LINK" diff "$out/snapshot" > "$out/klp-link-diff-reverted.txt" 2>&1 || rc=$?
-        [ $rc -eq 3 ] || note+="after the revert klp-link diff exits $rc, not 3 (no change); "
-
+        if [ $rc -ne 3 ]; then
+            record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
+                "${note}after the revert klp-link diff exits $rc, not 3 (no change): see $out/klp-link-diff-reverted.txt"
+            return
+        fi
         if [ $built -ne 0 ]; then
             record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "${note%; }"; return
         fi
-        if grep -qi 'not implemented' "$out/klp-link-build.log" 2>/dev/null; then
-            record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
-                "${note}klp-link build: $(grep -i -m1 'not implemented' "$out/klp-link-build.log" | cut -c1-60)"
+        if [ -n "$unexpected" ]; then
+            record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "${note}$unexpected"
             return
         fi
         if [ "$expect" = refuse ]; then

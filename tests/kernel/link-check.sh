@@ -1,9 +1,11 @@
 #!/bin/bash
-# tests/kernel/link-check.sh TREE CC - klp-link on a real kernel tree.
+# tests/kernel/link-check.sh [TREE CC] - klp-link on a real kernel tree.
 #
 # TREE is a Linux 6.1 tree fully built with CC (a klp-cc command line, e.g.
 # "/path/klp-cc gcc", exactly as the build used it: kbuild rebuilds
-# everything if CC changes). kbuild-check.sh calls this on its tree (a).
+# everything if CC changes).  Without arguments: e2e.sh's klp tree
+# ($KLP_KERNEL_CACHE/e2e/klp, built with the private copy of $KLP_CC that
+# e2e.sh and kbuild-check.sh use), under e2e.sh's lock; run e2e.sh first.
 # Checks, each timed:
 #   1. `klp-link snapshot` verifies every manifest against its final object
 #      (after objtool): none may need recomputing.
@@ -12,17 +14,33 @@
 #   3. the patch reverted and rebuilt: no functional change (exit 3).
 #   4. a comment appended to include/linux/seq_file.h, which many objects
 #      include: they all rebuild, and nothing changed (exit 3).
+# Rebuilds are `make vmlinux_o modules`: klp-link reads objects only.
 # The tree is left as it was (patch reverted, header restored, rebuilt).
-# Env: KLP_LINK (default target/release/klp-link of this repo), JOBS.
+# Env: KLP_LINK (default target/release/klp-link of this repo), KLP_CC (for
+# the default CC), KLP_KERNEL_CACHE, JOBS.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/kernel/lib.sh
 . "$HERE/lib.sh"
 KLP_LOG_TAG=link-check
-[ $# -eq 2 ] || { echo "usage: $0 TREE CC" >&2; exit 2; }
-TREE=$(cd "$1" && pwd) CC=$2
 KLP_LINK=${KLP_LINK:-$REPO/target/release/klp-link}
+case $# in
+    2) TREE=$(cd "$1" && pwd) CC=$2 ;;
+    0)
+        TREE=$KLP_KERNEL_CACHE/e2e/klp
+        klp_cc=${KLP_CC:-$REPO/target/release/klp-cc}
+        [ -x "$klp_cc" ] || { klp_err "no klp-cc at $klp_cc (cargo build --release)"; exit 2; }
+        CC="$KLP_KERNEL_CACHE/bin/$(sha256sum < "$(readlink -f "$klp_cc")" | cut -c1-16)/klp-cc gcc"
+        [ -f "$TREE/.klp-e2e-key" ] && [ ! -f "$TREE/.klp-e2e-dirty" ] ||
+            { klp_err "no clean e2e klp tree at $TREE: run tests/kernel/e2e.sh first"; exit 2; }
+        exec 9>"$KLP_KERNEL_CACHE/e2e/.lock"
+        flock -n 9 || { klp_err "e2e.sh is running (it holds $KLP_KERNEL_CACHE/e2e/.lock)"; exit 2; }
+        ;;
+    *) echo "usage: $0 [TREE CC]" >&2; exit 2 ;;
+esac
+grep -qF -- "${CC%% *}" "$TREE/fs/proc/.cmdline.o.cmd" 2>/dev/null ||
+    { klp_err "$TREE was not built with CC=\"$CC\" (see fs/proc/.cmdline.o.cmd)"; exit 2; }
 # The build identity kbuild-check.sh built TREE with: a rebuild with another
 # one changes init/version.o's banner data, which klp-link rightly refuses.
 export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2026'
@@ -42,7 +60,7 @@ restore() {
             patch -p1 -R -s -f < "$HERE/patches/cmdline.patch") || true
         [ -f "$WORK/header.orig" ] && cp -p "$WORK/header.orig" "$TREE/$HEADER" && touch "$TREE/$HEADER"
         klp_log "restoring the tree (rebuild)"
-        make -C "$TREE" -s -j"$JOBS" CC="$CC" bzImage modules > /dev/null 2>&1 ||
+        make -C "$TREE" -s -j"$JOBS" CC="$CC" vmlinux_o modules > /dev/null 2>&1 ||
             klp_err "could not rebuild $TREE after restoring it"
     fi
     rm -rf "$WORK"
@@ -52,7 +70,7 @@ trap restore EXIT
 rebuild() {  # rebuild LABEL: incremental make, timed; sets SECS
     local t0 t1
     t0=$(date +%s.%N)
-    make -C "$TREE" -s -j"$JOBS" CC="$CC" bzImage modules > "$WORK/make.log" 2>&1 ||
+    make -C "$TREE" -s -j"$JOBS" CC="$CC" vmlinux_o modules > "$WORK/make.log" 2>&1 ||
         { klp_err "make failed ($1):"; tail -20 "$WORK/make.log" >&2; return 1; }
     t1=$(date +%s.%N)
     SECS=$(echo "$t1 - $t0" | bc)
