@@ -107,6 +107,13 @@ static inline __attribute__((always_inline)) void locked_inc(int *v)
 		     ".popsection" : : : "memory")
 "#;
 
+/// What [`special_source`] uses from the rest of the running kernel.
+const SPECIAL_DEFINITIONS: &str = "struct static_key { int enabled; };\n\
+    struct static_key key_private;\nint counter;\n\
+    struct bits { unsigned char b[16]; } boot_cpu_data;\n\
+    void alt_helper(void) {}\nvoid bystander_alt_helper(void) {}\n\
+    void __SCT__tp_func_demo(void) {}\nint __SCK__tp_func_demo;\n";
+
 /// A file of the running kernel with two functions that use every kind of
 /// special section. `special` is the one the patch changes; `bystander`
 /// is unchanged, and nothing of its own may end up in the patch.
@@ -332,13 +339,7 @@ fn special_section_entries_travel_with_the_function() {
     let dir = TempDir::new("extract-special");
     dir.write("special.c", special_source(false));
     dir.write("patched/special.c", special_source(true));
-    dir.write(
-        "other.c",
-        "struct static_key { int enabled; };\nstruct static_key key_private;\nint counter;\n\
-         struct bits { unsigned char b[16]; } boot_cpu_data;\n\
-         void alt_helper(void) {}\nvoid bystander_alt_helper(void) {}\n\
-         void __SCT__tp_func_demo(void) {}\nint __SCK__tp_func_demo;\n",
-    );
+    dir.write("other.c", SPECIAL_DEFINITIONS);
     compile(
         &cc,
         &dir,
@@ -723,4 +724,53 @@ fn an_unknown_table_about_the_function_is_refused() {
         msg.contains("marked") && msg.contains(".klp_test_sites") && msg.contains("does not know"),
         "{msg}"
     );
+}
+
+/// Malformed patched objects never panic the extraction: the object with
+/// every kind of special section, mutated thousands of ways, gives a patch
+/// object or an error.
+#[test]
+fn mutated_objects_never_panic_extraction() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract mutations") else {
+        return;
+    };
+    let dir = TempDir::new("extract-mutate");
+    dir.write("special.c", special_source(true));
+    dir.write("other.c", SPECIAL_DEFINITIONS);
+    compile(
+        &cc,
+        &dir,
+        &[("special.c", "special.o"), ("other.c", "other.o")],
+    );
+    link(dir.path(), "vmlinux", &["special.o", "other.o"]);
+    let object = std::fs::read(dir.join("special.o")).unwrap();
+    let exports = Exports::parse(BASE_EXPORTS);
+    let mut positions = HashMap::new();
+    positions.insert(
+        "vmlinux".to_string(),
+        Positions::read(&dir.join("vmlinux"), true).unwrap(),
+    );
+    let kernel = RunningKernel {
+        exports: &exports,
+        positions: &positions,
+    };
+    let mut rng = crate::support::Rng(0x005e_ed0f_c0de);
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..2000 {
+        let bad = crate::support::mutate(&mut rng, &object);
+        let source = Source {
+            target: "vmlinux",
+            object_name: "special.o".into(),
+            data: &bad,
+            changed: vec!["special".into(), "bystander".into()],
+            new: vec![],
+            new_data: BTreeSet::new(),
+        };
+        match std::panic::catch_unwind(|| extract(&[source], &kernel).is_ok()) {
+            Ok(true) => ok += 1,
+            Ok(false) => refused += 1,
+            Err(_) => panic!("extraction panicked on a mutated object"),
+        }
+    }
+    assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
 }

@@ -226,12 +226,12 @@ impl Copier<'_, '_> {
     }
 
     /// Copies section `sec` whole (once) and queues its relocations.
-    fn copy_section(&mut self, sec: usize) -> (SectionId, SymbolId) {
+    fn copy_section(&mut self, sec: usize) -> Result<(SectionId, SymbolId), ExtractError> {
         if let Some(&c) = self.copied.get(&sec) {
-            return c;
+            return Ok(c);
         }
         let s = &self.index.sections[sec];
-        let id = self.add_section_like(sec, s.name);
+        let id = self.add_section_like(sec, s.name)?;
         if s.kind == Kind::Bss {
             self.out.append_section_bss(id, s.size, s.align.max(1));
         } else {
@@ -248,13 +248,19 @@ impl Copier<'_, '_> {
             out_offset: 0,
             in_table: self.in_table,
         });
-        (id, sym)
+        Ok((id, sym))
     }
 
     /// A new, empty output section named `name` with the type and flags of
     /// source section `sec`.
-    fn add_section_like(&mut self, sec: usize, name: &str) -> SectionId {
+    fn add_section_like(&mut self, sec: usize, name: &str) -> Result<SectionId, ExtractError> {
         let s = &self.index.sections[sec];
+        if s.align > 1 && !s.align.is_power_of_two() {
+            return Err(self.malformed(format!(
+                "section {} has alignment {}, not a power of two",
+                s.name, s.align
+            )));
+        }
         let kind = match s.kind {
             Kind::Code => SectionKind::Text,
             Kind::Strings | Kind::Constants | Kind::ReadOnly => SectionKind::ReadOnlyData,
@@ -271,7 +277,7 @@ impl Copier<'_, '_> {
             sh_type: elf::SectionType(s.sh_type),
             sh_flags: elf::SectionFlags(flags),
         };
-        id
+        Ok(id)
     }
 
     fn translate_pending(&mut self) -> Result<(), ExtractError> {
@@ -355,7 +361,7 @@ impl Copier<'_, '_> {
         };
         match (section.kind, named) {
             (Kind::Strings | Kind::Constants, _) => {
-                let (_, ssym) = self.copy_section(sec);
+                let (_, ssym) = self.copy_section(sec)?;
                 Ok((ssym, offset as i64))
             }
             (Kind::Code, None) => {
@@ -368,7 +374,7 @@ impl Copier<'_, '_> {
             (_, None) => {
                 // Unnamed data the code reads (a jump table): the patch has
                 // its own copy.
-                let (_, ssym) = self.copy_section(sec);
+                let (_, ssym) = self.copy_section(sec)?;
                 Ok((ssym, offset as i64))
             }
             (kind, Some(n)) => {
@@ -388,7 +394,7 @@ impl Copier<'_, '_> {
                             o.name, section.name
                         )));
                     }
-                    let (_, ssym) = self.copy_section(sec);
+                    let (_, ssym) = self.copy_section(sec)?;
                     return Ok((ssym, offset as i64));
                 }
                 self.external(o.name, rel, o.file, local)
@@ -539,7 +545,7 @@ impl Copier<'_, '_> {
                     let target = &index.symbols[r.symbol];
                     let at = target.value.wrapping_add(r.addend as u64);
                     // The call follows an ENDBR at most.
-                    target.section == Some(sec) && at >= s.value && at < s.value + 8
+                    target.section == Some(sec) && at >= s.value && at < s.value.saturating_add(8)
                 })
         })
     }
@@ -621,7 +627,7 @@ impl Copier<'_, '_> {
                     r.name, self.index.sections[sec].name
                 )));
             }
-            let (section_id, _) = self.copy_section(sec);
+            let (section_id, _) = self.copy_section(sec)?;
             let new_symbol = format!("__klp_new_{n}_{i}");
             // The copy under its own name (local, for stack traces) and a
             // global handle for the registration code.
@@ -645,7 +651,7 @@ impl Copier<'_, '_> {
                 let cs = &self.index.symbols[c];
                 if cs.sym_type == SymType::Func && cold_parent(cs.name) == Some(s.name) {
                     if let Some(csec) = cs.section {
-                        self.copy_section(csec);
+                        self.copy_section(csec)?;
                     }
                 }
             }

@@ -84,7 +84,7 @@ impl Copier<'_, '_> {
         let (id, sym, first) = match self.pieces.by_section.get(&sec) {
             Some(c) => (c.id, c.sym, false),
             None => {
-                let id = self.add_section_like(sec, section.name);
+                let id = self.add_section_like(sec, section.name)?;
                 let sym = self.out.section_symbol(id);
                 self.pieces.by_section.insert(
                     sec,

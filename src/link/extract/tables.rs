@@ -132,7 +132,7 @@ impl Copier<'_, '_> {
     fn is_table(&self, t: usize) -> bool {
         let s = &self.index.sections[t];
         !s.relocs.is_empty()
-            && !matches!(s.kind, Kind::NotAlloc | Kind::Code)
+            && !matches!(s.kind, Kind::NotAlloc | Kind::Code | Kind::Bss)
             && !self.copied.contains_key(&t)
             && !s
                 .named
@@ -203,8 +203,11 @@ impl Copier<'_, '_> {
         let size = table_entry_size(table);
         let orc = self.orc_partner(t, size)?;
         if !self.tables.by_table.contains_key(&t) {
-            let id = self.add_section_like(t, table.name);
-            let orc_id = orc.map(|(o, _)| self.add_section_like(o, ".orc_unwind"));
+            let id = self.add_section_like(t, table.name)?;
+            let orc_id = match orc {
+                Some((o, _)) => Some(self.add_section_like(o, ".orc_unwind")?),
+                None => None,
+            };
             self.tables.by_table.insert(
                 t,
                 TableCopy {
