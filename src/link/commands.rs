@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::time::Instant;
 
 use super::compare::{compare_manifests, compare_tree, Comparison};
 use super::correlate::{correlate, Change};
@@ -255,7 +256,9 @@ pub fn build(
             opts.name
         )));
     }
+    let started = Instant::now();
     let cmp = compare_tree(&snap, &tree);
+    let compared = started.elapsed();
     let mut report = report::human(&cmp);
     let outcome = Outcome::of(&cmp);
     if outcome != Outcome::Changes {
@@ -275,6 +278,7 @@ pub fn build(
         )));
     }
 
+    let started = Instant::now();
     let exports = Exports::read(&tree.objtree.join("Module.symvers")).map_err(err)?;
     let mut positions = HashMap::new();
     positions.insert(
@@ -350,19 +354,27 @@ pub fn build(
         positions: &positions,
     };
     let extracted = extract(&sources, &kernel).map_err(err)?;
+    let extracted_in = started.elapsed();
     let spec = ModuleSpec {
         name: opts.name,
         funcs: &extracted.funcs,
         replace: opts.replace,
         patch_object: &extracted.object,
     };
-    let klp_relocs = module::build(&spec, &tree.objtree, opts.output).map_err(CommandError)?;
+    let built = module::build(&spec, &tree.objtree, opts.output).map_err(CommandError)?;
     report.push_str(&replacements(&extracted));
     report.push_str(&format!(
         "klp-link: wrote {} ({} function(s) replaced, {} klp relocation(s))\n",
         opts.output.display(),
         extracted.funcs.len(),
-        klp_relocs
+        built.klp_relocs
+    ));
+    report.push_str(&format!(
+        "klp-link: time: compare {:.3} s, extract {:.3} s, kbuild {:.2} s, klp rewrite {:.3} s\n",
+        compared.as_secs_f64(),
+        extracted_in.as_secs_f64(),
+        built.kbuild.as_secs_f64(),
+        built.rewrite.as_secs_f64()
     ));
     Ok((report, Outcome::Changes))
 }

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use super::extract::KlpFunc;
 use super::klp_rewrite;
@@ -62,9 +63,17 @@ pub fn registration(spec: &ModuleSpec) -> String {
         .replace("@REPLACE@", if spec.replace { "true" } else { "false" })
 }
 
+/// What [`build`] did, for the report.
+pub struct Built {
+    pub klp_relocs: usize,
+    /// Time spent in the kernel tree's kbuild, and in the klp rewrite.
+    pub kbuild: Duration,
+    pub rewrite: Duration,
+}
+
 /// Builds the module in a temporary folder with the kernel tree `kernel`'s
 /// kbuild and writes the rewritten `.ko` to `out` (atomically).
-pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<usize, String> {
+pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<Built, String> {
     let dir = tempfile::Builder::new()
         .prefix("klp-link-module.")
         .tempdir()
@@ -81,6 +90,7 @@ pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<usize, Stri
     )?;
     write("klp-register.c", registration(spec).as_bytes())?;
     write(&format!("{PATCH_OBJECT}_shipped"), spec.patch_object)?;
+    let started = Instant::now();
     let output = Command::new("make")
         .arg("-C")
         .arg(kernel)
@@ -99,6 +109,8 @@ pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<usize, Stri
             String::from_utf8_lossy(&output.stderr)
         ));
     }
+    let kbuild = started.elapsed();
+    let started = Instant::now();
     let ko = dir.path().join(format!("{}.ko", spec.name));
     let data = std::fs::read(&ko).map_err(|e| format!("{}: {e}", ko.display()))?;
     let (rewritten, klp_relocs) = klp_rewrite::rewrite(&data)?;
@@ -113,7 +125,11 @@ pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<usize, Stri
     std::io::Write::write_all(&mut tmp, &rewritten).map_err(|e| e.to_string())?;
     tmp.persist(out)
         .map_err(|e| format!("{}: {}", out.display(), e.error))?;
-    Ok(klp_relocs)
+    Ok(Built {
+        klp_relocs,
+        kbuild,
+        rewrite: started.elapsed(),
+    })
 }
 
 #[cfg(test)]
