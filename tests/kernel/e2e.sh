@@ -451,7 +451,7 @@ PY
 #   self-test's stand-in module).  PATCH - : no patch, just boot KO.
 run_test() {
     local label=$1 patch=$2 source=$3 check=$4 prelude=${5:-}
-    local name expect=load out mod ko t0 rc note= unexpected=
+    local name expect=load out mod ko t0 rc note= unexpected= touched
     local t_apply=- t_link=- t_restore=- t_boot=-
     out=$RUNDIR/$label; mkdir -p "$out"
     name=$label
@@ -512,9 +512,13 @@ run_test() {
             unexpected=$(check_expected "$patch" "$out")
             case $source in
                 klp-link)
+                    touch "$out/.before-klp-link"
                     (cd "$out" && klp_link_build "$out/snapshot" "$RUNNING/vmlinux" \
                         "$RUNNING/modroot/lib/modules/$(cat "$RUNNING/release")" "$mod" "$ko") \
-                        > "$out/klp-link-build.log" 2>&1 || lrc=$? ;;
+                        > "$out/klp-link-build.log" 2>&1 || lrc=$?
+                    # klp-link must leave the kernel tree exactly as it was.
+                    touched=$(find "$KLP" -newer "$out/.before-klp-link" -print -quit)
+                    [ -z "$touched" ] || unexpected+="klp-link build changed the kernel tree ($touched); " ;;
                 file:*)
                     cp "${source#file:}" "$ko" && echo "module given: ${source#file:}" > "$out/klp-link-build.log" || lrc=$? ;;
                 standin-cmdline)
