@@ -12,8 +12,11 @@
 //! ([`super::klp_rewrite`]) turns into a klp relocation.
 //!
 //! The entries of special sections that describe copied code travel with it
-//! ([`tables`]); a table klp-link does not know makes it refuse.
+//! ([`tables`]); a table klp-link does not know makes it refuse. Which
+//! functions replace the running kernel's, and which are only copied, is
+//! [`delivery`]'s decision.
 
+mod delivery;
 mod pieces;
 mod tables;
 
@@ -31,6 +34,7 @@ use super::symvers::Exports;
 use super::tree::VMLINUX;
 use crate::checksum::demangle::{cold_parent, demangle};
 use crate::checksum::elf_index::{ElfIndex, SectionKind as Kind, SymType};
+use delivery::Replaced;
 use pieces::Pieces;
 use tables::CarriedTables;
 
@@ -483,133 +487,7 @@ fn instruction_ends(code: &[u8], start: u64, end: u64) -> Vec<u64> {
     ends
 }
 
-/// The functions of one source to copy, and how each is delivered.
-struct Replaced {
-    name: String,
-    /// Replaces the running kernel's function (else only copied: new, or
-    /// reached through a replaced caller).
-    replaces: bool,
-    delivers: Option<String>,
-}
-
 impl Copier<'_, '_> {
-    /// The functions to copy: the changed and new ones, plus callers that
-    /// deliver a changed function livepatch cannot hook.
-    fn replaced_functions(&self) -> Result<Vec<Replaced>, ExtractError> {
-        let mut all: Vec<Replaced> = self
-            .source
-            .changed
-            .iter()
-            .map(|f| Replaced {
-                name: f.clone(),
-                replaces: true,
-                delivers: None,
-            })
-            .chain(self.source.new.iter().map(|f| Replaced {
-                name: f.clone(),
-                replaces: false,
-                delivers: None,
-            }))
-            .collect();
-        let mut i = 0;
-        while i < all.len() {
-            if all[i].replaces && !self.hookable(self.function(&all[i].name)?) {
-                all[i].replaces = false;
-                let origin = all[i].delivers.clone().unwrap_or(all[i].name.clone());
-                for caller in self.callers_to_deliver(&all[i].name)? {
-                    // A caller already copied calls the new copy anyway.
-                    if all.iter().all(|r| r.name != caller) {
-                        all.push(Replaced {
-                            name: caller,
-                            replaces: true,
-                            delivers: Some(origin.clone()),
-                        });
-                    }
-                }
-            }
-            i += 1;
-        }
-        Ok(all)
-    }
-
-    /// Whether livepatch can hook function `f`: ftrace records a call site
-    /// at its start (an `__mcount_loc` or `__patchable_function_entries`
-    /// entry into its first bytes).
-    fn hookable(&self, f: usize) -> bool {
-        let index = self.index;
-        let s = &index.symbols[f];
-        let Some(sec) = s.section else { return false };
-        index.sections.iter().enumerate().any(|(t, table)| {
-            matches!(table.name, "__mcount_loc" | "__patchable_function_entries")
-                && index.relocs_in(t, 0, table.size).iter().any(|r| {
-                    let target = &index.symbols[r.symbol];
-                    let at = target.value.wrapping_add(r.addend as u64);
-                    // The call follows an ENDBR at most.
-                    target.section == Some(sec) && at >= s.value && at < s.value.saturating_add(8)
-                })
-        })
-    }
-
-    /// The functions of this object that call `name`, which livepatch
-    /// cannot hook: replacing them delivers the new `name`. Refuses when
-    /// the running kernel could reach it some other way.
-    fn callers_to_deliver(&self, name: &str) -> Result<Vec<String>, ExtractError> {
-        let index = self.index;
-        let f = self.function(name)?;
-        let s = &index.symbols[f];
-        let why = "it has no __fentry__ call (notrace, noinstr, an out-of-line static inline, or \
-                   a file built without -pg), so livepatch cannot hook it";
-        if s.binding != elf::STB_LOCAL.0 {
-            return Err(self.refuse(format!(
-                "`{name}` changed, but {why}; it is global, so callers in other objects may \
-                 reach it: change it so that it can be traced, or patch its callers"
-            )));
-        }
-        let sec = s.section.expect("defined");
-        let mut callers = BTreeSet::new();
-        for (c, code) in index.sections.iter().enumerate() {
-            if c == sec || code.relocs.is_empty() || tables::is_special(code.name) {
-                continue;
-            }
-            let refers = code.relocs.iter().any(|r| {
-                let t = &index.symbols[r.symbol];
-                r.symbol == f || (t.sym_type == SymType::Section && t.section == Some(sec))
-            });
-            if !refers {
-                continue;
-            }
-            let caller = if code.kind == Kind::Code {
-                code.named
-                    .iter()
-                    .find(|&&i| index.symbols[i].sym_type == SymType::Func)
-                    .map(|&i| index.symbols[i].name)
-            } else {
-                None
-            };
-            match caller {
-                Some(c) if cold_parent(c).is_none() => {
-                    callers.insert(c.to_owned());
-                }
-                Some(c) => {
-                    callers.insert(cold_parent(c).expect("checked").to_owned());
-                }
-                None => {
-                    return Err(self.refuse(format!(
-                        "`{name}` changed, but {why}; {} refers to it, so the running kernel \
-                         may reach the old copy through it: klp-link cannot deliver this change",
-                        code.name
-                    )));
-                }
-            }
-        }
-        if callers.is_empty() {
-            return Err(self.refuse(format!(
-                "`{name}` changed, but {why}, and nothing in this object calls it"
-            )));
-        }
-        Ok(callers.into_iter().collect())
-    }
-
     fn copy_functions(
         &mut self,
         n: usize,
