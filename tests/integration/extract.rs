@@ -774,3 +774,96 @@ fn mutated_objects_never_panic_extraction() {
     }
     assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
 }
+
+/// A new global function and a new global variable in one patched object,
+/// used by a changed function of another: the patch defines them under
+/// their names and the other's references reach them, in either order.
+#[test]
+fn new_globals_of_one_object_reach_another() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract new globals") else {
+        return;
+    };
+    let dir = TempDir::new("extract-new-globals");
+    let user = |patched: bool| {
+        if patched {
+            "extern int klp_new_helper(int);\nextern int klp_new_count;\n\
+             int user(int x) { klp_new_count++; return klp_new_helper(x); }\n"
+        } else {
+            "int user(int x) { return x; }\n"
+        }
+    };
+    dir.write("a.c", "int unrelated(int x) { return x; }\n");
+    dir.write(
+        "patched/a.c",
+        "int unrelated(int x) { return x; }\nint klp_new_count = 4;\n\
+         __attribute__((noinline)) int klp_new_helper(int x) { return x * 7; }\n",
+    );
+    dir.write("b.c", user(false));
+    dir.write("patched/b.c", user(true));
+    compile(
+        &cc,
+        &dir,
+        &[
+            ("a.c", "a.o"),
+            ("b.c", "b.o"),
+            ("patched/a.c", "patched/a.o"),
+            ("patched/b.c", "patched/b.o"),
+        ],
+    );
+    link(dir.path(), "vmlinux", &["a.o", "b.o"]);
+    let exports = Exports::parse(BASE_EXPORTS);
+    let mut positions = HashMap::new();
+    positions.insert(
+        "vmlinux".to_string(),
+        Positions::read(&dir.join("vmlinux"), true).unwrap(),
+    );
+    let kernel = RunningKernel {
+        exports: &exports,
+        positions: &positions,
+    };
+    let a = std::fs::read(dir.join("patched/a.o")).unwrap();
+    let b = std::fs::read(dir.join("patched/b.o")).unwrap();
+    let source_a = || Source {
+        target: "vmlinux",
+        object_name: "a.o".into(),
+        data: &a,
+        changed: vec![],
+        new: vec!["klp_new_helper".into()],
+        new_data: BTreeSet::from(["klp_new_count".to_string()]),
+    };
+    let source_b = || Source {
+        target: "vmlinux",
+        object_name: "b.o".into(),
+        data: &b,
+        changed: vec!["user".into()],
+        new: vec![],
+        new_data: BTreeSet::new(),
+    };
+    for (order, sources) in [
+        ("b then a", vec![source_b(), source_a()]),
+        ("a then b", vec![source_a(), source_b()]),
+    ] {
+        let out = extract(&sources, &kernel).unwrap_or_else(|e| panic!("{order}: {e}"));
+        let file = object::File::parse(&*out.object).unwrap();
+        for name in ["klp_new_helper", "klp_new_count"] {
+            let s = file
+                .symbols()
+                .find(|s| s.name() == Ok(name))
+                .unwrap_or_else(|| panic!("{order}: no symbol {name}"));
+            assert!(
+                s.is_definition() && s.is_global(),
+                "{order}: {name} must be a global definition"
+            );
+        }
+        let targets = reloc_targets(&file, ".text.user");
+        assert!(
+            targets.contains(&"klp_new_helper".to_string())
+                && targets.contains(&"klp_new_count".to_string()),
+            "{order}: user reaches the new globals by name: {targets:?}"
+        );
+        assert!(
+            !targets.iter().any(|t| t.starts_with(".klp.sym")),
+            "{order}: nothing of this is in the running kernel: {targets:?}"
+        );
+    }
+}

@@ -20,7 +20,7 @@ mod delivery;
 mod pieces;
 mod tables;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use object::write::{Object, Relocation, SectionId, Symbol, SymbolId, SymbolSection};
@@ -138,21 +138,28 @@ pub struct Extracted {
 
 /// Copies everything `sources` ask for into one patch object.
 pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, ExtractError> {
+    let indexes = sources
+        .iter()
+        .map(|source| {
+            ElfIndex::parse(source.data).map_err(|e| ExtractError::Object {
+                object: source.object_name.clone(),
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let new_globals = new_globals(sources, &indexes);
     let mut out = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
     let mut funcs = Vec::new();
-    let mut undefined: HashMap<String, SymbolId> = HashMap::new();
+    let mut by_name: HashMap<String, SymbolId> = HashMap::new();
     let mut notes = Vec::new();
-    for (n, source) in sources.iter().enumerate() {
-        let index = ElfIndex::parse(source.data).map_err(|e| ExtractError::Object {
-            object: source.object_name.clone(),
-            reason: e.to_string(),
-        })?;
+    for (n, (source, index)) in sources.iter().zip(&indexes).enumerate() {
         let mut copier = Copier {
-            index: &index,
+            index,
             source,
             kernel,
+            new_globals: &new_globals,
             out: &mut out,
-            undefined: &mut undefined,
+            by_name: &mut by_name,
             copied: HashMap::new(),
             pieces: Pieces::default(),
             pending: Vec::new(),
@@ -162,8 +169,18 @@ pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, 
         };
         let replaced = copier.replaced_functions()?;
         funcs.extend(copier.copy_functions(n, &replaced)?);
+        copier.copy_new_global_data()?;
         copier.translate_pending()?;
         copier.carry_tables()?;
+    }
+    if let Some(name) = new_globals.iter().find(|g| {
+        by_name
+            .get(*g)
+            .is_some_and(|&id| out.symbol(id).is_undefined())
+    }) {
+        return Err(ExtractError::Write(format!(
+            "`{name}` is new and used by the patch, but no patched object defines it"
+        )));
     }
     let object = out
         .write()
@@ -173,6 +190,24 @@ pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, 
         funcs,
         notes,
     })
+}
+
+/// The global functions and data that the patch adds: other patched objects
+/// reach them by name, so their copies keep their names.
+fn new_globals(sources: &[Source], indexes: &[ElfIndex]) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for (source, index) in sources.iter().zip(indexes) {
+        for name in source.new.iter().chain(&source.new_data) {
+            let global = index
+                .symbols
+                .iter()
+                .any(|s| s.name == name && s.section.is_some() && s.binding != elf::STB_LOCAL.0);
+            if global {
+                names.insert(name.clone());
+            }
+        }
+    }
+    names
 }
 
 /// A stretch of a source section copied to `out_offset` of section `id`
@@ -192,8 +227,12 @@ struct Copier<'a, 'd> {
     index: &'a ElfIndex<'d>,
     source: &'a Source<'a>,
     kernel: &'a RunningKernel<'a>,
+    /// New global functions and data of all patched objects.
+    new_globals: &'a HashSet<String>,
     out: &'a mut Object<'static>,
-    undefined: &'a mut HashMap<String, SymbolId>,
+    /// Symbols of the patch object by name: the running kernel's (exported
+    /// names, `.klp.sym.*`), and the new globals the patch defines.
+    by_name: &'a mut HashMap<String, SymbolId>,
     /// Source sections copied whole: their copy and its section symbol.
     copied: HashMap<usize, (SectionId, SymbolId)>,
     /// Pieces of unnamed code copied alone.
@@ -406,7 +445,8 @@ impl Copier<'_, '_> {
         }
     }
 
-    /// A reference to the running kernel's `name`.
+    /// A reference to `name` outside the object: a new global of another
+    /// patched object, or the running kernel's.
     fn external(
         &mut self,
         name: &str,
@@ -414,6 +454,9 @@ impl Copier<'_, '_> {
         file: Option<&str>,
         local: bool,
     ) -> Result<(SymbolId, i64), ExtractError> {
+        if !local && self.new_globals.contains(name) {
+            return Ok((self.named(name), addend));
+        }
         let target = self.source.target;
         let exporter = if local {
             None
@@ -443,11 +486,17 @@ impl Copier<'_, '_> {
                 format!(".klp.sym.{target}.{name},{pos}")
             }
         };
-        if let Some(&id) = self.undefined.get(&symbol_name) {
-            return Ok((id, addend));
+        Ok((self.named(&symbol_name), addend))
+    }
+
+    /// The patch object's symbol `name`: undefined until [`Self::define`]
+    /// gives it a place.
+    fn named(&mut self, name: &str) -> SymbolId {
+        if let Some(&id) = self.by_name.get(name) {
+            return id;
         }
         let id = self.out.add_symbol(Symbol {
-            name: symbol_name.clone().into_bytes(),
+            name: name.as_bytes().to_vec(),
             value: 0,
             size: 0,
             kind: SymbolKind::Unknown,
@@ -456,8 +505,46 @@ impl Copier<'_, '_> {
             section: SymbolSection::Undefined,
             flags: SymbolFlags::None,
         });
-        self.undefined.insert(symbol_name, id);
-        Ok((id, addend))
+        self.by_name.insert(name.to_owned(), id);
+        id
+    }
+
+    /// Defines the global symbol `name` of the patch object at `value` of
+    /// `section` (an earlier reference by name may have made it already).
+    fn define(&mut self, name: &str, section: SectionId, value: u64, size: u64, kind: SymbolKind) {
+        let id = self.named(name);
+        let sym = self.out.symbol_mut(id);
+        sym.section = SymbolSection::Section(section);
+        sym.value = value;
+        sym.size = size;
+        sym.kind = kind;
+    }
+
+    /// Copies the new global data objects: other patched objects may use
+    /// them even where this one does not.
+    fn copy_new_global_data(&mut self) -> Result<(), ExtractError> {
+        let index = self.index;
+        for (i, s) in index.symbols.iter().enumerate() {
+            let Some(sec) = s.section else { continue };
+            if s.sym_type != SymType::Object
+                || s.binding == elf::STB_LOCAL.0
+                || !self.source.new_data.contains(s.name)
+                || !self.new_globals.contains(s.name)
+            {
+                continue;
+            }
+            if index.sections[sec].named.len() > 1 {
+                return Err(self.refuse(format!(
+                    "`{}` is new but shares section {} with other data (built without \
+                     -fdata-sections?)",
+                    s.name, index.sections[sec].name
+                )));
+            }
+            let (id, _) = self.copy_section(sec)?;
+            let (name, value, size) = (index.symbols[i].name, s.value, s.size);
+            self.define(name, id, value, size, SymbolKind::Data);
+        }
+        Ok(())
     }
 
     fn sympos(&self, name: &str, file: Option<&str>, local: bool) -> Result<u64, ExtractError> {
@@ -507,23 +594,34 @@ impl Copier<'_, '_> {
             }
             let (section_id, _) = self.copy_section(sec)?;
             let new_symbol = format!("__klp_new_{n}_{i}");
-            // The copy under its own name (local, for stack traces) and a
+            // The copy under its own name (for stack traces; global for a
+            // new global, which other patched objects may call) and a
             // global handle for the registration code.
-            for (sym_name, scope) in [
-                (s.name.to_owned(), SymbolScope::Compilation),
-                (new_symbol.clone(), SymbolScope::Dynamic),
-            ] {
+            if self.new_globals.contains(s.name) {
+                let (name, value, size) = (s.name, s.value, s.size);
+                self.define(name, section_id, value, size, SymbolKind::Text);
+            } else {
                 self.out.add_symbol(Symbol {
-                    name: sym_name.into_bytes(),
+                    name: s.name.as_bytes().to_vec(),
                     value: s.value,
                     size: s.size,
                     kind: SymbolKind::Text,
-                    scope,
+                    scope: SymbolScope::Compilation,
                     weak: false,
                     section: SymbolSection::Section(section_id),
                     flags: SymbolFlags::None,
                 });
             }
+            self.out.add_symbol(Symbol {
+                name: new_symbol.clone().into_bytes(),
+                value: s.value,
+                size: s.size,
+                kind: SymbolKind::Text,
+                scope: SymbolScope::Dynamic,
+                weak: false,
+                section: SymbolSection::Section(section_id),
+                flags: SymbolFlags::None,
+            });
             // Its .cold parts travel with it.
             for c in 0..self.index.symbols.len() {
                 let cs = &self.index.symbols[c];
