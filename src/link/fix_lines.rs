@@ -39,11 +39,16 @@ pub fn fix_lines(text: &str) -> Result<String, PatchError> {
     let mut i = 0;
     // Per file: whether it is C, and how far new-file numbers run ahead.
     let mut c_file = false;
+    let mut new_file = false;
     let mut shift: i64 = 0;
     while i < lines.len() {
         let line = lines[i];
-        if line.starts_with("+++ ") {
-            c_file = is_c_source(line);
+        if let Some(old_path) = line.strip_prefix("--- ") {
+            new_file = old_path.starts_with("/dev/null");
+            out.push_str(line);
+            i += 1;
+        } else if line.starts_with("+++ ") {
+            c_file = is_c_source(line) && !new_file;
             shift = 0;
             out.push_str(line);
             i += 1;
@@ -53,8 +58,10 @@ pub fn fix_lines(text: &str) -> Result<String, PatchError> {
                 reason: format!("not a hunk header: {}", line.trim_end()),
             })?;
             let (body, next) = hunk_body(&lines, i + 1, &hunk)?;
-            let new_body = if c_file && hunk.old_count > 0 {
-                with_directives(&body, hunk.old_start)
+            let new_body = if c_file {
+                // A pure insertion goes after old line N: N+1 comes next.
+                let first = hunk.old_start + usize::from(hunk.old_count == 0);
+                with_directives(&body, first)
             } else {
                 body.iter().map(|s| s.to_string()).collect()
             };
@@ -62,10 +69,12 @@ pub fn fix_lines(text: &str) -> Result<String, PatchError> {
                 .iter()
                 .filter(|l| l.starts_with(' ') || l.starts_with('+') || is_empty_context(l))
                 .count() as i64;
-            let new_start = if new_count == 0 {
-                hunk.old_start as i64 + shift - 1
-            } else {
-                hunk.old_start as i64 + shift
+            // An empty range names the line before it: a pure insertion
+            // goes after old line N, a pure deletion leaves new line N-1.
+            let new_start = match (hunk.old_count, new_count) {
+                (_, 0) => hunk.old_start as i64 + shift - 1,
+                (0, _) => hunk.old_start as i64 + shift + 1,
+                _ => hunk.old_start as i64 + shift,
             }
             .max(0);
             out.push_str(&format!(
@@ -173,7 +182,9 @@ fn hunk_body<'a>(
 
 /// The hunk's lines with a `+#line N` before the first context line after
 /// each group of changes that left the numbering off, where a directive is
-/// allowed. `old_start` is the hunk's first line in the original file.
+/// allowed, and at its end if it ends with such a group (a patch without
+/// context lines). `old_start` is the number, in the original file, of the
+/// hunk's first line, or of the line after a pure insertion.
 fn with_directives(body: &[&str], old_start: usize) -> Vec<String> {
     let mut out = Vec::with_capacity(body.len() + 2);
     // The original number of the next context or removed line, and the
@@ -210,6 +221,12 @@ fn with_directives(body: &[&str], old_start: usize) -> Vec<String> {
             }
         }
         out.push(l.to_owned());
+    }
+    let ends_in_newline = body
+        .last()
+        .is_some_and(|l| l.ends_with('\n') && !l.starts_with('\\'));
+    if compiled != old_line && lexer.directive_allowed() && ends_in_newline {
+        out.push(format!("+#line {old_line}\n"));
     }
     out
 }
@@ -310,6 +327,18 @@ mod tests {
         assert!(
             fixed.contains("  */\n+#line 3\n x;\n"),
             "after the comment ends: {fixed}"
+        );
+    }
+
+    #[test]
+    fn new_files_and_pure_insertions_keep_git_numbering() {
+        let new_file = "--- /dev/null\n+++ b/new.c\n@@ -0,0 +1,2 @@\n+int a;\n+int b;\n";
+        assert_eq!(fix_lines(new_file).unwrap(), new_file);
+        // Without context lines (diff -U0) the directive ends the hunk.
+        let patch = "--- a/f.c\n+++ b/f.c\n@@ -5,0 +6,1 @@\n+x;\n@@ -9,1 +9,0 @@\n-y;\n";
+        assert_eq!(
+            fix_lines(patch).unwrap(),
+            "--- a/f.c\n+++ b/f.c\n@@ -5,0 +6,2 @@\n+x;\n+#line 6\n@@ -9,1 +11,1 @@\n-y;\n+#line 10\n"
         );
     }
 
