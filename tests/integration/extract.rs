@@ -867,3 +867,165 @@ fn new_globals_of_one_object_reach_another() {
         );
     }
 }
+
+/// Compiles `orig` and `patched` as `NAME.c` through klp-cc, links the
+/// original as the running vmlinux, and extracts `changed`.
+fn extract_pair(
+    cc: &Cc,
+    dir: &TempDir,
+    name: &str,
+    orig: &str,
+    patched: &str,
+    changed: &[&str],
+) -> Result<Extracted, ExtractError> {
+    dir.write(format!("{name}.c"), orig);
+    dir.write(format!("patched/{name}.c"), patched);
+    compile(
+        cc,
+        dir,
+        &[
+            (&format!("{name}.c"), &format!("{name}.o")),
+            (&format!("patched/{name}.c"), &format!("patched/{name}.o")),
+        ],
+    );
+    link(
+        dir.path(),
+        &format!("{name}-vmlinux"),
+        &[&format!("{name}.o")],
+    );
+    run_extract(
+        dir,
+        &format!("patched/{name}.o"),
+        "vmlinux",
+        changed,
+        "0x0\tsink\tvmlinux\tEXPORT_SYMBOL\t\n",
+        &[("vmlinux", &format!("{name}-vmlinux"))],
+    )
+}
+
+/// A loop's end pointer (`table + 8`) lies just past the array: it is the
+/// running kernel's array too, not a copy of it.
+#[test]
+fn a_pointer_past_a_static_array_is_the_running_kernels() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract past the end") else {
+        return;
+    };
+    let dir = TempDir::new("extract-past-end");
+    let source = |k: &str| {
+        format!(
+            "extern void sink(int);\nstatic int table[8];\nint other[4];\n\
+             int sum(void)\n{{\n\tint s = {k};\n\tfor (int *p = table; p < table + 8; p++)\n\
+             \t\ts += *p;\n\tsink(other[1]);\n\treturn s;\n}}\n"
+        )
+    };
+    let out = extract_pair(&cc, &dir, "end", &source("0"), &source("1"), &["sum"]).unwrap();
+    let file = object::File::parse(&*out.object).unwrap();
+    let targets = reloc_targets(&file, ".text.sum");
+    assert!(
+        targets.iter().any(|t| t == ".klp.sym.vmlinux.table,0"),
+        "{targets:?}"
+    );
+    assert!(
+        file.sections()
+            .all(|s| !s.name().unwrap_or("").contains("table")),
+        "the array must not be copied: {targets:?}"
+    );
+}
+
+/// gcc puts every warn-once flag of a file in one `.data..once` section:
+/// only the changed function's flag is copied, fresh.
+#[test]
+fn once_flags_in_a_shared_section_are_copied_alone() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract once flags") else {
+        return;
+    };
+    let dir = TempDir::new("extract-once");
+    let source = |k: &str| {
+        format!(
+            "extern void sink(int);\n\
+             #define ONCE(x) ({{ static _Bool __attribute__((section(\".data..once\"))) \
+             __already_done; if (!__already_done) {{ __already_done = 1; sink(x); }} }})\n\
+             void first(int x) {{ ONCE(x + {k}); }}\nvoid second(int x) {{ ONCE(x); }}\n\
+             void third(int x) {{ ONCE(x * 2); }}\n"
+        )
+    };
+    let out = extract_pair(&cc, &dir, "once", &source("1"), &source("2"), &["first"]).unwrap();
+    let file = object::File::parse(&*out.object).unwrap();
+    assert_eq!(
+        section_size(&file, ".data..once"),
+        1,
+        "one flag of the three"
+    );
+    assert!(reloc_targets(&file, ".text.first").contains(&".data..once".to_string()));
+}
+
+/// A replacement of two instructions with an exception-table entry on the
+/// second is copied whole, and the entry travels with it; an empty
+/// replacement at the very end of `.altinstr_replacement` is fine.
+#[test]
+fn replacements_are_copied_whole_with_their_own_entries() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract replacements") else {
+        return;
+    };
+    let dir = TempDir::new("extract-replacements");
+    let source = |k: &str| {
+        format!(
+            r#"int load(const int *p)
+{{
+	int v = {k};
+	asm volatile("661:\n\t.skip 3, 0x90\n662:\n\t"
+		     ".pushsection .altinstructions,\"a\"\n\t"
+		     ".long 661b - .\n\t.long 6641f - .\n\t.word 3*32+18\n\t"
+		     ".byte 662b-661b\n\t.byte 6651f-6641f\n\t"
+		     ".long 661b - .\n\t.long 6651f - .\n\t.word 3*32+19\n\t"
+		     ".byte 662b-661b\n\t.byte 0\n\t.popsection\n\t"
+		     ".pushsection .altinstr_replacement, \"ax\"\n"
+		     "6641:\n\tnop\n1:\tmovl (%1), %0\n6651:\n\t"
+		     ".pushsection __ex_table,\"a\"\n\t.balign 4\n\t"
+		     ".long 1b - ., 662b - .\n\t.long 3\n\t.popsection\n\t"
+		     ".popsection" : "+r" (v) : "r" (p));
+	return v;
+}}
+"#
+        )
+    };
+    let out = extract_pair(&cc, &dir, "repl", &source("0"), &source("1"), &["load"]).unwrap();
+    let file = object::File::parse(&*out.object).unwrap();
+    assert_eq!(
+        section_size(&file, ".altinstr_replacement"),
+        3,
+        "nop + movl (%reg), %reg"
+    );
+    assert_eq!(section_size(&file, ".altinstructions"), 24, "both entries");
+    assert_eq!(
+        reloc_targets(&file, "__ex_table"),
+        [".altinstr_replacement", ".text.load"],
+        "the entry about the replacement's load travels with it"
+    );
+}
+
+/// A changed function livepatch cannot hook, whose address its caller
+/// takes (a callback), is refused: replacing the caller would not stop the
+/// running kernel from calling the old copy.
+#[test]
+fn an_unhookable_callback_is_refused() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract callback") else {
+        return;
+    };
+    let dir = TempDir::new("extract-callback");
+    let source = |k: &str| {
+        format!(
+            "extern void sink(void (*)(int));\n\
+             static __attribute__((noinline, no_instrument_function)) void tick(int x) \
+             {{ sink((void (*)(int))(long)(x + {k})); }}\n\
+             void setup(void) {{ sink(tick); }}\n"
+        )
+    };
+    let e = extract_pair(&cc, &dir, "cb", &source("1"), &source("2"), &["tick"])
+        .err()
+        .expect("refused");
+    assert!(
+        e.to_string().contains("takes its address") && e.to_string().contains("`setup`"),
+        "{e}"
+    );
+}

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+use iced_x86::{Decoder, DecoderOptions, OpKind};
 use object::elf;
 
 use super::{tables, Copier, ExtractError};
@@ -99,14 +100,16 @@ impl Copier<'_, '_> {
         let sec = s.section.expect("defined");
         let mut callers = BTreeSet::new();
         for (c, code) in index.sections.iter().enumerate() {
-            if c == sec || code.relocs.is_empty() || tables::is_special(code.name) {
+            if c == sec || tables::is_special(code.name) {
                 continue;
             }
-            let refers = code.relocs.iter().any(|r| {
-                let t = &index.symbols[r.symbol];
-                r.symbol == f || (t.sym_type == SymType::Section && t.section == Some(sec))
-            });
-            if !refers {
+            let refs: Vec<u64> = code
+                .relocs
+                .iter()
+                .filter(|r| index.symbols[r.symbol].section == Some(sec))
+                .map(|r| r.offset)
+                .collect();
+            if refs.is_empty() {
                 continue;
             }
             let caller = if code.kind == Kind::Code {
@@ -117,21 +120,25 @@ impl Copier<'_, '_> {
             } else {
                 None
             };
-            match caller {
-                Some(c) if cold_parent(c).is_none() => {
-                    callers.insert(c.to_owned());
-                }
-                Some(c) => {
-                    callers.insert(cold_parent(c).expect("checked").to_owned());
-                }
-                None => {
-                    return Err(self.refuse(format!(
-                        "`{name}` changed, but {why}; {} refers to it, so the running kernel \
-                         may reach the old copy through it: klp-link cannot deliver this change",
-                        code.name
-                    )));
-                }
+            let Some(caller) = caller else {
+                return Err(self.refuse(format!(
+                    "`{name}` changed, but {why}; {} refers to it, so the running kernel may \
+                     reach the old copy through it: klp-link cannot deliver this change",
+                    code.name
+                )));
+            };
+            // Only a direct call or jump is delivered by replacing the
+            // caller: a taken address (a timer or work callback, an ops
+            // table filled at run time) keeps reaching the old copy.
+            if let Some(&at) = refs.iter().find(|&&at| !is_direct_branch(code.data, at)) {
+                return Err(self.refuse(format!(
+                    "`{name}` changed, but {why}; `{caller}` takes its address (at {}+{at:#x}), \
+                     so the running kernel may keep calling the old copy: klp-link cannot \
+                     deliver this change",
+                    code.name
+                )));
             }
+            callers.insert(cold_parent(caller).unwrap_or(caller).to_owned());
         }
         if callers.is_empty() {
             return Err(self.refuse(format!(
@@ -140,4 +147,22 @@ impl Copier<'_, '_> {
         }
         Ok(callers.into_iter().collect())
     }
+}
+
+/// Whether the relocated field at `at` of `code` is the target of a direct
+/// call or jump.
+fn is_direct_branch(code: &[u8], at: u64) -> bool {
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        if insn.next_ip() <= at {
+            continue;
+        }
+        return insn.ip() <= at
+            && matches!(
+                insn.op0_kind(),
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+            );
+    }
+    false
 }

@@ -165,6 +165,7 @@ pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, 
             pending: Vec::new(),
             tables: CarriedTables::default(),
             in_table: false,
+            carrying: None,
             notes: &mut notes,
         };
         let replaced = copier.replaced_functions()?;
@@ -241,6 +242,8 @@ struct Copier<'a, 'd> {
     tables: CarriedTables,
     /// Translating a special-section entry or what it points at.
     in_table: bool,
+    /// The table whose entries are being carried.
+    carrying: Option<usize>,
     notes: &'a mut Vec<String>,
 }
 
@@ -398,7 +401,7 @@ impl Copier<'_, '_> {
         }
         let place = offset.wrapping_add(bias);
         let named = if s.is_anonymous() {
-            index.symbol_at(sec, place)
+            self.owner_of_place(sec, place)
         } else {
             Some(sym)
         };
@@ -414,12 +417,17 @@ impl Copier<'_, '_> {
                 let (ssym, at) = self.piece(sec, place)?;
                 Ok((ssym, at.wrapping_sub(bias) as i64))
             }
-            (_, None) => {
+            (_, None) if !has_named_data(index, sec) => {
                 // Unnamed data the code reads (a jump table): the patch has
                 // its own copy.
                 let (_, ssym) = self.copy_section(sec)?;
                 Ok((ssym, offset as i64))
             }
+            (_, None) => Err(self.refuse(format!(
+                "a reference to {}+{place:#x} lies outside every object of that section, so \
+                 klp-link cannot tell which one it means",
+                section.name
+            ))),
             (kind, Some(n)) => {
                 let o = &index.symbols[n];
                 let rel = offset.wrapping_sub(o.value) as i64;
@@ -431,17 +439,44 @@ impl Copier<'_, '_> {
                         || (local && kind == Kind::ReadOnly));
                 if copy {
                     if section.named.len() > 1 {
-                        return Err(self.refuse(format!(
-                            "`{}` must be copied into the patch but shares section {} with \
-                             other data (built without -fdata-sections?)",
-                            o.name, section.name
-                        )));
+                        // A section of several objects (`.data..once`,
+                        // `__dyndbg`): only this one.
+                        let (psym, at) = self.object_piece(sec, n)?;
+                        return Ok((psym, at.wrapping_add(rel as u64) as i64));
                     }
                     let (_, ssym) = self.copy_section(sec)?;
                     return Ok((ssym, offset as i64));
                 }
                 self.external(o.name, rel, o.file, local)
             }
+        }
+    }
+
+    /// The named object that source place `at` of section `sec` belongs to:
+    /// the one covering it, else the one it is just past the end of (a
+    /// loop's end pointer), else the section's only one.
+    fn owner_of_place(&self, sec: usize, at: u64) -> Option<usize> {
+        let index = self.index;
+        if let Some(n) = index.symbol_at(sec, at) {
+            return Some(n);
+        }
+        let named = &index.sections[sec].named;
+        let objects = || {
+            named
+                .iter()
+                .copied()
+                .filter(|&i| index.symbols[i].sym_type == SymType::Object)
+        };
+        if let Some(end) = objects().find(|&i| {
+            let s = &index.symbols[i];
+            s.size > 0 && s.value.wrapping_add(s.size) == at
+        }) {
+            return Some(end);
+        }
+        let mut only = objects();
+        match (only.next(), only.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
         }
     }
 
@@ -558,6 +593,14 @@ impl Copier<'_, '_> {
             .sympos(name, if local { file } else { None })
             .map_err(|e| self.refuse(e))
     }
+}
+
+/// Whether section `sec` defines named data objects.
+fn has_named_data(index: &ElfIndex, sec: usize) -> bool {
+    index.sections[sec]
+        .named
+        .iter()
+        .any(|&i| index.symbols[i].sym_type == SymType::Object)
 }
 
 /// The offsets at which the instructions of `code[start..end]` end,

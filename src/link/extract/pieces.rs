@@ -6,8 +6,9 @@
 //!
 //! How far a piece reaches depends on who refers to it:
 //! - from a special-section entry (an alternative's replacement): up to the
-//!   next place anything in the object refers to, since the entry describes
-//!   exactly one piece and the pieces lie back to back;
+//!   next place that table refers to in the section, since the pieces of
+//!   one table lie back to back (other references, such as an exception
+//!   table entry inside a replacement, do not end it);
 //! - from code (a jump): every instruction reachable from there inside the
 //!   section, following its own branches until each path leaves the section
 //!   or ends, so that no path can run off the end of the copy.
@@ -18,7 +19,7 @@ use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 use object::write::{SectionId, SymbolId};
 
 use super::{Copier, ExtractError, Pending};
-use crate::checksum::elf_index::ElfIndex;
+use crate::checksum::elf_index::{ElfIndex, SectionKind as Kind};
 
 /// The pieces copied so far, per source section.
 #[derive(Default)]
@@ -70,48 +71,118 @@ impl Copier<'_, '_> {
         }
         let index = self.index;
         let section = &index.sections[sec];
-        if place >= section.size {
+        // An empty replacement may sit at the very end.
+        if place > section.size || (place == section.size && !self.in_table) {
             return Err(self.malformed(format!(
                 "a reference to {}+{place:#x} lies outside the section",
                 section.name
             )));
         }
         let (start, end) = if self.in_table {
-            (place, index.region_end(sec, place))
+            (place, self.table_piece_end(sec, place))
         } else {
             reachable_span(index, sec, place).map_err(|e| self.malformed(e))?
         };
-        let (id, sym, first) = match self.pieces.by_section.get(&sec) {
-            Some(c) => (c.id, c.sym, false),
-            None => {
-                let id = self.add_section_like(sec, section.name)?;
-                let sym = self.out.section_symbol(id);
-                self.pieces.by_section.insert(
-                    sec,
-                    Copies {
-                        id,
-                        sym,
-                        pieces: Vec::new(),
-                    },
-                );
-                (id, sym, true)
-            }
-        };
+        let first = !self.pieces.by_section.contains_key(&sec);
+        let (id, sym) = self.piece_section(sec)?;
         let align = if first { section.align.max(1) } else { 1 };
         let out =
             self.out
                 .append_section_data(id, &section.data[start as usize..end as usize], align);
-        self.pieces
+        self.add_piece(sec, place, start, end, out);
+        Ok((sym, out + (place - start)))
+    }
+}
+
+impl Copier<'_, '_> {
+    /// Copies named object `n` of section `sec` alone (once): a section
+    /// that holds several objects (`.data..once`, `__dyndbg`) when only one
+    /// belongs in the patch. Returns the output section symbol and the
+    /// offset of the object's copy.
+    pub(super) fn object_piece(
+        &mut self,
+        sec: usize,
+        n: usize,
+    ) -> Result<(SymbolId, u64), ExtractError> {
+        let index = self.index;
+        let o = &index.symbols[n];
+        if let Some(found) = self.pieces.find(sec, o.value) {
+            return Ok(found);
+        }
+        let section = &index.sections[sec];
+        let (start, end) = (o.value, o.value.saturating_add(o.size));
+        if o.size == 0 || end > section.size {
+            return Err(self.malformed(format!(
+                "`{}` has no extent within {} to copy",
+                o.name, section.name
+            )));
+        }
+        let (id, sym) = self.piece_section(sec)?;
+        let align = section.align.max(1);
+        let out = if section.kind == Kind::Bss {
+            self.out.append_section_bss(id, o.size, align)
+        } else {
+            self.out
+                .append_section_data(id, &section.data[start as usize..end as usize], align)
+        };
+        self.add_piece(sec, o.value, start, end, out);
+        Ok((sym, out))
+    }
+
+    /// Where the piece of `sec` that a special-section entry points at, at
+    /// `place`, ends: at the next place the table being carried points at
+    /// in `sec` (the pieces of one table lie back to back), else at the next
+    /// place anything refers to.
+    fn table_piece_end(&self, sec: usize, place: u64) -> u64 {
+        let index = self.index;
+        let Some(t) = self.carrying else {
+            return index.region_end(sec, place);
+        };
+        index.sections[t]
+            .relocs
+            .iter()
+            .filter(|r| index.symbols[r.symbol].section == Some(sec))
+            .map(|r| index.symbols[r.symbol].value.wrapping_add(r.addend as u64))
+            .filter(|&p| p > place)
+            .min()
+            .unwrap_or(index.sections[sec].size)
+            .min(index.sections[sec].size)
+    }
+
+    /// The output section that holds the pieces of source section `sec`.
+    fn piece_section(&mut self, sec: usize) -> Result<(SectionId, SymbolId), ExtractError> {
+        if let Some(c) = self.pieces.by_section.get(&sec) {
+            return Ok((c.id, c.sym));
+        }
+        let id = self.add_section_like(sec, self.index.sections[sec].name)?;
+        let sym = self.out.section_symbol(id);
+        self.pieces.by_section.insert(
+            sec,
+            Copies {
+                id,
+                sym,
+                pieces: Vec::new(),
+            },
+        );
+        Ok((id, sym))
+    }
+
+    /// Records that source bytes `[start, end)` of `sec`, reached at
+    /// `entry`, are at `out` of its piece section, and queues their
+    /// relocations.
+    fn add_piece(&mut self, sec: usize, entry: u64, start: u64, end: u64, out: u64) {
+        let copies = self
+            .pieces
             .by_section
             .get_mut(&sec)
-            .expect("inserted above")
-            .pieces
-            .push(Piece {
-                entry: place,
-                start,
-                end,
-                out,
-            });
+            .expect("piece_section ran");
+        copies.pieces.push(Piece {
+            entry,
+            start,
+            end,
+            out,
+        });
+        let id = copies.id;
         self.pending.push(Pending {
             sec,
             start,
@@ -120,7 +191,6 @@ impl Copier<'_, '_> {
             out_offset: out,
             in_table: self.in_table,
         });
-        Ok((sym, out + (place - start)))
     }
 }
 

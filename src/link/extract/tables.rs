@@ -222,6 +222,7 @@ impl Copier<'_, '_> {
             (c.id, c.orc)
         };
         self.in_table = true;
+        self.carrying = Some(t);
         for &k in entries {
             let start = k * size;
             // Translate first: an entry that cannot be carried must leave
@@ -241,6 +242,7 @@ impl Copier<'_, '_> {
                     }
                     Err(e) => {
                         self.in_table = false;
+                        self.carrying = None;
                         return Err(e);
                     }
                 }
@@ -279,6 +281,7 @@ impl Copier<'_, '_> {
             }
         }
         self.in_table = false;
+        self.carrying = None;
         Ok(())
     }
 
