@@ -194,6 +194,10 @@ pub fn fix_lines(patch: &Path, output: Option<&Path>) -> Result<String, CommandE
         .map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
     let fixed = super::fix_lines::fix_lines(&text)
         .map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
+    for w in &fixed.warnings {
+        eprintln!("klp-link: warning: {w}");
+    }
+    let fixed = fixed.text;
     let Some(out) = output else {
         return Ok(fixed);
     };

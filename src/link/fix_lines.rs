@@ -31,25 +31,36 @@ impl fmt::Display for PatchError {
 
 impl std::error::Error for PatchError {}
 
+/// A patch with `#line` directives, and what could not be fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fixed {
+    pub text: String,
+    /// Files whose line numbers stay shifted below some change, because no
+    /// line after it in the patch may take a directive.
+    pub warnings: Vec<String>,
+}
+
 /// The patch `text` with `#line` directives added to its hunks for `.c` and
 /// `.h` files, and its hunk headers counted anew.
-pub fn fix_lines(text: &str) -> Result<String, PatchError> {
+pub fn fix_lines(text: &str) -> Result<Fixed, PatchError> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut out = String::with_capacity(text.len() + 256);
+    let mut warnings = Vec::new();
+    let mut file = FileState::default();
     let mut i = 0;
-    // Per file: whether it is C, and how far new-file numbers run ahead.
-    let mut c_file = false;
-    let mut new_file = false;
-    let mut shift: i64 = 0;
     while i < lines.len() {
         let line = lines[i];
         if let Some(old_path) = line.strip_prefix("--- ") {
-            new_file = old_path.starts_with("/dev/null");
+            file.finish(&mut warnings);
+            file = FileState {
+                new_file: old_path.starts_with("/dev/null"),
+                ..FileState::default()
+            };
             out.push_str(line);
             i += 1;
         } else if line.starts_with("+++ ") {
-            c_file = is_c_source(line) && !new_file;
-            shift = 0;
+            file.path = path_of(line).to_owned();
+            file.c_source = is_c_source(&file.path) && !file.new_file;
             out.push_str(line);
             i += 1;
         } else if line.starts_with("@@ ") {
@@ -58,10 +69,15 @@ pub fn fix_lines(text: &str) -> Result<String, PatchError> {
                 reason: format!("not a hunk header: {}", line.trim_end()),
             })?;
             let (body, next) = hunk_body(&lines, i + 1, &hunk)?;
-            let new_body = if c_file {
+            let new_body = if file.c_source {
                 // A pure insertion goes after old line N: N+1 comes next.
                 let first = hunk.old_start + usize::from(hunk.old_count == 0);
-                with_directives(&body, first)
+                let (fixed, lag) = with_directives(&body, first, file.lag);
+                if lag != 0 && file.lag == 0 {
+                    file.off_from = first;
+                }
+                file.lag = lag;
+                fixed
             } else {
                 body.iter().map(|s| s.to_string()).collect()
             };
@@ -72,16 +88,16 @@ pub fn fix_lines(text: &str) -> Result<String, PatchError> {
             // An empty range names the line before it: a pure insertion
             // goes after old line N, a pure deletion leaves new line N-1.
             let new_start = match (hunk.old_count, new_count) {
-                (_, 0) => hunk.old_start as i64 + shift - 1,
-                (0, _) => hunk.old_start as i64 + shift + 1,
-                _ => hunk.old_start as i64 + shift,
+                (_, 0) => hunk.old_start as i64 + file.shift - 1,
+                (0, _) => hunk.old_start as i64 + file.shift + 1,
+                _ => hunk.old_start as i64 + file.shift,
             }
             .max(0);
             out.push_str(&format!(
                 "@@ -{},{} +{},{} @@{}",
                 hunk.old_start, hunk.old_count, new_start, new_count, hunk.rest
             ));
-            shift += new_count - hunk.old_count as i64;
+            file.shift += new_count - hunk.old_count as i64;
             for l in new_body {
                 out.push_str(&l);
             }
@@ -91,12 +107,46 @@ pub fn fix_lines(text: &str) -> Result<String, PatchError> {
             i += 1;
         }
     }
-    Ok(out)
+    file.finish(&mut warnings);
+    Ok(Fixed {
+        text: out,
+        warnings,
+    })
 }
 
-/// `+++ b/path.c` or `+++ path.h`, with an optional tab and timestamp.
-fn is_c_source(header: &str) -> bool {
-    let path = header[4..].split('\t').next().unwrap_or("").trim_end();
+/// What the rewrite knows of the file whose hunks it is reading.
+#[derive(Default)]
+struct FileState {
+    path: String,
+    new_file: bool,
+    c_source: bool,
+    /// How far new-file line numbers run ahead of the original's.
+    shift: i64,
+    /// How far the numbers the compiler will give run ahead of the
+    /// original's after the last hunk (0 once a directive restored them),
+    /// and from which original line on.
+    lag: i64,
+    off_from: usize,
+}
+
+impl FileState {
+    fn finish(&self, warnings: &mut Vec<String>) {
+        if self.c_source && self.lag != 0 {
+            warnings.push(format!(
+                "{}: from about line {} on, __LINE__ stays off by {}: no line after the change \
+                 may take a #line directive (add context lines, e.g. diff -U3)",
+                self.path, self.off_from, self.lag
+            ));
+        }
+    }
+}
+
+/// The path of a `+++ b/path.c` line, without a tab and timestamp.
+fn path_of(header: &str) -> &str {
+    header[4..].split('\t').next().unwrap_or("").trim_end()
+}
+
+fn is_c_source(path: &str) -> bool {
     path.ends_with(".c") || path.ends_with(".h")
 }
 
@@ -184,15 +234,24 @@ fn hunk_body<'a>(
 /// each group of changes that left the numbering off, where a directive is
 /// allowed, and at its end if it ends with such a group (a patch without
 /// context lines). `old_start` is the number, in the original file, of the
-/// hunk's first line, or of the line after a pure insertion.
-fn with_directives(body: &[&str], old_start: usize) -> Vec<String> {
+/// hunk's first line, or of the line after a pure insertion; `lag` is how
+/// far the compiler's numbering runs ahead at the hunk's start. Returns the
+/// lines and the lag at its end.
+fn with_directives(body: &[&str], old_start: usize, lag: i64) -> (Vec<String>, i64) {
     let mut out = Vec::with_capacity(body.len() + 2);
     // The original number of the next context or removed line, and the
     // number the compiler gives the next line of the patched file.
-    let mut old_line = old_start;
-    let mut compiled = old_start;
-    let mut lexer = Lexer::default();
+    let mut old_line = old_start as i64;
+    let mut compiled = old_line + lag;
+    let mut lexer = Lexer {
+        in_comment: starts_in_comment(body),
+        continued: false,
+    };
+    let mut eol = "\n";
     for &l in body {
+        if l.ends_with("\r\n") {
+            eol = "\r\n";
+        }
         let (kind, content) = match l.as_bytes().first() {
             Some(b'\\') => {
                 out.push(l.to_owned());
@@ -211,7 +270,6 @@ fn with_directives(body: &[&str], old_start: usize) -> Vec<String> {
             }
             _ => {
                 if compiled != old_line && lexer.directive_allowed() {
-                    let eol = if l.ends_with("\r\n") { "\r\n" } else { "\n" };
                     out.push(format!("+#line {old_line}{eol}"));
                     compiled = old_line;
                 }
@@ -226,9 +284,26 @@ fn with_directives(body: &[&str], old_start: usize) -> Vec<String> {
         .last()
         .is_some_and(|l| l.ends_with('\n') && !l.starts_with('\\'));
     if compiled != old_line && lexer.directive_allowed() && ends_in_newline {
-        out.push(format!("+#line {old_line}\n"));
+        out.push(format!("+#line {old_line}{eol}"));
+        compiled = old_line;
     }
-    out
+    (out, compiled - old_line)
+}
+
+/// Whether the hunk starts inside a block comment: the original side closes
+/// one (`*/`) before it opens any.
+fn starts_in_comment(body: &[&str]) -> bool {
+    let mut probe = Lexer::default();
+    for l in body {
+        if l.starts_with('+') || l.starts_with('\\') {
+            continue;
+        }
+        let content = l.get(1..).unwrap_or("");
+        if let Some(closed_first) = probe.first_comment_token(content) {
+            return closed_first;
+        }
+    }
+    false
 }
 
 /// Just enough of C's lexical state, line by line, to know whether a
@@ -241,6 +316,35 @@ struct Lexer {
 }
 
 impl Lexer {
+    /// In a line read from outside any comment: `Some(true)` if a `*/`
+    /// comes before any `/*`, `Some(false)` if a `/*` comes first, `None`
+    /// if neither does.
+    fn first_comment_token(&mut self, line: &str) -> Option<bool> {
+        let bytes = line.as_bytes();
+        let mut quote = None;
+        let mut i = 0;
+        while i + 1 < bytes.len() {
+            let (b, next) = (bytes[i], bytes[i + 1]);
+            if let Some(q) = quote {
+                if b == b'\\' {
+                    i += 1;
+                } else if b == q {
+                    quote = None;
+                }
+            } else if b == b'"' || b == b'\'' {
+                quote = Some(b);
+            } else if b == b'*' && next == b'/' {
+                return Some(true);
+            } else if b == b'/' && next == b'*' {
+                return Some(false);
+            } else if b == b'/' && next == b'/' {
+                return None;
+            }
+            i += 1;
+        }
+        None
+    }
+
     fn directive_allowed(&self) -> bool {
         !self.in_comment && !self.continued
     }
@@ -286,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_directive_follows_an_addition() {
-        let fixed = fix_lines(ADD).unwrap();
+        let fixed = fix_lines(ADD).unwrap().text;
         assert_eq!(
             fixed,
             "--- a/f.c\n+++ b/f.c\n@@ -3,4 +3,6 @@ int f(void)\n a;\n b;\n+c;\n+#line 5\n d;\n e;\n"
@@ -297,7 +401,7 @@ mod tests {
     fn later_hunks_are_renumbered() {
         let patch = "--- a/f.c\n+++ b/f.c\n@@ -3,3 +3,4 @@\n a;\n+b;\n c;\n d;\n\
                      @@ -20,3 +21,2 @@\n x;\n-y;\n z;\n";
-        let fixed = fix_lines(patch).unwrap();
+        let fixed = fix_lines(patch).unwrap().text;
         assert!(
             fixed.contains("@@ -3,3 +3,5 @@\n a;\n+b;\n+#line 4\n c;\n d;\n"),
             "{fixed}"
@@ -311,19 +415,19 @@ mod tests {
     #[test]
     fn balanced_changes_need_no_directive() {
         let patch = "--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n a;\n-b;\n+B;\n c;\n";
-        assert_eq!(fix_lines(patch).unwrap(), patch);
+        assert_eq!(fix_lines(patch).unwrap().text, patch);
     }
 
     #[test]
     fn not_inside_comments_or_macro_continuations() {
         let patch = "--- a/f.h\n+++ b/f.h\n@@ -1,4 +1,5 @@\n #define X(a) \\\n+\tfoo(a); \\\n \tbar(a)\n next;\n last;\n";
-        let fixed = fix_lines(patch).unwrap();
+        let fixed = fix_lines(patch).unwrap().text;
         assert!(
             fixed.contains(" \tbar(a)\n+#line 3\n next;\n"),
             "after the macro ends: {fixed}"
         );
         let patch = "--- a/f.c\n+++ b/f.c\n@@ -1,4 +1,5 @@\n /* a\n+ * b\n  */\n x;\n y;\n";
-        let fixed = fix_lines(patch).unwrap();
+        let fixed = fix_lines(patch).unwrap().text;
         assert!(
             fixed.contains("  */\n+#line 3\n x;\n"),
             "after the comment ends: {fixed}"
@@ -333,19 +437,58 @@ mod tests {
     #[test]
     fn new_files_and_pure_insertions_keep_git_numbering() {
         let new_file = "--- /dev/null\n+++ b/new.c\n@@ -0,0 +1,2 @@\n+int a;\n+int b;\n";
-        assert_eq!(fix_lines(new_file).unwrap(), new_file);
+        assert_eq!(fix_lines(new_file).unwrap().text, new_file);
         // Without context lines (diff -U0) the directive ends the hunk.
         let patch = "--- a/f.c\n+++ b/f.c\n@@ -5,0 +6,1 @@\n+x;\n@@ -9,1 +9,0 @@\n-y;\n";
         assert_eq!(
-            fix_lines(patch).unwrap(),
+            fix_lines(patch).unwrap().text,
             "--- a/f.c\n+++ b/f.c\n@@ -5,0 +6,2 @@\n+x;\n+#line 6\n@@ -9,1 +11,1 @@\n-y;\n+#line 10\n"
         );
     }
 
     #[test]
+    fn a_hunk_that_starts_inside_a_comment() {
+        let patch = "--- a/f.c\n+++ b/f.c\n@@ -10,4 +10,5 @@\n  * @a: x\n+ * @c: y\n  * Return\n  */\n int f;\n";
+        let fixed = fix_lines(patch).unwrap().text;
+        assert!(
+            fixed.contains("  */\n+#line 13\n int f;\n"),
+            "not inside the comment: {fixed}"
+        );
+    }
+
+    #[test]
+    fn the_lag_carries_to_the_next_hunk_and_is_reported_if_it_stays() {
+        // No line of the first hunk may take the directive: the second does.
+        let patch = "--- a/f.c\n+++ b/f.c\n@@ -1,2 +1,3 @@\n /* a\n+ b\n c\n\
+                     @@ -20,2 +21,2 @@\n */\n int x;\n";
+        let fixed = fix_lines(patch).unwrap();
+        assert!(
+            fixed
+                .text
+                .contains("@@ -20,2 +21,3 @@\n */\n+#line 21\n int x;\n"),
+            "{}",
+            fixed.text
+        );
+        assert!(fixed.warnings.is_empty(), "{:?}", fixed.warnings);
+        let stuck = "--- a/f.c\n+++ b/f.c\n@@ -1,2 +1,3 @@\n /* a\n+ b\n c\n";
+        let fixed = fix_lines(stuck).unwrap();
+        assert_eq!(fixed.warnings.len(), 1, "{fixed:?}");
+        assert!(fixed.warnings[0].contains("f.c"), "{:?}", fixed.warnings);
+    }
+
+    #[test]
+    fn crlf_patches_get_crlf_directives() {
+        let patch = "--- a/f.c\r\n+++ b/f.c\r\n@@ -1,1 +1,2 @@\r\n+x;\r\n y;\r\n";
+        assert!(fix_lines(patch)
+            .unwrap()
+            .text
+            .contains("+x;\r\n+#line 1\r\n y;\r\n"));
+    }
+
+    #[test]
     fn other_files_are_left_alone() {
         let patch = "--- a/Makefile\n+++ b/Makefile\n@@ -1,2 +1,3 @@\n a\n+b\n c\n";
-        assert_eq!(fix_lines(patch).unwrap(), patch);
+        assert_eq!(fix_lines(patch).unwrap().text, patch);
     }
 
     #[test]
