@@ -31,7 +31,8 @@
 #                           built with cargo if missing)
 #        KLP_KERNEL_CACHE   cache folder (default /var/tmp/klp-cc-kernel)
 #        KLP_E2E_FRESH=1    do not reuse any cached build: build both kernels
-#        JOBS, KLP_ACCEL (tcg|kvm), KLP_BOOT_TIMEOUT, KLP_SMP, KLP_MEM: see lib.sh
+#        KLP_ACCEL          tcg or kvm; unset: kvm if a probe boot under KVM works
+#        JOBS, KLP_BOOT_TIMEOUT, KLP_SMP, KLP_MEM: see lib.sh
 # Exit:  0 every patch behaved, 1 some did not, 2 setup problem or bad usage.
 set -euo pipefail
 
@@ -685,6 +686,25 @@ EOF
     make -C "$KLP" M="$dir" CC="$KLPCC_CC" -j"${JOBS:-$(nproc)}" modules
 }
 
+# choose_accel: KVM when it really works, else software emulation.  A set
+# KLP_ACCEL is kept.  Otherwise, with a usable /dev/kvm, one short boot of
+# the running kernel under KVM decides: on nested VMs /dev/kvm may exist and
+# still fail (qemu aborts setting an MSR) or hang the guest.
+choose_accel() {
+    [ -z "${KLP_ACCEL:-}" ] || { klp_log "qemu accelerator: $KLP_ACCEL (KLP_ACCEL)"; return 0; }
+    KLP_ACCEL=tcg
+    if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+        if KLP_ACCEL=kvm KLP_BOOT_TIMEOUT=30 KLP_BOOT_LOG=$RUNDIR/kvm-probe.log \
+                klp_boot "$RUNNING/bzImage" - "uname -r" > "$RUNDIR/kvm-probe.out" 2>&1; then
+            KLP_ACCEL=kvm
+        else
+            klp_log "KVM does not boot the running kernel here (see $RUNDIR/kvm-probe.log); using TCG"
+        fi
+    fi
+    export KLP_ACCEL
+    klp_log "qemu accelerator: $KLP_ACCEL"
+}
+
 # ---------------------------------------------------------------- main
 T_START=$(now)
 klp_log "klp-cc $KLP_CC_PRIV (sha256 $KLP_CC_SHA...), klp-link $KLP_LINK; results in $RUNDIR"
@@ -692,6 +712,7 @@ t0=$(now)
 prepare_running || die "could not prepare the running kernel"
 prepare_klp || die "could not prepare the klp-cc tree"
 T_PREP=$(secs "$t0" "$(now)")
+choose_accel
 cmp -s "$RUNNING/.config" "$KLP/.config" ||
     die "the running kernel's .config differs from the klp tree's: $(diff "$RUNNING/.config" "$KLP/.config" | grep '^[<>]' | head -5 | tr '\n' ' ')"
 [ "$(cat "$RUNNING/release")" = "$(cat "$KLP/include/config/kernel.release")" ] ||
