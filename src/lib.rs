@@ -14,8 +14,11 @@
 //! - [`manifest`]: the versioned text format those checksums are stored in,
 //!   written atomically beside each object.
 //! - [`shim`]: the klp-cc front end that ties the above together for one compile.
+//! - [`link`]: klp-link, from two builds' manifests to a livepatch module.
+//! - [`atomic_file`]: files written whole or not at all.
 
 pub mod args;
+pub mod atomic_file;
 pub mod checksum;
 pub mod compiler;
 pub mod config;

@@ -28,8 +28,6 @@
 //! space, tab and newline as `\\`, `\s`, `\t` and `\n`.
 
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// First line of every manifest; the number is bumped on any incompatible change.
@@ -226,18 +224,7 @@ impl Manifest {
     /// folder, renamed over `path`, so concurrent readers and writers only
     /// ever see complete manifests.
     pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        // Readable like the object beside it (tempfile's default is 0600).
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".klp-manifest")
-            .permissions(std::fs::Permissions::from_mode(0o644))
-            .tempfile_in(dir)?;
-        tmp.write_all(self.to_text().as_bytes())?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        crate::atomic_file::write(path, self.to_text().as_bytes(), ".klp-manifest")
     }
 }
 

@@ -201,17 +201,8 @@ pub fn fix_lines(patch: &Path, output: Option<&Path>) -> Result<String, CommandE
     let Some(out) = output else {
         return Ok(fixed);
     };
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".klp-link-patch")
-        .tempfile_in(parent)
-        .map_err(|e| CommandError(format!("{}: {e}", parent.display())))?;
-    std::io::Write::write_all(&mut tmp, fixed.as_bytes()).map_err(err)?;
-    tmp.persist(out)
-        .map_err(|e| CommandError(format!("{}: {}", out.display(), e.error)))?;
+    crate::atomic_file::write(out, fixed.as_bytes(), ".klp-link-patch")
+        .map_err(|e| CommandError(format!("{}: {e}", out.display())))?;
     Ok(String::new())
 }
 

@@ -114,17 +114,8 @@ pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<Built, Stri
     let ko = dir.path().join(format!("{}.ko", spec.name));
     let data = std::fs::read(&ko).map_err(|e| format!("{}: {e}", ko.display()))?;
     let (rewritten, klp_relocs) = klp_rewrite::rewrite(&data)?;
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".klp-link-ko")
-        .tempfile_in(parent)
-        .map_err(|e| format!("{}: {e}", parent.display()))?;
-    std::io::Write::write_all(&mut tmp, &rewritten).map_err(|e| e.to_string())?;
-    tmp.persist(out)
-        .map_err(|e| format!("{}: {}", out.display(), e.error))?;
+    crate::atomic_file::write(out, &rewritten, ".klp-link-ko")
+        .map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(Built {
         klp_relocs,
         kbuild,
