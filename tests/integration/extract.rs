@@ -451,28 +451,14 @@ fn module_local_keys_are_refused_but_tracepoints_are_left_off() {
             if changed { " * 2" } else { "" }
         )
     };
-    for key in ["mod_key", "__tracepoint_mod_event"] {
-        dir.write(format!("{key}.c"), source(key, false));
-        dir.write(format!("patched/{key}.c"), source(key, true));
-        compile(
-            &cc,
-            &dir,
-            &[
-                (&format!("{key}.c"), &format!("{key}.o")),
-                (&format!("patched/{key}.c"), &format!("patched/{key}.o")),
-            ],
-        );
-        link(dir.path(), &format!("{key}.ko"), &[&format!("{key}.o")]);
-    }
-
-    let e = run_extract(
+    let e = Pair::build(
+        &cc,
         &dir,
-        "patched/mod_key.o",
-        "mymod",
-        &["modfn"],
-        "",
-        &[("mymod", "mod_key.ko")],
+        "mod_key",
+        &source("mod_key", false),
+        &source("mod_key", true),
     )
+    .extract("mymod", &["modfn"], "")
     .err()
     .expect("refused");
     assert!(
@@ -482,15 +468,10 @@ fn module_local_keys_are_refused_but_tracepoints_are_left_off() {
     );
     assert!(e.to_string().contains("static_key_enabled()"), "{e}");
 
-    let out = run_extract(
-        &dir,
-        "patched/__tracepoint_mod_event.o",
-        "mymod",
-        &["modfn"],
-        "",
-        &[("mymod", "__tracepoint_mod_event.ko")],
-    )
-    .unwrap();
+    let key = "__tracepoint_mod_event";
+    let out = Pair::build(&cc, &dir, key, &source(key, false), &source(key, true))
+        .extract("mymod", &["modfn"], "")
+        .unwrap();
     assert_eq!(out.funcs.len(), 1);
     assert!(
         out.notes
@@ -527,37 +508,20 @@ fn module_symbols_take_klp_relocations_and_other_modules_are_refused() {
             if changed { " + 1" } else { "" }
         )
     };
-    dir.write("m.c", source(false));
-    dir.write("patched/m.c", source(true));
-    compile(&cc, &dir, &[("m.c", "m.o"), ("patched/m.c", "patched/m.o")]);
-    link(dir.path(), "m.ko", &["m.o"]);
     let exports = "0x0\tmod_exported\tdrivers/mymod\tEXPORT_SYMBOL\t\n\
                    0x0\tother_mod_fn\tdrivers/other-mod\tEXPORT_SYMBOL\t\n";
-    let out = run_extract(
-        &dir,
-        "patched/m.o",
-        "mymod",
-        &["modfn"],
-        exports,
-        &[("mymod", "m.ko")],
-    )
-    .unwrap();
+    let pair = Pair::build(&cc, &dir, "m", &source(false), &source(true));
+    let out = pair.extract("mymod", &["modfn"], exports).unwrap();
     let file = object::File::parse(&*out.object).unwrap();
     assert!(
         reloc_targets(&file, ".text.modfn").contains(&".klp.sym.mymod.mod_exported,0".into()),
         "{:?}",
         reloc_targets(&file, ".text.modfn")
     );
-    let e = run_extract(
-        &dir,
-        "patched/m.o",
-        "mymod",
-        &["modfn2"],
-        exports,
-        &[("mymod", "m.ko")],
-    )
-    .err()
-    .expect("refused");
+    let e = pair
+        .extract("mymod", &["modfn2"], exports)
+        .err()
+        .expect("refused");
     assert!(
         e.to_string().contains("other_mod_fn") && e.to_string().contains("other_mod"),
         "{e}"
@@ -583,32 +547,14 @@ fn an_unhookable_function_is_delivered_through_its_callers() {
             if changed { " * 5" } else { "" }
         )
     };
-    for (name, global) in [("local", false), ("global", true)] {
-        dir.write(format!("{name}.c"), source(false, global));
-        dir.write(format!("patched/{name}.c"), source(true, global));
-        compile(
-            &cc,
-            &dir,
-            &[
-                (&format!("{name}.c"), &format!("{name}.o")),
-                (&format!("patched/{name}.c"), &format!("patched/{name}.o")),
-            ],
-        );
-        link(
-            dir.path(),
-            &format!("{name}-vmlinux"),
-            &[&format!("{name}.o")],
-        );
-    }
-    let out = run_extract(
+    let local = Pair::build(
+        &cc,
         &dir,
-        "patched/local.o",
-        "vmlinux",
-        &["body"],
-        "",
-        &[("vmlinux", "local-vmlinux")],
-    )
-    .unwrap();
+        "local",
+        &source(false, false),
+        &source(true, false),
+    );
+    let out = local.extract("vmlinux", &["body"], "").unwrap();
     let replaced: BTreeSet<(&str, Option<&str>)> = out
         .funcs
         .iter()
@@ -633,14 +579,14 @@ fn an_unhookable_function_is_delivered_through_its_callers() {
         "the new wrapper calls the new body"
     );
 
-    let e = run_extract(
+    let e = Pair::build(
+        &cc,
         &dir,
-        "patched/global.o",
-        "vmlinux",
-        &["body"],
-        "",
-        &[("vmlinux", "global-vmlinux")],
+        "global",
+        &source(false, true),
+        &source(true, true),
     )
+    .extract("vmlinux", &["body"], "")
     .err()
     .expect("refused");
     assert!(
@@ -659,17 +605,17 @@ fn a_static_local_stays_the_running_kernels() {
     };
     let dir = TempDir::new("extract-static");
     let orig = "extern void note(int);\nint handler(int x)\n{\n\tstatic int stfu;\n\tif (!stfu)\n\t\tnote(x);\n\tif (x & 4)\n\t\tstfu |= 4;\n\treturn 0;\n}\n";
-    dir.write("s.c", orig);
-    dir.write("patched/s.c", orig.replace("note(x);", "note(x + 1);"));
-    compile(&cc, &dir, &[("s.c", "s.o"), ("patched/s.c", "patched/s.o")]);
-    link(dir.path(), "vmlinux", &["s.o"]);
-    let out = run_extract(
+    let out = Pair::build(
+        &cc,
         &dir,
-        "patched/s.o",
+        "s",
+        orig,
+        &orig.replace("note(x);", "note(x + 1);"),
+    )
+    .extract(
         "vmlinux",
         &["handler"],
         "0x0\tnote\tvmlinux\tEXPORT_SYMBOL\t\n",
-        &[("vmlinux", "vmlinux")],
     )
     .unwrap();
     let file = object::File::parse(&*out.object).unwrap();
@@ -705,20 +651,10 @@ fn an_unknown_table_about_the_function_is_refused() {
             if changed { " + 1" } else { "" }
         )
     };
-    dir.write("w.c", source(false));
-    dir.write("patched/w.c", source(true));
-    compile(&cc, &dir, &[("w.c", "w.o"), ("patched/w.c", "patched/w.o")]);
-    link(dir.path(), "vmlinux", &["w.o"]);
-    let e = run_extract(
-        &dir,
-        "patched/w.o",
-        "vmlinux",
-        &["marked"],
-        "",
-        &[("vmlinux", "vmlinux")],
-    )
-    .err()
-    .expect("refused");
+    let e = Pair::build(&cc, &dir, "w", &source(false), &source(true))
+        .extract("vmlinux", &["marked"], "")
+        .err()
+        .expect("refused");
     let msg = e.to_string();
     assert!(
         msg.contains("marked") && msg.contains(".klp_test_sites") && msg.contains("does not know"),
@@ -868,40 +804,58 @@ fn new_globals_of_one_object_reach_another() {
     }
 }
 
-/// Compiles `orig` and `patched` as `NAME.c` through klp-cc, links the
-/// original as the running vmlinux, and extracts `changed`.
-fn extract_pair(
-    cc: &Cc,
-    dir: &TempDir,
-    name: &str,
-    orig: &str,
-    patched: &str,
-    changed: &[&str],
-) -> Result<Extracted, ExtractError> {
-    dir.write(format!("{name}.c"), orig);
-    dir.write(format!("patched/{name}.c"), patched);
-    compile(
-        cc,
-        dir,
-        &[
-            (&format!("{name}.c"), &format!("{name}.o")),
-            (&format!("patched/{name}.c"), &format!("patched/{name}.o")),
-        ],
-    );
-    link(
-        dir.path(),
-        &format!("{name}-vmlinux"),
-        &[&format!("{name}.o")],
-    );
-    run_extract(
-        dir,
-        &format!("patched/{name}.o"),
-        "vmlinux",
-        changed,
-        "0x0\tsink\tvmlinux\tEXPORT_SYMBOL\t\n",
-        &[("vmlinux", &format!("{name}-vmlinux"))],
-    )
+/// One source file of the running kernel and its patched version, built
+/// through klp-cc; the original alone is linked as the running target.
+struct Pair<'d> {
+    dir: &'d TempDir,
+    name: String,
 }
+
+impl<'d> Pair<'d> {
+    fn build(cc: &Cc, dir: &'d TempDir, name: &str, orig: &str, patched: &str) -> Pair<'d> {
+        dir.write(format!("{name}.c"), orig);
+        dir.write(format!("patched/{name}.c"), patched);
+        compile(
+            cc,
+            dir,
+            &[
+                (&format!("{name}.c"), &format!("{name}.o")),
+                (&format!("patched/{name}.c"), &format!("patched/{name}.o")),
+            ],
+        );
+        link(
+            dir.path(),
+            &format!("{name}-linked"),
+            &[&format!("{name}.o")],
+        );
+        Pair {
+            dir,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Extracts `changed` for `target` (vmlinux or a module) with the
+    /// extra `exports` lines of Module.symvers.
+    fn extract(
+        &self,
+        target: &str,
+        changed: &[&str],
+        exports: &str,
+    ) -> Result<Extracted, ExtractError> {
+        let linked = format!("{}-linked", self.name);
+        run_extract(
+            self.dir,
+            &format!("patched/{}.o", self.name),
+            target,
+            changed,
+            exports,
+            &[(target, &linked)],
+        )
+    }
+}
+
+/// What the small tests' code calls that vmlinux exports.
+const SINK: &str = "0x0\tsink\tvmlinux\tEXPORT_SYMBOL\t\n";
 
 /// A loop's end pointer (`table + 8`) lies just past the array: it is the
 /// running kernel's array too, not a copy of it.
@@ -918,7 +872,9 @@ fn a_pointer_past_a_static_array_is_the_running_kernels() {
              \t\ts += *p;\n\tsink(other[1]);\n\treturn s;\n}}\n"
         )
     };
-    let out = extract_pair(&cc, &dir, "end", &source("0"), &source("1"), &["sum"]).unwrap();
+    let out = Pair::build(&cc, &dir, "end", &source("0"), &source("1"))
+        .extract("vmlinux", &["sum"], SINK)
+        .unwrap();
     let file = object::File::parse(&*out.object).unwrap();
     let targets = reloc_targets(&file, ".text.sum");
     assert!(
@@ -949,7 +905,9 @@ fn once_flags_in_a_shared_section_are_copied_alone() {
              void third(int x) {{ ONCE(x * 2); }}\n"
         )
     };
-    let out = extract_pair(&cc, &dir, "once", &source("1"), &source("2"), &["first"]).unwrap();
+    let out = Pair::build(&cc, &dir, "once", &source("1"), &source("2"))
+        .extract("vmlinux", &["first"], SINK)
+        .unwrap();
     let file = object::File::parse(&*out.object).unwrap();
     assert_eq!(
         section_size(&file, ".data..once"),
@@ -989,7 +947,9 @@ fn replacements_are_copied_whole_with_their_own_entries() {
 "#
         )
     };
-    let out = extract_pair(&cc, &dir, "repl", &source("0"), &source("1"), &["load"]).unwrap();
+    let out = Pair::build(&cc, &dir, "repl", &source("0"), &source("1"))
+        .extract("vmlinux", &["load"], SINK)
+        .unwrap();
     let file = object::File::parse(&*out.object).unwrap();
     assert_eq!(
         section_size(&file, ".altinstr_replacement"),
@@ -1021,7 +981,8 @@ fn an_unhookable_callback_is_refused() {
              void setup(void) {{ sink(tick); }}\n"
         )
     };
-    let e = extract_pair(&cc, &dir, "cb", &source("1"), &source("2"), &["tick"])
+    let e = Pair::build(&cc, &dir, "cb", &source("1"), &source("2"))
+        .extract("vmlinux", &["tick"], SINK)
         .err()
         .expect("refused");
     assert!(
