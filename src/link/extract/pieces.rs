@@ -12,6 +12,10 @@
 //! - from code (a jump): every instruction reachable from there inside the
 //!   section, following its own branches until each path leaves the section
 //!   or ends, so that no path can run off the end of the copy.
+//!
+//! Data that the patch needs a fresh copy of but that shares its section
+//! with other objects (the warn-once flags in `.data..once`, dynamic debug
+//! descriptors in `__dyndbg`) is copied the same way, one object at a time.
 
 use std::collections::{BTreeSet, HashMap};
 
