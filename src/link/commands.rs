@@ -305,6 +305,7 @@ pub fn build(
         positions.insert(target.clone(), Positions::read(&ko, false).map_err(err)?);
     }
     report.push_str(&module_notes);
+    let symbols = started.elapsed();
 
     // One source per object with changes, keeping the objects' bytes alive.
     type ChangedAndNew = (Vec<String>, Vec<String>);
@@ -348,6 +349,7 @@ pub fn build(
         exports: &exports,
         positions: &positions,
     };
+    let started = Instant::now();
     let extracted = extract(&sources, &kernel).map_err(err)?;
     let extracted_in = started.elapsed();
     let spec = ModuleSpec {
@@ -365,8 +367,10 @@ pub fn build(
         built.klp_relocs
     ));
     report.push_str(&format!(
-        "klp-link: time: compare {:.3} s, extract {:.3} s, kbuild {:.2} s, klp rewrite {:.3} s\n",
+        "klp-link: time: compare {:.3} s, symbol tables {:.3} s, extract {:.3} s, kbuild {:.2} s, \
+         klp rewrite {:.3} s\n",
         compared.as_secs_f64(),
+        symbols.as_secs_f64(),
         extracted_in.as_secs_f64(),
         built.kbuild.as_secs_f64(),
         built.rewrite.as_secs_f64()

@@ -179,9 +179,10 @@ pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, 
             .get(*g)
             .is_some_and(|&id| out.symbol(id).is_undefined())
     }) {
-        return Err(ExtractError::Write(format!(
-            "`{name}` is new and used by the patch, but no patched object defines it"
-        )));
+        return Err(ExtractError::Refused {
+            object: "the patch".into(),
+            why: format!("`{name}` is new and used by the patch, but no patched object defines it"),
+        });
     }
     let object = out
         .write()
