@@ -35,9 +35,14 @@ enum Step {
         /// The snapshot folder to write.
         #[arg(short, long)]
         output: PathBuf,
-        /// Replace the snapshot folder if it exists.
+        /// Replace the snapshot folder if it exists. Only a folder that is
+        /// a klp-link snapshot is ever replaced.
         #[arg(long)]
         force: bool,
+        /// Take the snapshot even when some objects have no checksums
+        /// (each is named; a later diff refuses any change to them).
+        #[arg(long)]
+        accept_unavailable: bool,
         /// Also keep a copy of every original object, so that `diff
         /// --explain` can show where a function changed.
         #[arg(long)]
@@ -78,6 +83,9 @@ enum Step {
         /// Write here instead of to standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Replace OUTPUT if it exists (never the input patch).
+        #[arg(long)]
+        force: bool,
     },
     /// Build the livepatch module from the changed and new functions:
     /// compares like `diff` (and refuses when it would), copies the
@@ -101,7 +109,8 @@ enum Step {
         /// The module's name.
         #[arg(long, default_value = "livepatch")]
         name: String,
-        /// Where to write the module (default: NAME.ko).
+        /// Where to write the module (default: NAME.ko). An existing file
+        /// there is replaced only if it is a livepatch module.
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Do not replace earlier livepatches (atomic replace is the default).
@@ -112,16 +121,23 @@ enum Step {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = matches!(
+        cli.command,
+        Step::Diff { json: true, .. } | Step::DiffObjects { json: true, .. }
+    );
     let result = match cli.command {
         Step::Snapshot {
             tree,
             output,
             force,
             with_objects,
-        } => commands::snapshot(&tree, &output, force, with_objects).map(|msg| {
-            eprint!("{msg}");
-            0
-        }),
+            accept_unavailable,
+        } => {
+            commands::snapshot(&tree, &output, force, with_objects, accept_unavailable).map(|msg| {
+                eprint!("{msg}");
+                0
+            })
+        }
         Step::Diff {
             snapshot,
             tree,
@@ -144,12 +160,14 @@ fn main() -> ExitCode {
                 outcome.exit_code()
             },
         ),
-        Step::FixLines { patch, output } => {
-            commands::fix_lines(&patch, output.as_deref()).map(|fixed| {
-                print!("{fixed}");
-                0
-            })
-        }
+        Step::FixLines {
+            patch,
+            output,
+            force,
+        } => commands::fix_lines(&patch, output.as_deref(), force).map(|fixed| {
+            print!("{fixed}");
+            0
+        }),
         Step::Build {
             snapshot,
             tree,
@@ -177,6 +195,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("klp-link: {e}");
+            if json {
+                let doc = klp_cc::link::report::json_failure(&e.to_string());
+                println!("{doc:#}");
+            }
             ExitCode::from(1)
         }
     }

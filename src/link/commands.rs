@@ -7,8 +7,10 @@ use std::time::Instant;
 
 use super::compare::{compare_manifests, compare_tree, Comparison};
 use super::correlate::{correlate, Change};
+use super::destination::{check_module_output, check_patch_output, SnapshotDestination};
 use super::explain;
 use super::extract::{extract, RunningKernel, Source};
+use super::input;
 use super::module::{self, ModuleSpec};
 use super::report;
 use super::snapshot::{original_object, Snapshot};
@@ -71,8 +73,11 @@ pub fn snapshot(
     dest: &Path,
     force: bool,
     with_objects: bool,
+    accept_unavailable: bool,
 ) -> Result<String, CommandError> {
     let tree = Tree::open(tree).map_err(err)?;
+    // Checked before the capture: a wrong `-o` should not cost a minute.
+    let destination = SnapshotDestination::check(dest, &tree.objtree, force).map_err(err)?;
     let snap = Snapshot::capture(&tree);
     if let Some(e) = snap.missing.first() {
         return Err(CommandError(format!(
@@ -80,7 +85,22 @@ pub fn snapshot(
             snap.missing.len()
         )));
     }
-    snap.write(dest, force, with_objects).map_err(err)?;
+    let unavailable = snap.without_checksums();
+    if !unavailable.is_empty() && !accept_unavailable {
+        return Err(CommandError(format!(
+            "{} object(s) have no checksums, so a change in them could not be seen; \
+             nothing was written:\n{}\nrebuild them (make CC=\"klp-cc gcc\"), or pass \
+             --accept-unavailable to take the snapshot anyway (a later diff refuses any \
+             change to them)",
+            unavailable.len(),
+            unavailable
+                .iter()
+                .map(|(p, why)| format!("  {}: {why}", p.display()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )));
+    }
+    snap.write(&destination, with_objects).map_err(err)?;
     let recomputed: Vec<String> = snap
         .objects
         .iter()
@@ -96,6 +116,12 @@ pub fn snapshot(
         snap.targets.len(),
         dest.display()
     );
+    for (p, why) in &unavailable {
+        msg.push_str(&format!(
+            "klp-link: warning: {} has no checksums ({why}); a change to it will be refused\n",
+            p.display()
+        ));
+    }
     if !recomputed.is_empty() {
         msg.push_str(&format!(
             "klp-link: {} manifest(s) were missing or stale and were recomputed from the objects:\n{}\n",
@@ -124,7 +150,7 @@ pub fn diff(
         )));
     }
     let cmp = compare_tree(&snap, &tree);
-    let mut out = render(&cmp, json);
+    let mut explanation = None;
     if let Some(name) = explain_fn {
         let entry = cmp
             .targets
@@ -141,12 +167,12 @@ pub fn diff(
                 entry.object.display()
             )));
         }
-        out.push_str(
-            &explain::explain_objects(&orig, &tree.objtree.join(&entry.object), name)
+        explanation = Some(
+            explain::explain_objects(&orig, &tree.objtree.join(&entry.object), name)
                 .map_err(err)?,
         );
     }
-    Ok((out, Outcome::of(&cmp)))
+    Ok((render(&cmp, json, explanation), Outcome::of(&cmp)))
 }
 
 pub fn diff_objects(
@@ -156,6 +182,7 @@ pub fn diff_objects(
     explain_fn: Option<&str>,
 ) -> Result<(String, Outcome), CommandError> {
     let read = |p: &Path| {
+        input::regular_file(p).map_err(err)?;
         let m = shim::compute(p);
         match &m.content {
             Content::Unavailable(why) => Err(CommandError(format!("{}: {why}", p.display()))),
@@ -180,18 +207,22 @@ pub fn diff_objects(
     cmp.targets.insert("object".into(), target);
     cmp.targets
         .retain(|_, r| !(r.changed.is_empty() && r.new.is_empty() && r.removed.is_empty()));
-    let mut out = render(&cmp, json);
-    if let Some(name) = explain_fn {
-        out.push_str(&explain::explain_objects(orig, patched, name).map_err(err)?);
-    }
-    Ok((out, Outcome::of(&cmp)))
+    let explanation = explain_fn
+        .map(|name| explain::explain_objects(orig, patched, name))
+        .transpose()
+        .map_err(err)?;
+    Ok((render(&cmp, json, explanation), Outcome::of(&cmp)))
 }
 
 /// `klp-link fix-lines`: the patch at `patch` with `#line` directives, to
 /// `output` (written whole, then renamed) or returned for stdout.
-pub fn fix_lines(patch: &Path, output: Option<&Path>) -> Result<String, CommandError> {
-    let text = std::fs::read_to_string(patch)
-        .map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
+pub fn fix_lines(patch: &Path, output: Option<&Path>, force: bool) -> Result<String, CommandError> {
+    if let Some(out) = output {
+        check_patch_output(out, patch, force).map_err(err)?;
+    }
+    let bytes = input::read(patch).map_err(err)?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
     let fixed = super::fix_lines::fix_lines(&text)
         .map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
     for w in &fixed.warnings {
@@ -206,13 +237,21 @@ pub fn fix_lines(patch: &Path, output: Option<&Path>) -> Result<String, CommandE
     Ok(String::new())
 }
 
-fn render(cmp: &Comparison, json: bool) -> String {
+/// The report, with `--explain`'s text after it or, in JSON, as its
+/// `explain` field: stdout stays one JSON document.
+fn render(cmp: &Comparison, json: bool, explanation: Option<String>) -> String {
     if json {
-        let mut s = serde_json::to_string_pretty(&report::json(cmp)).expect("JSON of plain data");
+        let mut value = report::json(cmp);
+        if let Some(text) = explanation {
+            value["explain"] = text.into();
+        }
+        let mut s = serde_json::to_string_pretty(&value).expect("JSON of plain data");
         s.push('\n');
         s
     } else {
-        report::human(cmp)
+        let mut s = report::human(cmp);
+        s.push_str(explanation.as_deref().unwrap_or(""));
+        s
     }
 }
 
@@ -251,6 +290,8 @@ pub fn build(
             opts.name
         )));
     }
+    input::regular_file(opts.vmlinux).map_err(err)?;
+    check_module_output(opts.output, &[opts.vmlinux, snapshot]).map_err(err)?;
     let started = Instant::now();
     let cmp = compare_tree(&snap, &tree);
     let compared = started.elapsed();

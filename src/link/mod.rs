@@ -4,6 +4,8 @@
 //! - [`tree`] reads which objects make up vmlinux and each module.
 //! - [`load`] reads an object's manifest and checks it against the object.
 //! - [`snapshot`] keeps what the original build's tree had.
+//! - [`destination`] decides which paths klp-link may write or replace;
+//!   [`input`] reads the files a user names, regular files only.
 //! - [`correlate`] pairs one object's symbols across the two builds.
 //! - [`compare`] turns that into a report per target, with what it refuses;
 //!   [`report`] renders it for people and as JSON.
@@ -16,9 +18,11 @@
 pub mod commands;
 pub mod compare;
 pub mod correlate;
+pub mod destination;
 pub mod explain;
 pub mod extract;
 pub mod fix_lines;
+pub mod input;
 pub mod klp_rewrite;
 pub mod load;
 pub mod module;

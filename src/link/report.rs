@@ -97,3 +97,18 @@ pub fn json(cmp: &Comparison) -> Value {
         "rebuilt": cmp.rebuilt,
     })
 }
+
+/// What `--json` prints when a command fails before it has a report: the
+/// same fields, empty, with the error, so that stdout is always one JSON
+/// document a script can read.
+pub fn json_failure(error: &str) -> Value {
+    json!({
+        "changed": [],
+        "new": [],
+        "removed": [],
+        "targets": [],
+        "notes": [],
+        "errors": [error],
+        "failed": true,
+    })
+}

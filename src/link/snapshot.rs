@@ -21,11 +21,12 @@ use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSymbol, SymbolKind};
 
+use super::destination::{DestinationError, SnapshotDestination, SNAPSHOT_MAGIC};
 use super::load::{self, Source, Stamp};
 use super::tree::{Tree, TreeError};
-use crate::manifest::{Manifest, ParseError};
+use crate::manifest::{Content, Manifest, ParseError};
 
-const MAGIC: &str = "klp-link-snapshot 1";
+const MAGIC: &str = SNAPSHOT_MAGIC;
 const OBJECTS_DIR: &str = "objects.d";
 
 #[derive(Debug)]
@@ -40,9 +41,7 @@ pub enum SnapshotError {
         line: usize,
         what: String,
     },
-    Exists {
-        path: PathBuf,
-    },
+    Destination(DestinationError),
     Symbols {
         path: PathBuf,
         error: String,
@@ -60,11 +59,7 @@ impl std::fmt::Display for SnapshotError {
                  with `klp-link snapshot`)",
                 path.display()
             ),
-            SnapshotError::Exists { path } => write!(
-                f,
-                "{} already exists; remove it or pass --force to replace it",
-                path.display()
-            ),
+            SnapshotError::Destination(e) => e.fmt(f),
             SnapshotError::Symbols { path, error } => {
                 write!(
                     f,
@@ -169,19 +164,30 @@ impl Snapshot {
         }
     }
 
+    /// The objects whose manifests hold no checksums, and why.
+    pub fn without_checksums(&self) -> Vec<(&Path, String)> {
+        self.objects
+            .iter()
+            // Parsing 30,000 manifests to find the few without checksums
+            // would double the snapshot's time; the status line tells.
+            .filter(|(_, o)| !o.manifest_text.contains("\nstatus ok\n"))
+            .filter_map(|(path, o)| match o.manifest().map(|m| m.content) {
+                Ok(Content::Checksums(_)) => None,
+                Ok(Content::Unavailable(why)) => Some((path.as_path(), why)),
+                Err(e) => Some((path.as_path(), e.to_string())),
+            })
+            .collect()
+    }
+
     /// Writes the snapshot folder `dest` (atomically: built beside it, then
     /// renamed into place), with Module.symvers and the linked symbol tables
     /// of `vmlinux` and the modules from the tree.
-    pub fn write(&self, dest: &Path, force: bool, with_objects: bool) -> Result<(), SnapshotError> {
-        if dest.exists() && !force {
-            return Err(SnapshotError::Exists {
-                path: dest.to_owned(),
-            });
-        }
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+    pub fn write(
+        &self,
+        dest: &SnapshotDestination,
+        with_objects: bool,
+    ) -> Result<(), SnapshotError> {
+        let parent = dest.parent();
         let tmp = tempfile::Builder::new()
             .prefix(".klp-snapshot")
             .tempdir_in(parent)
@@ -245,11 +251,11 @@ impl Snapshot {
             }
         }
 
-        let kept = tmp.keep();
-        if dest.exists() {
-            std::fs::remove_dir_all(dest).map_err(io(dest))?;
-        }
-        std::fs::rename(&kept, dest).map_err(io(dest))?;
+        // Until it is installed the folder is removed on any error; once
+        // exchanged it holds the old snapshot, which `install` removes.
+        dest.install(tmp.path())
+            .map_err(SnapshotError::Destination)?;
+        let _ = tmp.keep();
         Ok(())
     }
 

@@ -217,9 +217,9 @@ const MODULE_OBJECTS: &[&str] = &["drivers/mymod_main.o", "drivers/mymod_util.o"
 /// A kbuild-like tree in a scratch folder: `root/tree` is the tree,
 /// `root/snap` its snapshot, `root/orig/<object>` the object as it was
 /// before its last rebuild.
-struct Fixture {
-    root: TempDir,
-    tree: PathBuf,
+pub(crate) struct Fixture {
+    pub(crate) root: TempDir,
+    pub(crate) tree: PathBuf,
     cc: Cc,
     cflags: Vec<String>,
     /// Per object, the contents of the files its last compile read (from
@@ -229,7 +229,7 @@ struct Fixture {
 
 impl Fixture {
     /// Builds the tree, or says why the test is skipped.
-    fn new(test: &str) -> Option<Fixture> {
+    pub(crate) fn new(test: &str) -> Option<Fixture> {
         let cc = Cc::find_or_skip(CcKind::Gcc, test)?;
         if find_program("ar").is_none() {
             skip(test, "no `ar` on PATH");
@@ -286,11 +286,11 @@ impl Fixture {
         run(cmd).assert_success();
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.tree.join(rel)
     }
 
-    fn snap(&self) -> PathBuf {
+    pub(crate) fn snap(&self) -> PathBuf {
         self.root.join("snap")
     }
 
@@ -447,7 +447,7 @@ impl Fixture {
     /// `klp-link snapshot tree -o snap` (relative to the scratch folder, as
     /// a user would type it), which must succeed.
     #[track_caller]
-    fn snapshot(&self) -> Run {
+    pub(crate) fn snapshot(&self) -> Run {
         let r = self.link(["snapshot", "tree", "-o", "snap"]);
         if r.output.status.code() != Some(0) {
             panic!("snapshot failed\n{}", r.describe());
@@ -455,7 +455,7 @@ impl Fixture {
         r
     }
 
-    fn link<I, S>(&self, args: I) -> Run
+    pub(crate) fn link<I, S>(&self, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,

@@ -4,6 +4,7 @@
 mod corpus;
 mod extract;
 mod fix_lines;
+mod hostile_paths;
 mod link;
 mod objtool;
 mod passthrough;

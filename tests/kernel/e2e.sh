@@ -474,7 +474,7 @@ run_test() {
         # Applied as a user would: through `klp-link fix-lines`, so that the
         # code below each change keeps its line numbers.
         local applied=$out/applied.patch
-        if ! "$KLP_LINK" fix-lines "$patch" -o "$applied" > "$out/patch.log" 2>&1; then
+        if ! "$KLP_LINK" fix-lines "$patch" -o "$applied" --force > "$out/patch.log" 2>&1; then
             record "$label" "$expect" FAIL - - - - "klp-link fix-lines failed: $(tail -1 "$out/patch.log")"
             return
         fi
