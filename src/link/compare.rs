@@ -13,9 +13,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::correlate::{correlate, Change};
+use super::escape::escaping_use;
 use super::load::{self, ObjectRecord, Source, Stamp};
 use super::snapshot::Snapshot;
 use super::tree::Tree;
+use crate::checksum::elf_index::{ElfIndex, SymType};
 use crate::manifest::{Binding, Content, Manifest, SymbolKind, SymbolRecord};
 
 /// Data that holds the build's identity (init/version.c): it differs
@@ -105,6 +107,14 @@ pub enum Problem {
         object: PathBuf,
         name: String,
     },
+    /// A changed local constant whose address reaches beyond the functions
+    /// that read it: a copy would not reach what holds the old address.
+    EscapingConst {
+        object: PathBuf,
+        name: String,
+        section: String,
+        escape: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -166,6 +176,19 @@ impl fmt::Display for Problem {
                  into code that runs later",
                 object.display()
             ),
+            Problem::EscapingConst {
+                object,
+                name,
+                section,
+                escape,
+            } => write!(
+                f,
+                "{}: constant `{name}` ({section}) changed and its address escapes ({escape}); \
+                 whatever holds the running kernel's copy would keep the old contents: leave \
+                 it unchanged and change the code that uses it, or put the new contents in a \
+                 new object",
+                object.display()
+            ),
             Problem::NewModule { name } => write!(
                 f,
                 "module `{name}` is new in the patched build; a live patch can only change code \
@@ -175,6 +198,15 @@ impl fmt::Display for Problem {
     }
 }
 
+/// A changed local constant, which the patched functions that read it
+/// would carry a copy of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarriedConst {
+    pub object: PathBuf,
+    pub name: String,
+    pub section: String,
+}
+
 /// The whole comparison.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Comparison {
@@ -182,6 +214,9 @@ pub struct Comparison {
     pub problems: Vec<Problem>,
     /// Things the patch author should know that do not stop the patch.
     pub notes: Vec<String>,
+    /// Changed local constants the patch would carry a copy of, by object:
+    /// allowed only while their address does not escape.
+    pub carried_consts: Vec<CarriedConst>,
     pub objects: usize,
     pub rebuilt: usize,
 }
@@ -202,6 +237,7 @@ pub fn compare_manifests(
     target: &mut TargetReport,
     problems: &mut Vec<Problem>,
     notes: &mut Vec<String>,
+    consts: &mut Vec<CarriedConst>,
 ) {
     if orig.fingerprint.is_some() && orig.fingerprint == patched.fingerprint {
         return;
@@ -243,7 +279,7 @@ pub fn compare_manifests(
     for change in correlate(o, p) {
         let s = change.symbol();
         if s.kind == SymbolKind::Data {
-            data_change(object, &change, problems, notes);
+            data_change(object, &change, problems, notes, consts);
             continue;
         }
         if is_init_section(&s.section) && !matches!(change, Change::Removed(_)) {
@@ -269,6 +305,7 @@ fn data_change(
     change: &Change,
     problems: &mut Vec<Problem>,
     notes: &mut Vec<String>,
+    consts: &mut Vec<CarriedConst>,
 ) {
     let s = change.symbol();
     // Every kernel link drops `.discard.*` (objtool annotations, the
@@ -290,13 +327,16 @@ fn data_change(
         )),
         // A local constant is read only by this object's functions, and
         // their checksums cover its contents: those that read it changed
-        // too, and the patch carries its own copy.
+        // too, and the patch carries its own copy, provided its address
+        // does not escape them (checked against the object afterwards).
         Change::Changed { .. }
             if s.binding == Binding::Local && s.section.starts_with(".rodata") =>
         {
-            notes.push(format!(
-                "{at} changed; the patched functions that read it carry a copy"
-            ))
+            consts.push(CarriedConst {
+                object: object.to_owned(),
+                name: s.name.clone(),
+                section: s.section.clone(),
+            });
         }
         Change::Changed { .. } => problems.push(Problem::ChangedData {
             object: object.to_owned(),
@@ -362,6 +402,7 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
                         report,
                         &mut cmp.problems,
                         &mut cmp.notes,
+                        &mut cmp.carried_consts,
                     )
                 }
                 Ok(orig) => compare_manifests(
@@ -371,6 +412,7 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
                     report,
                     &mut cmp.problems,
                     &mut cmp.notes,
+                    &mut cmp.carried_consts,
                 ),
                 Err(e) => cmp.problems.push(Problem::Missing {
                     object: object.to_path_buf(),
@@ -393,6 +435,7 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
                     report,
                     &mut cmp.problems,
                     &mut cmp.notes,
+                    &mut cmp.carried_consts,
                 );
             }
         }
@@ -420,6 +463,7 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
             }
         }
     }
+    refuse_escaping_consts(&mut cmp, &tree.objtree);
     cmp.targets.retain(|_, r| !r.is_empty());
     for r in cmp.targets.values_mut() {
         for list in [&mut r.changed, &mut r.new, &mut r.removed] {
@@ -435,5 +479,41 @@ fn note_recomputed(record: &ObjectRecord, notes: &mut Vec<String>) {
             "{}: {why}; checksums recomputed from the object",
             record.path.display()
         ));
+    }
+}
+
+/// Refuses every carried constant whose address escapes, reading each
+/// patched object (under `root`) that has one.
+pub fn refuse_escaping_consts(cmp: &mut Comparison, root: &Path) {
+    for c in &cmp.carried_consts {
+        let path = root.join(&c.object);
+        let escape = match std::fs::read(&path) {
+            Err(e) => Some(format!("the object cannot be read: {e}")),
+            Ok(data) => match ElfIndex::parse(&data) {
+                Err(e) => Some(format!("the object cannot be read: {e}")),
+                Ok(index) => index
+                    .symbols
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.name == c.name && s.sym_type == SymType::Object)
+                    .find_map(|(i, _)| escaping_use(&index, i))
+                    .map(|u| u.to_string()),
+            },
+        };
+        match escape {
+            Some(escape) => cmp.problems.push(Problem::EscapingConst {
+                object: c.object.clone(),
+                name: c.name.clone(),
+                section: c.section.clone(),
+                escape,
+            }),
+            None => cmp.notes.push(format!(
+                "{}: data object `{}` ({}) changed; only functions of the patch read it, and \
+                 they carry a copy",
+                c.object.display(),
+                c.name,
+                c.section
+            )),
+        }
     }
 }

@@ -990,3 +990,56 @@ fn an_unhookable_callback_is_refused() {
         "{e}"
     );
 }
+
+/// An unchanged local constant whose address the changed function passes on
+/// is the running kernel's (whatever holds that address compares equal),
+/// while a table the function only reads by value travels as a copy.
+#[test]
+fn an_escaping_constant_is_the_running_kernels_a_value_only_one_is_copied() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "escaping constant") else {
+        return;
+    };
+    let dir = TempDir::new("extract-escape");
+    let orig = "struct ops { int (*f)(int); int x; };\n\
+        static int f1(int a) { return a + 1; }\n\
+        static const struct ops my_ops = { f1, 1 };\n\
+        static const int weights[] = { 3, 5, 7, 11 };\n\
+        extern void register_ops(const struct ops *, int);\n\
+        void setup(unsigned i) { register_ops(&my_ops, weights[i % 4]); }\n";
+    let out = Pair::build(
+        &cc,
+        &dir,
+        "e",
+        orig,
+        &orig.replace("weights[i % 4]", "weights[i % 4] + 1"),
+    )
+    .extract(
+        "vmlinux",
+        &["setup"],
+        "0x0\tregister_ops\tvmlinux\tEXPORT_SYMBOL\t\n",
+    )
+    .unwrap();
+    let file = object::File::parse(&*out.object).unwrap();
+    let names: Vec<String> = file
+        .symbols()
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with(".klp.sym.vmlinux.my_ops,")),
+        "the ops struct must be the running kernel's: {names:?}"
+    );
+    let sections: Vec<String> = file
+        .sections()
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .collect();
+    assert!(
+        !sections.iter().any(|s| s.contains("my_ops")),
+        "the ops struct must not be copied: {sections:?}"
+    );
+    assert!(
+        sections.iter().any(|s| s.contains("weights")),
+        "the value-only table is copied: {sections:?}"
+    );
+}

@@ -2,6 +2,7 @@
 //! klp-cc against a real compiler and real ELF.
 
 mod corpus;
+mod escape;
 mod extract;
 mod fix_lines;
 mod hostile_paths;

@@ -29,6 +29,7 @@ use object::{
     SymbolFlags, SymbolKind, SymbolScope,
 };
 
+use super::escape::escaping_use;
 use super::sympos::Positions;
 use super::symvers::Exports;
 use super::tree::VMLINUX;
@@ -166,6 +167,7 @@ pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, 
             tables: CarriedTables::default(),
             in_table: false,
             carrying: None,
+            escapes: HashMap::new(),
             notes: &mut notes,
         };
         let replaced = copier.replaced_functions()?;
@@ -245,6 +247,9 @@ struct Copier<'a, 'd> {
     in_table: bool,
     /// The table whose entries are being carried.
     carrying: Option<usize>,
+    /// Local constants whose address escapes the code that reads them, by
+    /// symbol: decided once per object.
+    escapes: HashMap<usize, bool>,
     notes: &'a mut Vec<String>,
 }
 
@@ -433,11 +438,20 @@ impl Copier<'_, '_> {
                 let o = &index.symbols[n];
                 let rel = offset.wrapping_sub(o.value) as i64;
                 let local = o.binding == elf::STB_LOCAL.0;
+                // A local constant is copied only while nothing can hold its
+                // address; otherwise the running kernel's (unchanged: the
+                // compare refuses a changed one) is the one to use.
+                let value_only_const = local
+                    && kind == Kind::ReadOnly
+                    && !*self
+                        .escapes
+                        .entry(n)
+                        .or_insert_with(|| escaping_use(index, n).is_some());
                 let copy = kind != Kind::Code
                     && (self.source.new_data.contains(o.name)
                         || FRESH_STATICS.contains(&demangle(o.name).as_ref())
                         || section.name.starts_with(".data..once")
-                        || (local && kind == Kind::ReadOnly));
+                        || value_only_const);
                 if copy {
                     if section.named.len() > 1 {
                         // A section of several objects (`.data..once`,

@@ -1,0 +1,124 @@
+//! A changed local constant may travel as a copy only while its address
+//! never escapes the functions that read it: `klp-link diff-objects` on real
+//! gcc and clang objects, for a value-only table (carried) and for each way
+//! an address escapes (refused, naming the constant and the use).
+
+use crate::support::{run_klp_cc, run_klp_link, Cc, CcKind, Run, TempDir};
+
+const OPS: &str = "struct ops { int (*f)(int); int x; };\n\
+    static int f1(int a) { return a + 1; }\n";
+
+/// Compiles `orig` and `patched` with kernel flags and compares them.
+fn diff(kind: CcKind, test: &str, orig: &str, patched: &str) -> Option<Run> {
+    let cc = Cc::find_or_skip(kind, test)?;
+    let dir = TempDir::new("escape");
+    for (name, text) in [("orig", orig), ("patched", patched)] {
+        dir.write(format!("{name}.c"), text);
+        let mut args = vec![cc.program().to_string()];
+        args.extend(cc.kernel_cflags());
+        args.extend([
+            "-c".into(),
+            format!("{name}.c"),
+            "-o".into(),
+            format!("{name}.o"),
+        ]);
+        run_klp_cc(dir.path(), &args).assert_success();
+    }
+    Some(run_klp_link(
+        dir.path(),
+        ["diff-objects", "orig.o", "patched.o"],
+    ))
+}
+
+#[track_caller]
+fn assert_refused(r: &Run, name: &str, says: &str) {
+    let out = r.stdout();
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.describe());
+    assert!(
+        out.contains(&format!("constant `{name}`")) && out.contains(says),
+        "the refusal names `{name}` and says `{says}`\n{}",
+        r.describe()
+    );
+}
+
+const KINDS: [CcKind; 2] = [CcKind::Gcc, CcKind::Clang];
+
+#[test]
+fn a_value_only_table_is_carried() {
+    let orig = "static const char *const names[] = { \"zero\", \"one\", \"two\" };\n\
+        const char *name_of(unsigned i) { return names[i % 3]; }\n";
+    for kind in KINDS {
+        let Some(r) = diff(
+            kind,
+            "a_value_only_table_is_carried",
+            orig,
+            &orig.replace("\"two\"", "\"deux\""),
+        ) else {
+            continue;
+        };
+        assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+        assert!(r.stdout().contains("name_of"), "{}", r.describe());
+    }
+}
+
+#[test]
+fn an_ops_struct_passed_to_a_function_is_refused() {
+    let orig = format!(
+        "{OPS}static const struct ops my_ops = {{ f1, 1 }};\n\
+         extern void register_ops(const struct ops *);\n\
+         void setup(void) {{ register_ops(&my_ops); }}\n"
+    );
+    for kind in KINDS {
+        let Some(r) = diff(
+            kind,
+            "an_ops_struct_passed_to_a_function_is_refused",
+            &orig,
+            &orig.replace("f1, 1", "f1, 2"),
+        ) else {
+            continue;
+        };
+        assert_refused(&r, "my_ops", "address is taken");
+    }
+}
+
+#[test]
+fn an_ops_struct_stored_in_data_is_refused() {
+    let orig = format!(
+        "{OPS}static const struct ops my_ops = {{ f1, 1 }};\n\
+         const struct ops *const all_ops[] = {{ &my_ops }};\n\
+         int call(int a) {{ return my_ops.f(a) + my_ops.x; }}\n"
+    );
+    for kind in KINDS {
+        let Some(r) = diff(
+            kind,
+            "an_ops_struct_stored_in_data_is_refused",
+            &orig,
+            &orig.replace("f1, 1", "f1, 2"),
+        ) else {
+            continue;
+        };
+        assert_eq!(r.output.status.code(), Some(1), "{}", r.describe());
+        // The global table holding its address is data that changed too,
+        // or the constant's own escape is named.
+        assert!(r.stdout().contains("my_ops"), "{}", r.describe());
+    }
+}
+
+#[test]
+fn an_address_compared_is_refused() {
+    let orig = format!(
+        "{OPS}static const struct ops my_ops = {{ f1, 1 }};\n\
+         int is_mine(const struct ops *o) {{ return o == &my_ops && my_ops.x; }}\n"
+    );
+    for kind in KINDS {
+        let Some(r) = diff(
+            kind,
+            "an_address_compared_is_refused",
+            &orig,
+            &orig.replace("f1, 1", "f1, 2"),
+        ) else {
+            continue;
+        };
+        assert_refused(&r, "my_ops", "address is taken");
+    }
+}
