@@ -11,7 +11,9 @@
 #                                 (enabled=1, transition done) and after which
 #                                 NAME.check (beside the patch) passes; the
 #                                 check must fail before the module is loaded.
-#                NAME-FAIL.patch  klp-link must refuse it: non-zero exit, no .ko.
+#                NAME-FAIL.patch  klp-link must refuse it: non-zero exit, no .ko;
+#                                 with NAME.refusal beside it, the refusal
+#                                 must contain that file's text (one line).
 #   --self-test  test the harness without `klp-link build`: (1) the upstream
 #                samples/livepatch/livepatch-sample.ko from the klp-cc tree,
 #                plus `modprobe binfmt_misc`, its mount and a registered
@@ -555,7 +557,11 @@ run_test() {
             return
         fi
         if [ "$expect" = refuse ]; then
-            if [ $lrc -ne 0 ] && [ $lrc -ne 2 ] && [ $lrc -lt 126 ] && [ ! -e "$ko" ]; then
+            local why=$(dirname "$patch")/$name.refusal
+            if [ -f "$why" ] && ! grep -qF -- "$(head -1 "$why")" "$out/klp-link-build.log"; then
+                record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
+                    "${note}refused, but not with '$(head -1 "$why")': $(link_reason "$out/klp-link-build.log" | cut -c1-100)"
+            elif [ $lrc -ne 0 ] && [ $lrc -ne 2 ] && [ $lrc -lt 126 ] && [ ! -e "$ko" ]; then
                 record "$label" "$expect" PASS "$t_apply" "$t_link" "$t_restore" - \
                     "${note}refused (exit $lrc): $(link_reason "$out/klp-link-build.log" | cut -c1-100)"
             elif [ $lrc -eq 0 ]; then
