@@ -64,7 +64,8 @@ impl HashExt for Xxh3 {
 pub struct Describer<'a, 'd> {
     pub index: &'a ElfIndex<'d>,
     regions: HashMap<(usize, u64, u64, u8), u64>,
-    /// The depth whose references to compiler clones are collected into
+    /// The depth whose references to renumbered symbols (compiler clones,
+    /// `__UNIQUE_ID()` objects) are collected into
     /// `clone_refs` (that of the symbol being checksummed), if any.
     collect_at: Option<u8>,
     clone_refs: Vec<String>,
@@ -120,11 +121,15 @@ impl<'a, 'd> Describer<'a, 'd> {
                     h.u64(r);
                 }
             }
-            Some(_) if s.sym_type == SymType::Func && s.demangled != s.name => {
-                // A compiler clone (`.constprop`, `.isra`, `.part`): its
-                // number is not stable and several clones may share the
-                // demangled name, so the exact one is recorded beside the
-                // checksum and matched across builds by klp-link.
+            Some(_)
+                if s.demangled != s.name
+                    && (s.sym_type == SymType::Func || super::demangle::has_unique_id(s.name)) =>
+            {
+                // A compiler clone (`.constprop`, `.isra`, `.part`) or a
+                // `__UNIQUE_ID()` object (a dynamic-debug descriptor): its
+                // number is not stable and several may share the demangled
+                // name, so the exact one is recorded beside the checksum and
+                // matched across builds by klp-link.
                 if self.collect_at == Some(depth) {
                     self.clone_refs.push(s.name.to_owned());
                 }

@@ -4,9 +4,13 @@
 //! file of a local symbol) and linkage (local or not), so that renumbered
 //! clones (`foo.constprop.0` becoming `foo.constprop.1`) still pair up.
 //! Within a key shared by several symbols (two `foo.constprop` clones, 24
-//! `__already_done` flags), equal checksums pair first and the rest pair in
-//! manifest order; whatever is left over is new or removed.
+//! `__already_done` flags, the dynamic-debug descriptors `__UNIQUE_ID_ddebugN`
+//! of one object), equal checksums pair first and the rest pair in the
+//! order of their names with numbers compared as numbers (`ddebug9` before
+//! `ddebug10`: the order of the counter, which is source order); whatever is
+//! left over is new or removed.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::manifest::{Binding, SymbolKind, SymbolRecord};
@@ -114,6 +118,8 @@ pub fn correlate<'a>(orig: &'a [SymbolRecord], patched: &'a [SymbolRecord]) -> V
                 None => true,
             },
         );
+        before.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+        after.sort_by(|a, b| natural_cmp(&a.name, &b.name));
         let pairs = before.len().min(after.len());
         for (b, a) in before.iter().zip(&after) {
             changes.push(Change::Changed {
@@ -158,6 +164,38 @@ pub fn correlate<'a>(orig: &'a [SymbolRecord], patched: &'a [SymbolRecord]) -> V
     }
     changes.retain(|c| c.symbol().kind != SymbolKind::Cold);
     changes
+}
+
+/// Orders names with each run of digits compared by its value, so that
+/// renumbered symbols keep their relative order when a counter gains a digit.
+fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        let (da, db) = (digits(a), digits(b));
+        let ord = if da > 0 && db > 0 {
+            let (na, nb) = (trim_zeros(&a[..da]), trim_zeros(&b[..db]));
+            na.len()
+                .cmp(&nb.len())
+                .then_with(|| na.cmp(nb))
+                .then_with(|| da.cmp(&db))
+        } else {
+            a.first().cmp(&b.first())
+        };
+        if ord != Ordering::Equal || a.is_empty() {
+            return ord;
+        }
+        let step = da.max(1);
+        (a, b) = (&a[step..], &b[step.min(b.len())..]);
+    }
+}
+
+fn digits(s: &[u8]) -> usize {
+    s.iter().take_while(|c| c.is_ascii_digit()).count()
+}
+
+fn trim_zeros(s: &[u8]) -> &[u8] {
+    let zeros = s.iter().take_while(|&&c| c == b'0').count();
+    &s[zeros..]
 }
 
 #[cfg(test)]
@@ -232,6 +270,65 @@ mod tests {
             names(&correlate(&orig, &swapped)),
             ["changed apply_one>apply_one"]
         );
+    }
+
+    #[test]
+    fn renumbered_descriptors_pair_by_checksum_then_in_counter_order() {
+        let d = SymbolKind::Data;
+        let f = SymbolKind::Func;
+        let ddebug = |name: &str, checksum| sym(d, name, "__UNIQUE_ID_ddebug", checksum);
+        let user = |name: &str, target: &str| SymbolRecord {
+            clone_refs: vec![target.into()],
+            ..sym(f, name, name, 7)
+        };
+        // Manifests list symbols sorted by name.
+        let sorted = |mut v: Vec<SymbolRecord>| {
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        };
+        let orig = sorted(vec![
+            ddebug("__UNIQUE_ID_ddebug7.0", 1),
+            ddebug("__UNIQUE_ID_ddebug9.1", 2),
+            ddebug("__UNIQUE_ID_ddebug10.2", 3),
+            user("open", "__UNIQUE_ID_ddebug7.0"),
+            user("show", "__UNIQUE_ID_ddebug9.1"),
+            user("store", "__UNIQUE_ID_ddebug10.2"),
+        ]);
+        // An added `__COUNTER__` use renumbers them all; `open`'s descriptor
+        // is as it was, the other two changed. As text, `ddebug10.2` sorts
+        // before `ddebug9.1` and would pair with `show`'s descriptor.
+        let patched = sorted(vec![
+            ddebug("__UNIQUE_ID_ddebug8.0", 1),
+            ddebug("__UNIQUE_ID_ddebug10.1", 4),
+            ddebug("__UNIQUE_ID_ddebug11.2", 5),
+            user("open", "__UNIQUE_ID_ddebug8.0"),
+            user("show", "__UNIQUE_ID_ddebug10.1"),
+            user("store", "__UNIQUE_ID_ddebug11.2"),
+        ]);
+        assert_eq!(
+            names(&correlate(&orig, &patched)),
+            [
+                "changed __UNIQUE_ID_ddebug9.1>__UNIQUE_ID_ddebug10.1",
+                "changed __UNIQUE_ID_ddebug10.2>__UNIQUE_ID_ddebug11.2",
+            ]
+        );
+        // Referring to another descriptor with the same bytes is a change.
+        let swapped = sorted(vec![
+            ddebug("__UNIQUE_ID_ddebug7.0", 1),
+            ddebug("__UNIQUE_ID_ddebug9.1", 2),
+            ddebug("__UNIQUE_ID_ddebug10.2", 3),
+            user("open", "__UNIQUE_ID_ddebug9.1"),
+            user("show", "__UNIQUE_ID_ddebug9.1"),
+            user("store", "__UNIQUE_ID_ddebug10.2"),
+        ]);
+        assert_eq!(names(&correlate(&orig, &swapped)), ["changed open>open"]);
+    }
+
+    #[test]
+    fn natural_order_compares_numbers_by_value() {
+        let mut v = ["a10.1", "a9.2", "a09.1", "b", "a", "a9.10", "a9.9"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, ["a", "a9.2", "a9.9", "a9.10", "a09.1", "a10.1", "b"]);
     }
 
     #[test]

@@ -140,6 +140,8 @@ corpus_cases! {
     string_shifted,
     outside_object,
     tail_call_grew,
+    unique_id_counter,
+    unique_id_renumber,
 }
 
 fn corpus_root() -> PathBuf {

@@ -1435,6 +1435,46 @@ fn snapshot_missing_whole_objects_is_damaged() {
     expect_failure(root, &diff, &["objects"]);
 }
 
+/// A patch whose only effect on an object is to renumber its
+/// `__UNIQUE_ID()` symbols (a `BUILD_BUG_ON` takes a `__COUNTER__` value and
+/// emits no code) changes no function: kpatch's create-diff-object agrees.
+#[test]
+fn renumbered_unique_ids_are_no_change() {
+    let Some(mut fx) = Fixture::new("renumbered_unique_ids_are_no_change") else {
+        return;
+    };
+    fx.write(
+        "kernel/core.c",
+        include_str!("../fixtures/corpus/unique_id_renumber/orig.c"),
+    );
+    fx.force_rebuild("kernel/core.o");
+    fx.edit(
+        "kernel/core.c",
+        "\tstate = v; return 0;",
+        "\tstate = v; { extern void __PASTE(__compiletime_assert_, __COUNTER__)(void); } return 0;",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let (orig, patched) = (fx.orig("kernel/core.o"), fx.path("kernel/core.o"));
+    let renumbered = "__UNIQUE_ID___addressable_store4";
+    assert!(
+        fx.nm("kernel/core.o").iter().any(|n| n == renumbered),
+        "the patched object should define {renumbered}: {:?}",
+        fx.nm("kernel/core.o")
+    );
+
+    let r = fx.link([
+        OsStr::new("diff-objects"),
+        orig.as_os_str(),
+        patched.as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    assert_eq!(r.output.status.code(), Some(3), "{}", r.describe());
+    let json: Value = serde_json::from_str(&r.stdout()).unwrap();
+    for key in ["changed", "new", "removed", "errors", "notes"] {
+        assert_eq!(json[key], serde_json::json!([]), "{key}\n{}", r.describe());
+    }
+}
+
 #[test]
 fn diff_objects_refuses_what_it_cannot_read() {
     let Some(mut fx) = Fixture::new("diff_objects_refuses_what_it_cannot_read") else {
