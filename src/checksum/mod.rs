@@ -19,6 +19,7 @@ pub mod demangle;
 mod describe;
 pub(crate) mod elf_index;
 mod fingerprint;
+mod lines;
 pub(crate) mod tables;
 pub mod trace;
 
@@ -30,7 +31,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::manifest::{Binding, SymbolKind, SymbolRecord};
 use code::Range;
-use describe::{tag, Describer, HashExt};
+use describe::{tag, Describer, HashExt, Pair};
 use elf_index::{ElfIndex, SectionKind, SymType};
 use tables::Tables;
 
@@ -105,14 +106,21 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
         describer.collect_clone_refs(1);
         let checksum = describer.region(sec, s.value, s.value.saturating_add(s.size), 1);
         let refs = describer.take_clone_refs();
-        symbols.push(record(&index, i, SymbolKind::Data, checksum, None, refs));
+        symbols.push(record(
+            &index,
+            i,
+            SymbolKind::Data,
+            (checksum, None),
+            None,
+            refs,
+        ));
     }
     for &f in &functions {
         let s = &index.symbols[f];
         let parent = demangle::cold_parent(s.name)
             .filter(|_| is_child.contains(&f))
             .map(str::to_owned);
-        let mut h = Xxh3::new();
+        let mut h = Pair::default();
         describer.collect_clone_refs(0);
         hash_function(&mut h, &mut describer, &tables, f);
         for &child in children.get(&f).into_iter().flatten() {
@@ -125,7 +133,8 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
         } else {
             SymbolKind::Func
         };
-        symbols.push(record(&index, f, kind, h.digest(), parent, refs));
+        let sums = (h.digest(), h.lines_digest());
+        symbols.push(record(&index, f, kind, sums, parent, refs));
     }
     symbols.sort_by(|a, b| (&a.name, &a.section).cmp(&(&b.name, &b.section)));
 
@@ -187,7 +196,18 @@ fn hash_function(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, f: us
         h.tag(tag::ENTRY);
         h.bytes(index.sections[e.table].name.as_bytes());
         let entry = d.region(e.table, e.start, e.end, 1);
-        h.u64(entry);
+        match lines::bug_line(index, e) {
+            Some(line) => {
+                let before = d.region(e.table, e.start, line, 1);
+                let after = d.region(e.table, line + 2, e.end, 1);
+                let mut without = Xxh3::new();
+                without.u64(before);
+                without.u64(after);
+                h.split_u64(entry, without.digest());
+                h.line_site();
+            }
+            None => h.u64(entry),
+        }
     }
 }
 
@@ -235,7 +255,7 @@ fn record(
     index: &ElfIndex,
     i: usize,
     kind: SymbolKind,
-    checksum: u64,
+    (checksum, lines): (u64, Option<u64>),
     parent: Option<String>,
     clone_refs: Vec<String>,
 ) -> SymbolRecord {
@@ -248,6 +268,7 @@ fn record(
     SymbolRecord {
         kind,
         checksum,
+        lines,
         binding,
         size: s.size,
         section: s

@@ -40,12 +40,28 @@ pub struct Entry {
     pub end: u64,
 }
 
+/// A stretch of code that some relocation may point at: one place for a
+/// data entry (`S + A`), a few bytes for an instruction's field, whose
+/// target also depends on where the instruction ends.
+#[derive(Debug, Clone, Copy)]
+struct Entered {
+    first: u64,
+    last: u64,
+}
+
+/// The longest reach of an instruction's PC-relative field: the target is
+/// `S + A + (end - P)`, and an instruction is at most 15 bytes long.
+const MAX_FIELD_REACH: u64 = 15;
+
 pub struct Tables {
     /// Per code section: the entries pointing into it, by target offset.
     by_section: HashMap<usize, Vec<Entry>>,
     /// Per code section: offsets of `asm goto` jump-label sites, which objtool
     /// may turn from `jmp` into a NOP of the same length.
     jump_label_sites: HashMap<usize, Vec<u64>>,
+    /// Per code section: where relocations may point, sorted; built on the
+    /// first question, since only functions with line sites ask it.
+    entered: std::cell::OnceCell<HashMap<usize, Vec<Entered>>>,
 }
 
 impl Tables {
@@ -90,7 +106,61 @@ impl Tables {
         Tables {
             by_section,
             jump_label_sites,
+            entered: std::cell::OnceCell::new(),
         }
+    }
+
+    /// Whether code in `(after, upto]` of section `sec` may be reached
+    /// other than by falling through from `after`: some relocation of a
+    /// loaded section (a jump table, a `.cold` part's jump back, an
+    /// exception fixup, a table entry) points there. Sections objtool adds
+    /// are left out, so the answer is the same before and after it ran.
+    pub fn entered_between(&self, index: &ElfIndex, sec: usize, after: u64, upto: u64) -> bool {
+        let entered = self.entered.get_or_init(|| self.index_entered(index));
+        let Some(v) = entered.get(&sec) else {
+            return false;
+        };
+        let from = v.partition_point(|e| e.first.saturating_add(MAX_FIELD_REACH) < after);
+        v[from..]
+            .iter()
+            .take_while(|e| e.first <= upto)
+            .any(|e| e.last > after)
+    }
+
+    fn index_entered(&self, index: &ElfIndex) -> HashMap<usize, Vec<Entered>> {
+        let mut entered: HashMap<usize, Vec<Entered>> = HashMap::new();
+        for (i, sec) in index.sections.iter().enumerate() {
+            if sec.kind == SectionKind::NotAlloc || is_derived(sec.name) {
+                continue;
+            }
+            let code = sec.kind == SectionKind::Code;
+            for r in &sec.relocs {
+                // objtool drops the relocation of a jump-label `jmp` it
+                // turns into a NOP; the `__jump_table` entry keeps the target.
+                if code && r.offset > 0 && self.is_jump_label_site(i, r.offset - 1) {
+                    continue;
+                }
+                let s = &index.symbols[r.symbol];
+                let Some(target) = s.section else { continue };
+                if index.sections[target].kind != SectionKind::Code {
+                    continue;
+                }
+                let first = s.value.wrapping_add(r.addend as u64);
+                let last = if code {
+                    first.saturating_add(MAX_FIELD_REACH)
+                } else {
+                    first
+                };
+                entered
+                    .entry(target)
+                    .or_default()
+                    .push(Entered { first, last });
+            }
+        }
+        for v in entered.values_mut() {
+            v.sort_by_key(|e| e.first);
+        }
+        entered
     }
 
     /// Entries pointing into `[start, end)` of section `sec`.

@@ -2,7 +2,8 @@
 //! per target (vmlinux or a module).
 //!
 //! Functions that changed or are new are what the patch will carry; the
-//! patch author reviews exactly that list. What a live patch cannot do is a
+//! patch author reviews exactly that list. Functions that differ only in
+//! line numbers are listed apart: the patch leaves them alone. What a live patch cannot do is a
 //! [`Problem`] and makes klp-link refuse: a changed data object (the running
 //! kernel already holds its value), an object whose checksums could not be
 //! computed, or objects built by different compilers or with different
@@ -67,11 +68,16 @@ pub struct TargetReport {
     pub changed: Vec<FuncEntry>,
     pub new: Vec<FuncEntry>,
     pub removed: Vec<FuncEntry>,
+    /// Functions whose only differences are proven line numbers.
+    pub line_only: Vec<FuncEntry>,
 }
 
 impl TargetReport {
     fn is_empty(&self) -> bool {
-        self.changed.is_empty() && self.new.is_empty() && self.removed.is_empty()
+        self.changed.is_empty()
+            && self.new.is_empty()
+            && self.removed.is_empty()
+            && self.line_only.is_empty()
     }
 }
 
@@ -282,7 +288,9 @@ pub fn compare_manifests(
             data_change(object, &change, problems, notes, consts);
             continue;
         }
-        if is_init_section(&s.section) && !matches!(change, Change::Removed(_)) {
+        if is_init_section(&s.section)
+            && !matches!(change, Change::Removed(_) | Change::LineOnly { .. })
+        {
             problems.push(Problem::InitChanged {
                 object: object.to_owned(),
                 name: s.name.clone(),
@@ -292,6 +300,11 @@ pub fn compare_manifests(
             Change::Changed { orig, patched } => {
                 target
                     .changed
+                    .push(FuncEntry::of(object, patched, Some(orig)))
+            }
+            Change::LineOnly { orig, patched } => {
+                target
+                    .line_only
                     .push(FuncEntry::of(object, patched, Some(orig)))
             }
             Change::New(s) => target.new.push(FuncEntry::of(object, s, None)),
@@ -322,14 +335,15 @@ fn data_change(
     match change {
         Change::New(_) => notes.push(format!("{at} is new; the patch carries it")),
         Change::Removed(_) => notes.push(format!("{at} is gone; the running kernel keeps it")),
-        Change::Changed { .. } if is_init_section(&s.section) => notes.push(format!(
-            "{at} changed; it is init data, which a running kernel no longer uses"
-        )),
+        Change::Changed { .. } | Change::LineOnly { .. } if is_init_section(&s.section) => notes
+            .push(format!(
+                "{at} changed; it is init data, which a running kernel no longer uses"
+            )),
         // A local constant is read only by this object's functions, and
         // their checksums cover its contents: those that read it changed
         // too, and the patch carries its own copy, provided its address
         // does not escape them (checked against the object afterwards).
-        Change::Changed { .. }
+        Change::Changed { .. } | Change::LineOnly { .. }
             if s.binding == Binding::Local && s.section.starts_with(".rodata") =>
         {
             consts.push(CarriedConst {
@@ -338,7 +352,7 @@ fn data_change(
                 section: s.section.clone(),
             });
         }
-        Change::Changed { .. } => problems.push(Problem::ChangedData {
+        Change::Changed { .. } | Change::LineOnly { .. } => problems.push(Problem::ChangedData {
             object: object.to_owned(),
             name: s.name.clone(),
             section: s.section.clone(),
@@ -466,7 +480,7 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
     refuse_escaping_consts(&mut cmp, &tree.objtree);
     cmp.targets.retain(|_, r| !r.is_empty());
     for r in cmp.targets.values_mut() {
-        for list in [&mut r.changed, &mut r.new, &mut r.removed] {
+        for list in [&mut r.changed, &mut r.new, &mut r.removed, &mut r.line_only] {
             list.sort_by(|a, b| (&a.object, &a.name).cmp(&(&b.object, &b.name)));
         }
     }
