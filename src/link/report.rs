@@ -12,8 +12,8 @@ use super::compare::{Comparison, FuncEntry};
 
 /// How a function was proven to differ only in line numbers, for the
 /// reader to judge (`checksum::lines`): no patch line map is consulted.
-pub const LINE_ONLY_RULE: &str = "line-only by the call-site rule: only `__LINE__` values \
-     passed to __might_sleep() and the like, or in __bug_table entries, differ";
+pub const LINE_ONLY_RULE: &str = "line-only by the call-site rule: they differ only in \
+     `__LINE__` values passed to __might_sleep() and the like, or kept in __bug_table entries";
 
 fn display_name(f: &FuncEntry) -> String {
     let mut name = f.name.clone();
@@ -53,11 +53,12 @@ pub fn human(cmp: &Comparison) -> String {
             }
         }
         if !r.line_only.is_empty() {
-            let _ = writeln!(out, "  line-only, ignored ({LINE_ONLY_RULE}):");
+            out.push_str("  line-only, ignored:\n");
             for f in &r.line_only {
                 let name = display_name(f);
                 let _ = writeln!(out, "    {name:<47} {}", f.object.display());
             }
+            let _ = writeln!(out, "  ({LINE_ONLY_RULE})");
         }
     }
     if !cmp.notes.is_empty() {

@@ -570,13 +570,13 @@ impl Diff {
     }
 
     /// One line per reported function:
-    /// `<target> <changed|new|removed> <name> <object>`, plus ` (was
+    /// `<target> <changed|new|removed|line_only> <name> <object>`, plus ` (was
     /// <orig_name>)` and ` [init]` when they apply; in report order.
     fn entries(&self) -> Vec<String> {
         let mut out = Vec::new();
         for t in self.json["targets"].as_array().into_iter().flatten() {
             let target = t["name"].as_str().unwrap_or("?");
-            for kind in ["changed", "new", "removed"] {
+            for kind in ["changed", "new", "removed", "line_only"] {
                 for e in t[kind].as_array().into_iter().flatten() {
                     let name = e["name"].as_str().unwrap_or("?");
                     let mut line = format!(
@@ -607,7 +607,7 @@ impl Diff {
             "reported functions\n{}",
             self.context()
         );
-        for kind in ["changed", "new", "removed"] {
+        for kind in ["changed", "new", "removed", "line_only"] {
             let mut names: Vec<String> = self.json["targets"]
                 .as_array()
                 .into_iter()
@@ -1165,6 +1165,100 @@ fn init_function_change_is_refused() {
         errors.len() == 1 && errors[0].contains("core_setup") && errors[0].contains("__init"),
         "{}",
         d.context()
+    );
+}
+
+/// What kernel/core.c gains for the line-only test: 6.1-style
+/// might_sleep() and WARN_ON() (`__bug_table`) sites, one in an __init
+/// function.
+const CORE_LINE_SITES: &str = r#"
+extern void __might_sleep(const char *file, int line);
+#define might_sleep() __might_sleep(__FILE__, __LINE__)
+#define WARN_ON(cond) ({						\
+	int __c = !!(cond);						\
+	if (__builtin_expect(__c, 0))					\
+		asm volatile("1: ud2\n\t"				\
+			     ".pushsection __bug_table,\"aw\"\n"	\
+			     "2: .long 1b - ., %c0 - .\n\t"		\
+			     ".word %c1, %c2\n\t.org 2b + %c3\n\t"	\
+			     ".popsection" : : "i" (__FILE__),		\
+			     "i" (__LINE__), "i" (1 << 9 | 1), "i" (12));	\
+	__builtin_expect(__c, 0); })
+
+int core_sleeper(int x)
+{
+	might_sleep();
+	return x + 5;
+}
+
+int core_warner(int x)
+{
+	if (WARN_ON(x > 1000))
+		return 0;
+	return x;
+}
+
+__attribute__((section(".init.text"), cold)) int core_early(int x)
+{
+	might_sleep();
+	return WARN_ON(x == 3);
+}
+"#;
+
+/// A fix that adds lines above functions whose code holds `__LINE__`
+/// (applied as packaging does, without fix-lines): they are listed apart
+/// as line-only, not as changed, and an __init one is no refusal.
+#[test]
+fn line_only_functions_are_listed_apart() {
+    let Some(mut fx) = Fixture::new("line_only_functions_are_listed_apart") else {
+        return;
+    };
+    let core = format!("{CORE_C}{CORE_LINE_SITES}");
+    fx.write("kernel/core.c", &core);
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    fx.snapshot();
+    fx.edit(
+        "kernel/core.c",
+        "\treturn a * 2 + b;\n",
+        "\tint r = a * 2 + b;\n\n\t/* the fix */\n\treturn r + 1;\n",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let d = fx.diff();
+    d.expect(
+        0,
+        &[
+            "vmlinux changed core_add kernel/core.o",
+            "vmlinux line_only core_early kernel/core.o [init]",
+            "vmlinux line_only core_sleeper kernel/core.o",
+            "vmlinux line_only core_warner kernel/core.o",
+        ],
+    );
+    d.expect_no_errors();
+    let human = d.human.stdout();
+    assert!(
+        human.contains("line-only, ignored") && human.contains("call-site rule"),
+        "{}",
+        d.context()
+    );
+    assert!(
+        d.json["line_only_rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("call-site rule")),
+        "{}",
+        d.context()
+    );
+
+    // A real change beside a line shift is a change.
+    fx.edit("kernel/core.c", "return x + 5;", "return x + 6;");
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    fx.diff().expect(
+        0,
+        &[
+            "vmlinux changed core_add kernel/core.o",
+            "vmlinux changed core_sleeper kernel/core.o",
+            "vmlinux line_only core_early kernel/core.o [init]",
+            "vmlinux line_only core_warner kernel/core.o",
+        ],
     );
 }
 
