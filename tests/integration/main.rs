@@ -5,6 +5,7 @@ mod corpus;
 mod extract;
 mod fix_lines;
 mod link;
+mod non_utf8;
 mod objtool;
 mod passthrough;
 mod robustness;
