@@ -5,6 +5,7 @@
 //! Exit status: 0 changes a live patch can carry; 3 no functional change;
 //! 1 refused or failed (the report or message says why); 2 bad usage.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -144,12 +145,13 @@ fn main() -> ExitCode {
                 outcome.exit_code()
             },
         ),
-        Step::FixLines { patch, output } => {
-            commands::fix_lines(&patch, output.as_deref()).map(|fixed| {
-                print!("{fixed}");
-                0
-            })
-        }
+        Step::FixLines { patch, output } => commands::fix_lines(&patch, output.as_deref())
+            .and_then(|fixed| {
+                std::io::stdout()
+                    .write_all(&fixed)
+                    .map(|()| 0)
+                    .map_err(|e| commands::CommandError(format!("writing the patch: {e}")))
+            }),
         Step::Build {
             snapshot,
             tree,

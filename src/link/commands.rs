@@ -188,10 +188,11 @@ pub fn diff_objects(
 }
 
 /// `klp-link fix-lines`: the patch at `patch` with `#line` directives, to
-/// `output` (written whole, then renamed) or returned for stdout.
-pub fn fix_lines(patch: &Path, output: Option<&Path>) -> Result<String, CommandError> {
-    let text = std::fs::read_to_string(patch)
-        .map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
+/// `output` (written whole, then renamed) or returned for stdout. Bytes, not
+/// text: patches to kernel sources hold Latin-1.
+pub fn fix_lines(patch: &Path, output: Option<&Path>) -> Result<Vec<u8>, CommandError> {
+    let text =
+        std::fs::read(patch).map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
     let fixed = super::fix_lines::fix_lines(&text)
         .map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
     for w in &fixed.warnings {
@@ -201,9 +202,9 @@ pub fn fix_lines(patch: &Path, output: Option<&Path>) -> Result<String, CommandE
     let Some(out) = output else {
         return Ok(fixed);
     };
-    crate::atomic_file::write(out, fixed.as_bytes(), ".klp-link-patch")
+    crate::atomic_file::write(out, &fixed, ".klp-link-patch")
         .map_err(|e| CommandError(format!("{}: {e}", out.display())))?;
-    Ok(String::new())
+    Ok(Vec::new())
 }
 
 fn render(cmp: &Comparison, json: bool) -> String {
