@@ -95,7 +95,7 @@ fn write_manifest(object: &Path, plan: &CompilePlan, config: &Config, resolved: 
 /// knows (driver, flags, sections) left unset.
 pub fn compute(object: &Path) -> Manifest {
     let mut m = Manifest {
-        object: object.display().to_string(),
+        object: object.to_owned(),
         compiler: None,
         driver: None,
         flags: None,

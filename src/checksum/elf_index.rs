@@ -206,7 +206,15 @@ impl<'d> ElfIndex<'d> {
         let mut file_name = None;
         for sym in file.symbols() {
             let raw = sym.elf_symbol();
-            let name = sym.name().map_err(malformed)?;
+            let name = match sym.name() {
+                Ok(name) => Some(name),
+                // A source file may be named with any bytes (kernel trees
+                // hold Latin-1). Its locals then go without `file=`: the
+                // file only tells same-named locals apart, and klp-link
+                // refuses what it cannot tell apart rather than guess.
+                Err(_) if raw.st_type() == elf::STT_FILE => None,
+                Err(e) => return Err(malformed(e)),
+            };
             let sym_type = match raw.st_type() {
                 elf::STT_FUNC | elf::STT_GNU_IFUNC => SymType::Func,
                 elf::STT_OBJECT | elf::STT_TLS | elf::STT_COMMON => SymType::Object,
@@ -215,8 +223,9 @@ impl<'d> ElfIndex<'d> {
                 _ => SymType::Other,
             };
             if sym_type == SymType::File {
-                file_name = Some(name);
+                file_name = name;
             }
+            let name = name.unwrap_or_default();
             let binding = raw.st_bind().0;
             let section = match sym.section() {
                 SymbolSection::Section(i) if i.0 < sections.len() => Some(i.0),

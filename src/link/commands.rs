@@ -218,14 +218,17 @@ pub fn diff_objects(
 }
 
 /// `klp-link fix-lines`: the patch at `patch` with `#line` directives, to
-/// `output` (written whole, then renamed) or returned for stdout.
-pub fn fix_lines(patch: &Path, output: Option<&Path>, force: bool) -> Result<String, CommandError> {
+/// `output` (written whole, then renamed) or returned for stdout. Bytes, not
+/// text: patches to kernel sources hold Latin-1.
+pub fn fix_lines(
+    patch: &Path,
+    output: Option<&Path>,
+    force: bool,
+) -> Result<Vec<u8>, CommandError> {
     if let Some(out) = output {
         check_patch_output(out, patch, force).map_err(err)?;
     }
-    let bytes = input::read(patch).map_err(err)?;
-    let text =
-        String::from_utf8(bytes).map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
+    let text = input::read(patch).map_err(err)?;
     let fixed = super::fix_lines::fix_lines(&text)
         .map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
     for w in &fixed.warnings {
@@ -235,9 +238,9 @@ pub fn fix_lines(patch: &Path, output: Option<&Path>, force: bool) -> Result<Str
     let Some(out) = output else {
         return Ok(fixed);
     };
-    crate::atomic_file::write(out, fixed.as_bytes(), ".klp-link-patch")
+    crate::atomic_file::write(out, &fixed, ".klp-link-patch")
         .map_err(|e| CommandError(format!("{}: {e}", out.display())))?;
-    Ok(String::new())
+    Ok(Vec::new())
 }
 
 /// The report, with `--explain`'s text after it or, in JSON, as its

@@ -106,7 +106,7 @@ pub fn load(objtree: &Path, rel: &Path) -> Result<ObjectRecord, LoadError> {
         },
     };
     let mut m = shim::compute(&object);
-    m.object = rel.display().to_string();
+    m.object = rel.to_owned();
     Ok(ObjectRecord {
         path: rel.to_owned(),
         stamp,

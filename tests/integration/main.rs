@@ -7,6 +7,7 @@ mod extract;
 mod fix_lines;
 mod hostile_paths;
 mod link;
+mod non_utf8;
 mod objtool;
 mod passthrough;
 mod robustness;
