@@ -76,6 +76,15 @@ pub enum Binding {
 }
 
 impl Binding {
+    /// From an ELF `st_bind`: anything not local or weak links as global.
+    pub fn of_elf(bind: u8) -> Binding {
+        match bind {
+            0 => Binding::Local,
+            2 => Binding::Weak,
+            _ => Binding::Global,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Binding::Local => "local",

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
-use super::compare::{compare_manifests, compare_tree, refuse_escaping_consts, Comparison};
+use super::compare::{check_carried_data, compare_manifests, compare_tree, Comparison};
 use super::correlate::{correlate, Change};
 use super::destination::{check_module_output, check_patch_output, SnapshotDestination};
 use super::explain;
@@ -203,11 +203,10 @@ pub fn diff_objects(
         &mut target,
         &mut cmp.problems,
         &mut cmp.notes,
-        &mut cmp.carried_consts,
     );
-    // The objects are named as given, so their root is the working folder.
-    refuse_escaping_consts(&mut cmp, Path::new(""));
     cmp.targets.insert("object".into(), target);
+    // The objects are named as given, so their root is the working folder.
+    check_carried_data(&mut cmp, Path::new(""));
     cmp.targets
         .retain(|_, r| !(r.changed.is_empty() && r.new.is_empty() && r.removed.is_empty()));
     let explanation = explain_fn

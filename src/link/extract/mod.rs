@@ -29,7 +29,7 @@ use object::{
     SymbolFlags, SymbolKind, SymbolScope,
 };
 
-use super::escape::escaping_use;
+use super::data_uses::{escaping_use, is_callsite_metadata};
 use super::sympos::Positions;
 use super::symvers::Exports;
 use super::tree::VMLINUX;
@@ -38,19 +38,6 @@ use crate::checksum::elf_index::{ElfIndex, SectionKind as Kind, SymType};
 use delivery::Replaced;
 use pieces::Pieces;
 use tables::CarriedTables;
-
-/// Static locals that each copy of a function is meant to have afresh
-/// (warn-once flags, lockdep keys, `__func__`, ratelimit state, dynamic
-/// debug descriptors).
-const FRESH_STATICS: &[&str] = &[
-    "__already_done",
-    "__warned",
-    "__key",
-    "__func__",
-    "_rs",
-    "__print_once",
-    "descriptor",
-];
 
 /// Why a patch object could not be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -449,7 +436,7 @@ impl Copier<'_, '_> {
                         .or_insert_with(|| escaping_use(index, n).is_some());
                 let copy = kind != Kind::Code
                     && (self.source.new_data.contains(o.name)
-                        || FRESH_STATICS.contains(&demangle(o.name).as_ref())
+                        || is_callsite_metadata(&demangle(o.name), section.name)
                         || section.name.starts_with(".data..once")
                         || value_only_const);
                 if copy {

@@ -1,4 +1,6 @@
-//! Whether the address of a read-only data object escapes its readers.
+//! How the code and data of an object use one of its data objects: whether
+//! its address escapes the code that reads it, and which functions refer to
+//! it.
 //!
 //! A live patch may carry its own copy of a constant only when nothing can
 //! hold the running kernel's copy's address: then replacing every function
@@ -18,6 +20,42 @@ use std::fmt;
 use iced_x86::{Decoder, DecoderOptions, Formatter as _, GasFormatter, Mnemonic, OpKind};
 
 use crate::checksum::elf_index::{ElfIndex, SectionKind, SymType};
+
+/// Static locals that each belong to one call site, by demangled name:
+/// warn-once flags, lockdep keys, `__func__`, ratelimit state, and the
+/// dynamic-debug descriptor of kernels before `__UNIQUE_ID` naming.
+pub const CALLSITE_STATICS: &[&str] = &[
+    "__already_done",
+    "__warned",
+    "__key",
+    "__func__",
+    "_rs",
+    "__print_once",
+    "descriptor",
+];
+
+/// Sections whose objects each describe one call site: dynamic-debug
+/// descriptors (`__verbose` before Linux 2.6.30's rename) and printk index
+/// entries.
+const CALLSITE_SECTIONS: &[&str] = &["__dyndbg", "__verbose", ".printk_index"];
+
+/// Whether a data object (its demangled name, its section) belongs to one
+/// call site of the function that refers to it, rather than being state
+/// of the running kernel.
+pub fn is_callsite_metadata(demangled: &str, section: &str) -> bool {
+    // clang names a static local after its function (`show._rs`).
+    let own = demangled.rsplit('.').next().unwrap_or(demangled);
+    CALLSITE_STATICS.contains(&own) || is_callsite_section(section)
+}
+
+/// Whether `section` holds one call site's metadata per object.
+pub fn is_callsite_section(section: &str) -> bool {
+    CALLSITE_SECTIONS.iter().any(|p| {
+        section
+            .strip_prefix(p)
+            .is_some_and(|r| r.is_empty() || r.starts_with('.'))
+    })
+}
 
 /// How far past a PC-relative field its instruction may end: the field is
 /// followed by at most an immediate of four bytes (x86-64 has no longer
@@ -39,12 +77,17 @@ impl fmt::Display for EscapingUse {
     }
 }
 
-/// The first use of the address of `sym` (a data object of `index`) that
-/// is not a value load by code, if any.
-pub fn escaping_use(index: &ElfIndex, sym: usize) -> Option<EscapingUse> {
+/// Every place (section, offset of the relocated field) outside `sym`
+/// itself whose relocation may point into `sym`, a data object of `index`.
+/// A PC-relative field counts when any instruction end it may have reaches
+/// into the object: more places rather than fewer.
+fn references(index: &ElfIndex, sym: usize) -> Vec<(usize, u64)> {
     let s = &index.symbols[sym];
-    let home = s.section?;
+    let Some(home) = s.section else {
+        return Vec::new();
+    };
     let (start, end) = (s.value, s.value.saturating_add(s.size.max(1)));
+    let mut out = Vec::new();
     for (j, section) in index.sections.iter().enumerate() {
         if section.kind == SectionKind::NotAlloc || section.name.starts_with(".discard.") {
             continue;
@@ -62,28 +105,46 @@ pub fn escaping_use(index: &ElfIndex, sym: usize) -> Option<EscapingUse> {
             } else {
                 (start..end).contains(&base)
             };
-            let named = r.symbol == sym;
-            if !reaches && !named {
-                continue;
-            }
-            // The object's own pointers to itself travel with its copy.
-            if j == home && (start..end).contains(&r.offset) {
-                continue;
-            }
-            let escape = if section.kind == SectionKind::Code {
-                code_use(index, j, r.offset)
-            } else {
-                Some(EscapingUse {
-                    place: place_name(index, j, r.offset),
-                    what: "its address is stored in data".to_owned(),
-                })
-            };
-            if escape.is_some() {
-                return escape;
+            // The object's own pointers to itself travel with it.
+            let inside = j == home && (start..end).contains(&r.offset);
+            if (reaches || r.symbol == sym) && !inside {
+                out.push((j, r.offset));
             }
         }
     }
-    None
+    out
+}
+
+/// The first use of the address of `sym` (a data object of `index`) that
+/// is not a value load by code, if any.
+pub fn escaping_use(index: &ElfIndex, sym: usize) -> Option<EscapingUse> {
+    references(index, sym).into_iter().find_map(|(j, offset)| {
+        if index.sections[j].kind == SectionKind::Code {
+            code_use(index, j, offset)
+        } else {
+            Some(EscapingUse {
+                place: place_name(index, j, offset),
+                what: "its address is stored in data".to_owned(),
+            })
+        }
+    })
+}
+
+/// The functions whose code refers to `sym`, by symbol index; a reference
+/// from code outside every function is `None`.
+pub fn referring_functions(index: &ElfIndex, sym: usize) -> Vec<Option<usize>> {
+    let mut out: Vec<Option<usize>> = references(index, sym)
+        .into_iter()
+        .filter(|&(j, _)| index.sections[j].kind == SectionKind::Code)
+        .map(|(j, offset)| {
+            index
+                .symbol_at(j, offset)
+                .filter(|&f| index.symbols[f].sym_type == SymType::Func)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `None` when the instruction holding the relocated field at `offset` of
