@@ -34,7 +34,7 @@ use super::sympos::Positions;
 use super::symvers::Exports;
 use super::tree::VMLINUX;
 use crate::checksum::demangle::{cold_parent, demangle};
-use crate::checksum::elf_index::{ElfIndex, SectionKind as Kind, SymType};
+use crate::checksum::elf_index::{DefinedFunction, ElfIndex, SectionKind as Kind, SymType};
 use delivery::Replaced;
 use pieces::Pieces;
 use tables::CarriedTables;
@@ -255,13 +255,12 @@ impl Copier<'_, '_> {
         }
     }
 
-    fn function(&self, name: &str) -> Result<usize, ExtractError> {
-        (0..self.index.symbols.len())
-            .find(|&i| {
-                let s = &self.index.symbols[i];
-                s.sym_type == SymType::Func && s.name == name && s.section.is_some()
-            })
-            .ok_or_else(|| self.malformed(format!("no function `{name}` in the patched object")))
+    fn function(&self, name: &str) -> Result<DefinedFunction, ExtractError> {
+        self.index.function_named(name).map_err(|why| {
+            self.malformed(format!(
+                "`{name}` is not a defined function in the patched object ({why})"
+            ))
+        })
     }
 
     /// Copies section `sec` whole (once) and queues its relocations.
@@ -628,8 +627,8 @@ impl Copier<'_, '_> {
         let mut funcs = Vec::new();
         for (i, r) in replaced.iter().enumerate() {
             let f = self.function(&r.name)?;
-            let s = &self.index.symbols[f];
-            let sec = s.section.expect("defined");
+            let s = &self.index.symbols[f.symbol()];
+            let sec = f.section();
             if self.index.sections[sec].named.len() != 1 {
                 return Err(self.refuse(format!(
                     "`{}` shares its section {} with other symbols (built without \
