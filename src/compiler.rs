@@ -7,6 +7,17 @@
 //! anything an outer klp-cc already ran, so it never runs itself and never
 //! loops through a compiler cache that finds the masquerading name again.
 //!
+//! Whether the first argument names the compiler is decided by its spelling
+//! alone, never by whether such a program is installed: otherwise a missing
+//! `clang-99` would quietly become an input file of `$KLP_CC_COMPILER`. It
+//! names a program unless it starts with `-` or `@`, contains `=`, ends in a
+//! source, object, archive or linker-script suffix (`.c`, `.S`, `.o`, `.a`,
+//! `.so`, `.lds`, ... see [`FILE_SUFFIXES`]), or is a path to something that
+//! exists but is not a regular file (`/dev/null`). A word that names a
+//! program and cannot be run is an error: nothing runs and nothing is
+//! written. kbuild always puts the compiler first (`CC="klp-cc gcc"`), and a
+//! bare `CC=klp-cc` starts with flags or files, so neither is affected.
+//!
 //! The child inherits stdin, stdout and stderr, so its output passes through
 //! byte for byte. Termination signals sent to klp-cc are forwarded to it, and
 //! a child killed by a signal makes klp-cc die of the same signal.
@@ -24,6 +35,15 @@ use crate::config::{Config, ACTIVE_VAR};
 /// Compiler caches and distributors that take the compiler as their first
 /// argument (cc-rs knows the same list).
 const WRAPPERS: &[&str] = &["buildcache", "ccache", "distcc", "icecc", "sccache"];
+
+/// Suffixes that make a first argument an input or output file of the
+/// compiler rather than the compiler's name: what gcc and clang recognise by
+/// suffix, plus objects, archives, shared objects and linker scripts.
+pub const FILE_SUFFIXES: &[&str] = &[
+    "c", "h", "i", "ii", "cc", "cp", "cxx", "cpp", "CPP", "c++", "C", "hh", "H", "hp", "hxx",
+    "hpp", "HPP", "h++", "tcc", "m", "mi", "mm", "M", "mii", "s", "S", "sx", "o", "a", "so", "lds",
+    "ld", "ko", "bc", "ll", "d", "map", "txt",
+];
 
 /// The real command to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +67,14 @@ impl Resolved {
 
 #[derive(Debug)]
 pub enum FindError {
-    /// `name` is nowhere on PATH (other than klp-cc itself).
-    NotFound { name: String },
+    /// `name` is nowhere on PATH; `only_skipped` when it is there, but only
+    /// as klp-cc itself or a program an outer klp-cc already ran.
+    NotFound { name: String, only_skipped: bool },
+    /// A compiler named by path that is not an executable file.
+    NotExecutable { path: PathBuf },
+    /// A compiler named by path that is klp-cc itself or a program an outer
+    /// klp-cc already ran.
+    Looping { path: PathBuf },
     /// `KLP_CC_COMPILER` could not be split into words.
     BadCompilerVar { value: String, why: String },
 }
@@ -56,11 +82,26 @@ pub enum FindError {
 impl fmt::Display for FindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FindError::NotFound { name } => write!(
+            FindError::NotFound { name, only_skipped } => {
+                write!(f, "cannot find compiler `{name}` on PATH")?;
+                if *only_skipped {
+                    write!(
+                        f,
+                        " (only klp-cc itself or a program it already ran has that name); \
+                         install it or name it by path, e.g. `klp-cc /usr/bin/gcc ...`"
+                    )?;
+                }
+                Ok(())
+            }
+            FindError::NotExecutable { path } => write!(
                 f,
-                "cannot find the real compiler `{name}` on PATH (klp-cc itself and the \
-                 programs it already ran are skipped); install it or name it by path, \
-                 e.g. `klp-cc /usr/bin/gcc ...`"
+                "cannot find compiler `{}`: not an executable file",
+                path.display()
+            ),
+            FindError::Looping { path } => write!(
+                f,
+                "will not run compiler `{}`: it is klp-cc itself or a program it already ran",
+                path.display()
             ),
             FindError::BadCompilerVar { value, why } => {
                 write!(f, "KLP_CC_COMPILER=`{value}` is not a valid command: {why}")
@@ -90,7 +131,7 @@ pub fn resolve(
     let (mut words, mut args): (Vec<OsString>, Vec<OsString>) = if !invoked.starts_with("klp-cc") {
         // Masquerading as the compiler of that name.
         (vec![invoked.into()], rest.to_vec())
-    } else if rest.first().is_some_and(|a| names_program(a, &skip)) {
+    } else if rest.first().is_some_and(|a| names_program(a)) {
         (vec![rest[0].clone()], rest[1..].to_vec())
     } else {
         let value = config.compiler.clone().unwrap_or_else(|| "gcc".into());
@@ -115,7 +156,7 @@ pub fn resolve(
     chain.extend(canonical(&program));
     let mut wrapped = None;
     if is_wrapper(&words[0]) {
-        if words.len() == 1 && args.first().is_some_and(|a| names_program(a, &skip)) {
+        if words.len() == 1 && args.first().is_some_and(|a| names_program(a)) {
             words.push(args.remove(0));
         }
         if let Some(compiler) = words.get(1) {
@@ -141,32 +182,55 @@ fn is_wrapper(word: &OsStr) -> bool {
     WRAPPERS.iter().any(|w| name == *w)
 }
 
-/// Whether `arg` names a program rather than being a compiler argument: not
-/// a flag, and found as an executable (by path, or on PATH).
-fn names_program(arg: &OsStr, skip: &[PathBuf]) -> bool {
+/// Whether `arg` names a program rather than being a compiler argument, by
+/// the rule in the module documentation. Whether the program exists is
+/// left to [`find`], so that a missing one is reported, not passed on.
+fn names_program(arg: &OsStr) -> bool {
     let bytes = arg.as_encoded_bytes();
-    if bytes.is_empty() || bytes[0] == b'-' || bytes[0] == b'@' {
+    if bytes.is_empty() || bytes[0] == b'-' || bytes[0] == b'@' || bytes.contains(&b'=') {
         return false;
     }
-    find(arg, skip).is_ok()
+    let path = Path::new(arg);
+    let file_name = path.file_name().unwrap_or(arg).to_string_lossy();
+    // `libfoo.so.1` is a versioned shared object.
+    let mut parts = file_name.split('.').skip(1);
+    if parts.any(|p| p == "so")
+        || path
+            .extension()
+            .is_some_and(|e| FILE_SUFFIXES.iter().any(|s| e == *s))
+    {
+        return false;
+    }
+    let is_path = bytes.contains(&b'/');
+    !(is_path && std::fs::metadata(path).is_ok_and(|m| !m.is_file()))
 }
 
 /// Looks `name` up like a shell would, skipping `skip` (canonical paths).
 fn find(name: &OsStr, skip: &[PathBuf]) -> Result<PathBuf, FindError> {
-    let not_found = || FindError::NotFound {
-        name: name.to_string_lossy().into_owned(),
-    };
+    let skipped = |p: &Path| canonical(p).is_some_and(|c| skip.contains(&c));
     if name.as_encoded_bytes().contains(&b'/') {
         let path = PathBuf::from(name);
-        let usable = is_executable(&path) && !canonical(&path).is_some_and(|c| skip.contains(&c));
-        return usable.then_some(path).ok_or_else(not_found);
+        return if !is_executable(&path) {
+            Err(FindError::NotExecutable { path })
+        } else if skipped(&path) {
+            Err(FindError::Looping { path })
+        } else {
+            Ok(path)
+        };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    let mut candidates = std::env::split_paths(&path)
         .filter(|dir| !dir.as_os_str().is_empty())
         .map(|dir| dir.join(name))
-        .find(|p| is_executable(p) && !canonical(p).is_some_and(|c| skip.contains(&c)))
-        .ok_or_else(not_found)
+        .filter(|p| is_executable(p))
+        .peekable();
+    let only_skipped = candidates.peek().is_some();
+    candidates
+        .find(|p| !skipped(p))
+        .ok_or_else(|| FindError::NotFound {
+            name: name.to_string_lossy().into_owned(),
+            only_skipped,
+        })
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -283,10 +347,36 @@ mod tests {
     }
 
     #[test]
-    fn flags_and_sources_are_not_programs() {
-        assert!(!names_program(OsStr::new("-c"), &[]));
-        assert!(!names_program(OsStr::new("@args"), &[]));
-        assert!(!names_program(OsStr::new("no-such-source-file.c"), &[]));
-        assert!(names_program(OsStr::new("sh"), &[]));
+    fn flags_and_files_are_not_programs() {
+        for arg in [
+            "-c",
+            "@args",
+            "no-such-source-file.c",
+            "dir/x.S",
+            "x.o",
+            "lib.a",
+            "libfoo.so.1",
+            "vmlinux.lds",
+            "CC=gcc",
+            "/dev/null",
+            "",
+        ] {
+            assert!(!names_program(OsStr::new(arg)), "{arg}");
+        }
+    }
+
+    #[test]
+    fn program_names_are_programs_whether_or_not_installed() {
+        for arg in [
+            "sh",
+            "gcc",
+            "clang-99",
+            "gcc-4.9",
+            "x86_64-linux-gnu-gcc-12",
+            "/usr/bin/gcc",
+            "./no-such-cc",
+        ] {
+            assert!(names_program(OsStr::new(arg)), "{arg}");
+        }
     }
 }

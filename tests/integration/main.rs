@@ -4,6 +4,7 @@
 mod corpus;
 mod extract;
 mod fix_lines;
+mod invocation;
 mod link;
 mod objtool;
 mod passthrough;

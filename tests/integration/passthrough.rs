@@ -308,7 +308,8 @@ fn a_compiler_named_symlink_runs_the_real_compiler_and_never_itself() {
     let r = run(lonely);
     assert_eq!(r.output.status.code(), Some(127), "{}", r.describe());
     assert!(
-        r.stderr().contains("cannot find the real compiler `gcc`"),
+        r.stderr()
+            .contains("cannot find compiler `gcc` on PATH (only klp-cc itself"),
         "{}",
         r.describe()
     );
