@@ -1,6 +1,7 @@
-//! How klp-cc reads its own command line: a first word that names a
-//! compiler that is not installed fails loudly instead of being handed to
-//! gcc as an input.
+//! How klp-cc and klp-link read their own command lines: a first word that
+//! names a compiler that is not installed fails loudly instead of being
+//! handed to gcc as an input; `--help` is klp-cc's own; `--manifest` takes
+//! no options but `--stdout`; each binary names itself in `--version`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -8,8 +9,8 @@ use std::path::Path;
 use klp_cc::manifest::Content;
 
 use crate::support::{
-    find_program, klp_cc_command, manifest_path, read_manifest, run, run_klp_cc, skip, Cc, CcKind,
-    TempDir,
+    find_program, klp_cc_command, manifest_path, read_manifest, run, run_klp_cc, run_klp_link,
+    skip, Cc, CcKind, TempDir,
 };
 
 const SOURCE: &str = "int twice(int x) { return 2 * x; }\n";
@@ -131,4 +132,69 @@ fn a_compiler_named_by_path_is_run() {
     let r = run_klp_cc(dir.path(), ["./notrun", "--version"]);
     assert_eq!(r.output.status.code(), Some(127), "{}", r.describe());
     assert!(r.stderr().contains("`./notrun`"), "{}", r.describe());
+}
+
+#[test]
+fn help_is_klp_ccs_own_and_version_is_the_compilers() {
+    let dir = TempDir::new("help");
+    for flag in ["--help", "-h"] {
+        let r = run_klp_cc(dir.path(), [flag]).assert_success();
+        assert!(r.stdout().starts_with("usage: klp-cc"), "{}", r.describe());
+        assert!(r.stdout().contains("klp-cc gcc --help"), "{}", r.describe());
+        assert!(r.stderr().is_empty(), "{}", r.describe());
+    }
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "bare --version") else {
+        return;
+    };
+    let bare = run({
+        let mut c = std::process::Command::new(&cc.path);
+        c.arg("--version");
+        c
+    });
+    let ours = run_klp_cc(dir.path(), ["--version"]).assert_success();
+    assert_eq!(ours.stdout(), bare.stdout());
+    let help = run_klp_cc(dir.path(), ["gcc", "--help"]).assert_success();
+    assert!(help.stdout().contains("gcc"), "{}", help.describe());
+    assert!(!help.stdout().contains("klp-cc"), "{}", help.describe());
+}
+
+#[test]
+fn manifest_takes_no_options_but_stdout() {
+    let dir = TempDir::new("manifest-opts");
+    let r = run_klp_cc(dir.path(), ["--manifest", "--help"]).assert_success();
+    assert!(r.stdout().starts_with("usage: klp-cc"), "{}", r.describe());
+    for (args, option) in [
+        (&["--manifest", "--verbose", "a.o"][..], "--verbose"),
+        (&["--manifest", "a.o", "--stdout"], "--stdout"),
+        (&["--manifest", "--stdout", "-x"], "-x"),
+    ] {
+        let r = run_klp_cc(dir.path(), args);
+        assert_eq!(r.output.status.code(), Some(2), "{}", r.describe());
+        assert!(
+            r.stderr().contains(&format!("`{option}`")),
+            "{}",
+            r.describe()
+        );
+        assert!(files_in(dir.path()).is_empty(), "{}", r.describe());
+    }
+    for args in [
+        &["--manifest", "gone.o"][..],
+        &["--manifest", "--stdout", "gone.o"],
+    ] {
+        let r = run_klp_cc(dir.path(), args);
+        assert_eq!(r.output.status.code(), Some(1), "{}", r.describe());
+        assert!(r.stderr().contains("gone.o"), "{}", r.describe());
+        assert!(files_in(dir.path()).is_empty(), "{}", r.describe());
+    }
+}
+
+#[test]
+fn klp_link_names_itself_in_version() {
+    let r = run_klp_link(Path::new("."), ["--version"]).assert_success();
+    assert_eq!(
+        r.stdout(),
+        format!("klp-link {}\n", env!("CARGO_PKG_VERSION")),
+        "{}",
+        r.describe()
+    );
 }
