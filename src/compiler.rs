@@ -19,8 +19,11 @@
 //! bare `CC=klp-cc` starts with flags or files, so neither is affected.
 //!
 //! The child inherits stdin, stdout and stderr, so its output passes through
-//! byte for byte. Termination signals sent to klp-cc are forwarded to it, and
-//! a child killed by a signal makes klp-cc die of the same signal.
+//! byte for byte. SIGTERM and SIGHUP sent to klp-cc while the child runs are
+//! forwarded to it (SIGINT and SIGQUIT reach it from the terminal), and a
+//! child killed by a signal makes klp-cc die of the same signal. A signal
+//! the child survives, or one that arrives while klp-cc writes manifests,
+//! is held until the manifests are written; then klp-cc dies of it.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -259,15 +262,41 @@ impl std::error::Error for SpawnError {}
 /// The child's pid while it runs, for the forwarding signal handler.
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
+/// The last termination signal klp-cc received while the child ran, so that
+/// one the child survived (or that came as it exited) still ends klp-cc.
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+/// Signals that end klp-cc: the first two are forwarded to the child, the
+/// terminal's two reach it through the process group anyway (as with
+/// system(3)).
+const TERMINATING: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT];
+
 extern "C" fn forward(signal: libc::c_int) {
+    RECEIVED.store(signal, Ordering::SeqCst);
     let pid = CHILD.load(Ordering::SeqCst);
-    if pid > 0 {
+    if pid > 0 && (signal == libc::SIGTERM || signal == libc::SIGHUP) {
         // SAFETY: kill is async-signal-safe.
         unsafe { libc::kill(pid, signal) };
     }
 }
 
-/// Runs `resolved` with `extra` arguments appended and waits for it.
+/// Blocks or unblocks the [`TERMINATING`] signals for this thread (and the
+/// threads it starts later).
+fn mask_terminating(how: libc::c_int) {
+    // SAFETY: building a signal set on the stack and changing this thread's
+    // signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in TERMINATING {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// Runs `resolved` with `extra` arguments appended and waits for it. It
+/// returns with termination signals blocked: end with [`exit_like`].
 pub fn run(resolved: &Resolved, extra: &[&str]) -> Result<ExitStatus, SpawnError> {
     let mut cmd = Command::new(&resolved.program);
     cmd.arg0(&resolved.program);
@@ -297,33 +326,47 @@ pub fn run(resolved: &Resolved, extra: &[&str]) -> Result<ExitStatus, SpawnError
         error,
     })?;
     CHILD.store(child.id() as i32, Ordering::SeqCst);
-    // SAFETY: installing handlers that only call kill(2), and ignoring the
-    // terminal's SIGINT/SIGQUIT, which reach the child through the process
-    // group anyway (as system(3) does).
-    unsafe {
-        for s in [libc::SIGTERM, libc::SIGHUP] {
-            libc::signal(s, forward as *const () as libc::sighandler_t);
-        }
-        for s in [libc::SIGINT, libc::SIGQUIT] {
-            libc::signal(s, libc::SIG_IGN);
-        }
-    }
+    // SAFETY: installing a handler that only stores to an atomic and calls
+    // kill(2), remembering what was there before.
+    let previous =
+        TERMINATING.map(|s| unsafe { libc::signal(s, forward as *const () as libc::sighandler_t) });
     let status = child.wait().map_err(|error| SpawnError {
         command: describe(),
         error,
     });
     CHILD.store(0, Ordering::SeqCst);
+    // From here until `exit_like`, termination signals wait: the manifest
+    // is written whole (an interrupted one would leave its temporary file
+    // behind) and then klp-cc dies of them. One caught while the child ran
+    // is raised again, unless the child died of a signal, which klp-cc then
+    // dies of.
+    mask_terminating(libc::SIG_BLOCK);
+    for (s, old) in TERMINATING.into_iter().zip(previous) {
+        // SAFETY: restoring the disposition klp-cc started with.
+        unsafe { libc::signal(s, old) };
+    }
+    let received = RECEIVED.swap(0, Ordering::SeqCst);
+    if received != 0 && status.as_ref().is_ok_and(|s| s.signal().is_none()) {
+        // SAFETY: the signal is blocked, so raising it only makes it pending.
+        unsafe { libc::raise(received) };
+    }
     status
 }
 
 /// Ends klp-cc the way the child ended: with its exit code, or by the signal
-/// that killed it.
+/// that killed it. A termination signal held back since the child ended
+/// (see [`run`]) is delivered first.
 pub fn exit_like(status: ExitStatus) -> ! {
     if let Some(signal) = status.signal() {
-        // SAFETY: restoring the default action and raising the signal on
-        // ourselves; if it does not end us, fall through to exit.
+        // SAFETY: restoring the default action, so that raising the signal
+        // below (or its delivery on unblocking) ends klp-cc.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    mask_terminating(libc::SIG_UNBLOCK);
+    if let Some(signal) = status.signal() {
+        // SAFETY: raising a signal on ourselves, unblocked in case it is
+        // not one of ours; if it does not end us, fall through to exit.
         unsafe {
-            libc::signal(signal, libc::SIG_DFL);
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, signal);
