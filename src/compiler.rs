@@ -321,15 +321,34 @@ pub fn run(resolved: &Resolved, extra: &[&str]) -> Result<ExitStatus, SpawnError
         }
         s
     };
-    let mut child = cmd.spawn().map_err(|error| SpawnError {
-        command: describe(),
-        error,
-    })?;
-    CHILD.store(child.id() as i32, Ordering::SeqCst);
-    // SAFETY: installing a handler that only stores to an atomic and calls
-    // kill(2), remembering what was there before.
+    // Installed before the spawn, so that a signal the child's start
+    // provokes is caught; exec resets handlers, so the child gets defaults.
+    // SAFETY: installing a handler that only uses atomics and kill(2),
+    // remembering what was there before.
     let previous =
         TERMINATING.map(|s| unsafe { libc::signal(s, forward as *const () as libc::sighandler_t) });
+    let restore = || {
+        for (s, old) in TERMINATING.into_iter().zip(previous) {
+            // SAFETY: restoring the disposition klp-cc started with.
+            unsafe { libc::signal(s, old) };
+        }
+    };
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            restore();
+            return Err(SpawnError {
+                command: describe(),
+                error,
+            });
+        }
+    };
+    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    let early = RECEIVED.load(Ordering::SeqCst);
+    if early == libc::SIGTERM || early == libc::SIGHUP {
+        // SAFETY: it came before the child's pid was known to the handler.
+        unsafe { libc::kill(child.id() as i32, early) };
+    }
     let status = child.wait().map_err(|error| SpawnError {
         command: describe(),
         error,
@@ -341,10 +360,7 @@ pub fn run(resolved: &Resolved, extra: &[&str]) -> Result<ExitStatus, SpawnError
     // is raised again, unless the child died of a signal, which klp-cc then
     // dies of.
     mask_terminating(libc::SIG_BLOCK);
-    for (s, old) in TERMINATING.into_iter().zip(previous) {
-        // SAFETY: restoring the disposition klp-cc started with.
-        unsafe { libc::signal(s, old) };
-    }
+    restore();
     let received = RECEIVED.swap(0, Ordering::SeqCst);
     if received != 0 && status.as_ref().is_ok_and(|s| s.signal().is_none()) {
         // SAFETY: the signal is blocked, so raising it only makes it pending.
