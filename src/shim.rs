@@ -5,11 +5,13 @@
 //! klp-cc must never fail a compile that the compiler passed: when an
 //! object's checksums cannot be computed, its manifest records why.
 
+use std::cell::Cell;
 use std::ffi::OsString;
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::Once;
 
 use crate::args::{classify, Classified, CompilePlan};
 use crate::checksum::checksum_object;
@@ -125,19 +127,42 @@ pub fn compute(object: &Path) -> Manifest {
 fn checksum_guarded(
     bytes: &[u8],
 ) -> Result<crate::checksum::ObjectChecksums, crate::checksum::ChecksumError> {
-    let quiet = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(|| checksum_object(bytes));
-    std::panic::set_hook(quiet);
-    result.unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+    guarded(|| checksum_object(bytes)).unwrap_or_else(|what| {
         Err(crate::checksum::ChecksumError::Malformed(format!(
             "klp-cc internal error while checksumming ({what}); please report it"
         )))
+    })
+}
+
+thread_local! {
+    /// Whether this thread is inside [`guarded`], whose panics are not reported.
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `work`, turning a panic into `Err` with its message, without the
+/// panic hook reporting it. The hook is process-wide and klp-link calls
+/// this from a thread pool, so it is wrapped once, for good, and only the
+/// panicking thread's own flag decides; swapping hooks around each call
+/// would let two threads leave the silent one installed.
+fn guarded<T>(work: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, String> {
+    static WRAP_HOOK: Once = Once::new();
+    WRAP_HOOK.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDED.with(Cell::get) {
+                report(info);
+            }
+        }));
+    });
+    let outer = GUARDED.with(|g| g.replace(true));
+    let result = std::panic::catch_unwind(work);
+    GUARDED.with(|g| g.set(outer));
+    result.map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default()
     })
 }
 
@@ -219,3 +244,64 @@ impl fmt::Display for ManifestCommandError {
 }
 
 impl std::error::Error for ManifestCommandError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The child half of [`guarded_panics_are_silent_and_others_still_reported`]:
+    /// it needs a process whose panic hook nothing else has touched.
+    #[test]
+    #[ignore = "run in a child process by guarded_panics_are_silent_and_others_still_reported"]
+    fn concurrent_guarded_panics_child() {
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        match guarded(|| {
+                            if (t + i) % 2 == 0 {
+                                panic!("quiet-marker {t} {i}");
+                            }
+                            i
+                        }) {
+                            Ok(v) => assert_eq!(v, i),
+                            Err(what) => assert_eq!(what, format!("quiet-marker {t} {i}")),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("a guarded panic escaped");
+        }
+        let loud = std::thread::spawn(|| panic!("loud-marker")).join();
+        assert!(loud.is_err());
+    }
+
+    #[test]
+    fn guarded_panics_are_silent_and_others_still_reported() {
+        let child = "shim::tests::concurrent_guarded_panics_child";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([child, "--exact", "--ignored", "--nocapture"])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let context = format!("--- stdout ---\n{stdout}--- stderr ---\n{stderr}");
+        assert!(out.status.success(), "{context}");
+        assert!(
+            stdout.contains("1 passed"),
+            "the child test did not run\n{context}"
+        );
+        assert!(
+            !stderr.contains("quiet-marker"),
+            "a guarded panic was reported\n{context}"
+        );
+        assert_eq!(
+            stderr.matches("loud-marker").count(),
+            1,
+            "an unguarded panic was not reported\n{context}"
+        );
+    }
+}

@@ -15,6 +15,7 @@ use klp_cc::link::commands;
 /// Build a kernel livepatch module from two klp-cc builds of the same tree.
 #[derive(Parser)]
 #[command(
+    name = "klp-link",
     version,
     about,
     after_help = "Exit status: 0 changes found, 3 no functional change, 1 refused or failed, 2 usage."

@@ -6,6 +6,7 @@ mod escape;
 mod extract;
 mod fix_lines;
 mod hostile_paths;
+mod invocation;
 mod link;
 mod non_utf8;
 mod objtool;
