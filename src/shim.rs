@@ -106,7 +106,15 @@ pub fn compute(object: &Path) -> Manifest {
         fingerprint: None,
         content: Content::Unavailable(String::new()),
     };
-    match std::fs::read(object) {
+    // Only a regular file is read: a fifo or a device named by mistake
+    // would block klp-cc or klp-link, or feed them endless bytes.
+    let bytes = match std::fs::metadata(object) {
+        Ok(meta) if !meta.is_file() => Err(std::io::Error::other(
+            "not a regular file (a folder, fifo or device)",
+        )),
+        _ => std::fs::read(object),
+    };
+    match bytes {
         Err(e) => m.content = Content::Unavailable(format!("cannot read the object: {e}")),
         Ok(bytes) => match checksum_guarded(&bytes) {
             Ok(sums) => {

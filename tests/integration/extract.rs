@@ -1063,19 +1063,13 @@ fn a_dynamic_debug_descriptor_is_copied_into_the_modules_dyndbg() {
         static struct _ddebug __attribute__((used, section(\"__dyndbg\"))) __UNIQUE_ID_ddebug8 =\n\
         { \"m\", __func__, \"f.c\", \"y=%d\\n\", 20, 0 };\n\
         __dynamic_pr_debug(&__UNIQUE_ID_ddebug8, \"y=%d\\n\", x); return x; }\n";
-    let out = Pair::build(
-        &cc,
-        &dir,
-        "d",
-        orig,
-        &orig.replace("x=%d", "x is %d"),
-    )
-    .extract(
-        "vmlinux",
-        &["show"],
-        "0x0\t__dynamic_pr_debug\tvmlinux\tEXPORT_SYMBOL\t\n",
-    )
-    .unwrap();
+    let out = Pair::build(&cc, &dir, "d", orig, &orig.replace("x=%d", "x is %d"))
+        .extract(
+            "vmlinux",
+            &["show"],
+            "0x0\t__dynamic_pr_debug\tvmlinux\tEXPORT_SYMBOL\t\n",
+        )
+        .unwrap();
     let file = object::File::parse(&*out.object).unwrap();
     let dyndbg = file
         .section_by_name("__dyndbg")
