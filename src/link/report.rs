@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use super::compare::{Comparison, FuncEntry};
+use crate::manifest::escape_path_line;
 
 pub fn human(cmp: &Comparison) -> String {
     let mut out = String::new();
@@ -34,7 +35,11 @@ pub fn human(cmp: &Comparison) -> String {
                 if f.is_init() {
                     name.push_str(" [init]");
                 }
-                let _ = writeln!(out, "  {what:<8} {name:<40} {}", f.object.display());
+                let _ = writeln!(
+                    out,
+                    "  {what:<8} {name:<40} {}",
+                    escape_path_line(&f.object)
+                );
             }
         }
     }
@@ -57,7 +62,7 @@ fn entry(f: &FuncEntry) -> Value {
     json!({
         "name": f.name,
         "orig_name": f.orig_name.as_deref().unwrap_or(&f.name),
-        "object": f.object.display().to_string(),
+        "object": escape_path_line(&f.object),
         "section": f.section,
         "init": f.is_init(),
     })

@@ -166,6 +166,9 @@ fn non_utf8_objects_snapshot_and_diff() {
     assert_eq!(code, Some(0), "{describe}");
     assert_eq!(v["changed"], serde_json::json!(["f_ff"]), "{describe}");
     assert_eq!(v["rebuilt"], 1, "{describe}");
+    // The report names the object by its bytes, escaped as in manifests.
+    let object = &v["targets"][0]["changed"][0]["object"];
+    assert_eq!(object, "kernel/a\\xff.o", "{describe}");
 
     root.write(
         Path::new("tree").join(path(b"drivers/\xe9/m\xe9.c")),
