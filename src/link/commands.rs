@@ -18,8 +18,8 @@ use super::sympos::Positions;
 use super::symvers::Exports;
 use super::tree::Tree;
 use super::tree::VMLINUX;
+use crate::checksum::manifest_of;
 use crate::manifest::{Content, SymbolKind};
-use crate::shim;
 
 /// How a comparison ended, for the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +183,7 @@ pub fn diff_objects(
 ) -> Result<(String, Outcome), CommandError> {
     let read = |p: &Path| {
         input::regular_file(p).map_err(err)?;
-        let m = shim::compute(p);
+        let m = manifest_of(p);
         match &m.content {
             Content::Unavailable(why) => Err(CommandError(format!("{}: {why}", p.display()))),
             Content::Checksums(_) => Ok(m),
@@ -481,7 +481,7 @@ fn find_module(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
 
 /// The data objects of `object` that the original build did not have.
 fn new_data_of(snap: &Snapshot, path: &Path, object: &Path) -> BTreeSet<String> {
-    let patched = shim::compute(path);
+    let patched = manifest_of(path);
     let orig = snap.objects.get(object).and_then(|o| o.manifest().ok());
     match (orig.map(|m| m.content), &patched.content) {
         (Some(Content::Checksums(o)), Content::Checksums(p)) => correlate(&o, p)
