@@ -7,9 +7,23 @@
 //! anything an outer klp-cc already ran, so it never runs itself and never
 //! loops through a compiler cache that finds the masquerading name again.
 //!
+//! Whether the first argument names the compiler is decided by its spelling
+//! alone, never by whether such a program is installed: otherwise a missing
+//! `clang-99` would quietly become an input file of `$KLP_CC_COMPILER`. It
+//! names a program unless it starts with `-` or `@`, contains `=`, ends in a
+//! source, object, archive or linker-script suffix (`.c`, `.S`, `.o`, `.a`,
+//! `.so`, `.lds`, ... see [`FILE_SUFFIXES`]), or is a path to something that
+//! exists but is not a regular file (`/dev/null`). A word that names a
+//! program and cannot be run is an error: nothing runs and nothing is
+//! written. kbuild always puts the compiler first (`CC="klp-cc gcc"`), and a
+//! bare `CC=klp-cc` starts with flags or files, so neither is affected.
+//!
 //! The child inherits stdin, stdout and stderr, so its output passes through
-//! byte for byte. Termination signals sent to klp-cc are forwarded to it, and
-//! a child killed by a signal makes klp-cc die of the same signal.
+//! byte for byte. SIGTERM and SIGHUP sent to klp-cc while the child runs are
+//! forwarded to it (SIGINT and SIGQUIT reach it from the terminal), and a
+//! child killed by a signal makes klp-cc die of the same signal. A signal
+//! the child survives, or one that arrives while klp-cc writes manifests,
+//! is held until the manifests are written; then klp-cc dies of it.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -24,6 +38,15 @@ use crate::config::{Config, ACTIVE_VAR};
 /// Compiler caches and distributors that take the compiler as their first
 /// argument (cc-rs knows the same list).
 const WRAPPERS: &[&str] = &["buildcache", "ccache", "distcc", "icecc", "sccache"];
+
+/// Suffixes that make a first argument an input or output file of the
+/// compiler rather than the compiler's name: what gcc and clang recognise by
+/// suffix, plus objects, archives, shared objects and linker scripts.
+pub const FILE_SUFFIXES: &[&str] = &[
+    "c", "h", "i", "ii", "cc", "cp", "cxx", "cpp", "CPP", "c++", "C", "hh", "H", "hp", "hxx",
+    "hpp", "HPP", "h++", "tcc", "m", "mi", "mm", "M", "mii", "s", "S", "sx", "o", "a", "so", "lds",
+    "ld", "ko", "bc", "ll", "d", "map", "txt",
+];
 
 /// The real command to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +70,14 @@ impl Resolved {
 
 #[derive(Debug)]
 pub enum FindError {
-    /// `name` is nowhere on PATH (other than klp-cc itself).
-    NotFound { name: String },
+    /// `name` is nowhere on PATH; `only_skipped` when it is there, but only
+    /// as klp-cc itself or a program an outer klp-cc already ran.
+    NotFound { name: String, only_skipped: bool },
+    /// A compiler named by path that is not an executable file.
+    NotExecutable { path: PathBuf },
+    /// A compiler named by path that is klp-cc itself or a program an outer
+    /// klp-cc already ran.
+    Looping { path: PathBuf },
     /// `KLP_CC_COMPILER` could not be split into words.
     BadCompilerVar { value: String, why: String },
 }
@@ -56,11 +85,26 @@ pub enum FindError {
 impl fmt::Display for FindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FindError::NotFound { name } => write!(
+            FindError::NotFound { name, only_skipped } => {
+                write!(f, "cannot find compiler `{name}` on PATH")?;
+                if *only_skipped {
+                    write!(
+                        f,
+                        " (only klp-cc itself or a program it already ran has that name); \
+                         install it or name it by path, e.g. `klp-cc /usr/bin/gcc ...`"
+                    )?;
+                }
+                Ok(())
+            }
+            FindError::NotExecutable { path } => write!(
                 f,
-                "cannot find the real compiler `{name}` on PATH (klp-cc itself and the \
-                 programs it already ran are skipped); install it or name it by path, \
-                 e.g. `klp-cc /usr/bin/gcc ...`"
+                "cannot find compiler `{}`: not an executable file",
+                path.display()
+            ),
+            FindError::Looping { path } => write!(
+                f,
+                "will not run compiler `{}`: it is klp-cc itself or a program it already ran",
+                path.display()
             ),
             FindError::BadCompilerVar { value, why } => {
                 write!(f, "KLP_CC_COMPILER=`{value}` is not a valid command: {why}")
@@ -90,7 +134,7 @@ pub fn resolve(
     let (mut words, mut args): (Vec<OsString>, Vec<OsString>) = if !invoked.starts_with("klp-cc") {
         // Masquerading as the compiler of that name.
         (vec![invoked.into()], rest.to_vec())
-    } else if rest.first().is_some_and(|a| names_program(a, &skip)) {
+    } else if rest.first().is_some_and(|a| names_program(a)) {
         (vec![rest[0].clone()], rest[1..].to_vec())
     } else {
         let value = config.compiler.clone().unwrap_or_else(|| "gcc".into());
@@ -115,7 +159,7 @@ pub fn resolve(
     chain.extend(canonical(&program));
     let mut wrapped = None;
     if is_wrapper(&words[0]) {
-        if words.len() == 1 && args.first().is_some_and(|a| names_program(a, &skip)) {
+        if words.len() == 1 && args.first().is_some_and(|a| names_program(a)) {
             words.push(args.remove(0));
         }
         if let Some(compiler) = words.get(1) {
@@ -141,32 +185,55 @@ fn is_wrapper(word: &OsStr) -> bool {
     WRAPPERS.iter().any(|w| name == *w)
 }
 
-/// Whether `arg` names a program rather than being a compiler argument: not
-/// a flag, and found as an executable (by path, or on PATH).
-fn names_program(arg: &OsStr, skip: &[PathBuf]) -> bool {
+/// Whether `arg` names a program rather than being a compiler argument, by
+/// the rule in the module documentation. Whether the program exists is
+/// left to [`find`], so that a missing one is reported, not passed on.
+fn names_program(arg: &OsStr) -> bool {
     let bytes = arg.as_encoded_bytes();
-    if bytes.is_empty() || bytes[0] == b'-' || bytes[0] == b'@' {
+    if bytes.is_empty() || bytes[0] == b'-' || bytes[0] == b'@' || bytes.contains(&b'=') {
         return false;
     }
-    find(arg, skip).is_ok()
+    let path = Path::new(arg);
+    let file_name = path.file_name().unwrap_or(arg).to_string_lossy();
+    // `libfoo.so.1` is a versioned shared object.
+    let mut parts = file_name.split('.').skip(1);
+    if parts.any(|p| p == "so")
+        || path
+            .extension()
+            .is_some_and(|e| FILE_SUFFIXES.iter().any(|s| e == *s))
+    {
+        return false;
+    }
+    let is_path = bytes.contains(&b'/');
+    !(is_path && std::fs::metadata(path).is_ok_and(|m| !m.is_file()))
 }
 
 /// Looks `name` up like a shell would, skipping `skip` (canonical paths).
 fn find(name: &OsStr, skip: &[PathBuf]) -> Result<PathBuf, FindError> {
-    let not_found = || FindError::NotFound {
-        name: name.to_string_lossy().into_owned(),
-    };
+    let skipped = |p: &Path| canonical(p).is_some_and(|c| skip.contains(&c));
     if name.as_encoded_bytes().contains(&b'/') {
         let path = PathBuf::from(name);
-        let usable = is_executable(&path) && !canonical(&path).is_some_and(|c| skip.contains(&c));
-        return usable.then_some(path).ok_or_else(not_found);
+        return if !is_executable(&path) {
+            Err(FindError::NotExecutable { path })
+        } else if skipped(&path) {
+            Err(FindError::Looping { path })
+        } else {
+            Ok(path)
+        };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    let mut candidates = std::env::split_paths(&path)
         .filter(|dir| !dir.as_os_str().is_empty())
         .map(|dir| dir.join(name))
-        .find(|p| is_executable(p) && !canonical(p).is_some_and(|c| skip.contains(&c)))
-        .ok_or_else(not_found)
+        .filter(|p| is_executable(p))
+        .peekable();
+    let only_skipped = candidates.peek().is_some();
+    candidates
+        .find(|p| !skipped(p))
+        .ok_or_else(|| FindError::NotFound {
+            name: name.to_string_lossy().into_owned(),
+            only_skipped,
+        })
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -195,15 +262,41 @@ impl std::error::Error for SpawnError {}
 /// The child's pid while it runs, for the forwarding signal handler.
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
+/// The last termination signal klp-cc received while the child ran, so that
+/// one the child survived (or that came as it exited) still ends klp-cc.
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+/// Signals that end klp-cc: the first two are forwarded to the child, the
+/// terminal's two reach it through the process group anyway (as with
+/// system(3)).
+const TERMINATING: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT];
+
 extern "C" fn forward(signal: libc::c_int) {
+    RECEIVED.store(signal, Ordering::SeqCst);
     let pid = CHILD.load(Ordering::SeqCst);
-    if pid > 0 {
+    if pid > 0 && (signal == libc::SIGTERM || signal == libc::SIGHUP) {
         // SAFETY: kill is async-signal-safe.
         unsafe { libc::kill(pid, signal) };
     }
 }
 
-/// Runs `resolved` with `extra` arguments appended and waits for it.
+/// Blocks or unblocks the [`TERMINATING`] signals for this thread (and the
+/// threads it starts later).
+fn mask_terminating(how: libc::c_int) {
+    // SAFETY: building a signal set on the stack and changing this thread's
+    // signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in TERMINATING {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// Runs `resolved` with `extra` arguments appended and waits for it. It
+/// returns with termination signals blocked: end with [`exit_like`].
 pub fn run(resolved: &Resolved, extra: &[&str]) -> Result<ExitStatus, SpawnError> {
     let mut cmd = Command::new(&resolved.program);
     cmd.arg0(&resolved.program);
@@ -228,38 +321,68 @@ pub fn run(resolved: &Resolved, extra: &[&str]) -> Result<ExitStatus, SpawnError
         }
         s
     };
-    let mut child = cmd.spawn().map_err(|error| SpawnError {
-        command: describe(),
-        error,
-    })?;
+    // Installed before the spawn, so that a signal the child's start
+    // provokes is caught; exec resets handlers, so the child gets defaults.
+    // SAFETY: installing a handler that only uses atomics and kill(2),
+    // remembering what was there before.
+    let previous =
+        TERMINATING.map(|s| unsafe { libc::signal(s, forward as *const () as libc::sighandler_t) });
+    let restore = || {
+        for (s, old) in TERMINATING.into_iter().zip(previous) {
+            // SAFETY: restoring the disposition klp-cc started with.
+            unsafe { libc::signal(s, old) };
+        }
+    };
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            restore();
+            return Err(SpawnError {
+                command: describe(),
+                error,
+            });
+        }
+    };
     CHILD.store(child.id() as i32, Ordering::SeqCst);
-    // SAFETY: installing handlers that only call kill(2), and ignoring the
-    // terminal's SIGINT/SIGQUIT, which reach the child through the process
-    // group anyway (as system(3) does).
-    unsafe {
-        for s in [libc::SIGTERM, libc::SIGHUP] {
-            libc::signal(s, forward as *const () as libc::sighandler_t);
-        }
-        for s in [libc::SIGINT, libc::SIGQUIT] {
-            libc::signal(s, libc::SIG_IGN);
-        }
+    let early = RECEIVED.load(Ordering::SeqCst);
+    if early == libc::SIGTERM || early == libc::SIGHUP {
+        // SAFETY: it came before the child's pid was known to the handler.
+        unsafe { libc::kill(child.id() as i32, early) };
     }
     let status = child.wait().map_err(|error| SpawnError {
         command: describe(),
         error,
     });
     CHILD.store(0, Ordering::SeqCst);
+    // From here until `exit_like`, termination signals wait: the manifest
+    // is written whole (an interrupted one would leave its temporary file
+    // behind) and then klp-cc dies of them. One caught while the child ran
+    // is raised again, unless the child died of a signal, which klp-cc then
+    // dies of.
+    mask_terminating(libc::SIG_BLOCK);
+    restore();
+    let received = RECEIVED.swap(0, Ordering::SeqCst);
+    if received != 0 && status.as_ref().is_ok_and(|s| s.signal().is_none()) {
+        // SAFETY: the signal is blocked, so raising it only makes it pending.
+        unsafe { libc::raise(received) };
+    }
     status
 }
 
 /// Ends klp-cc the way the child ended: with its exit code, or by the signal
-/// that killed it.
+/// that killed it. A termination signal held back since the child ended
+/// (see [`run`]) is delivered first.
 pub fn exit_like(status: ExitStatus) -> ! {
     if let Some(signal) = status.signal() {
-        // SAFETY: restoring the default action and raising the signal on
-        // ourselves; if it does not end us, fall through to exit.
+        // SAFETY: restoring the default action, so that raising the signal
+        // below (or its delivery on unblocking) ends klp-cc.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    mask_terminating(libc::SIG_UNBLOCK);
+    if let Some(signal) = status.signal() {
+        // SAFETY: raising a signal on ourselves, unblocked in case it is
+        // not one of ours; if it does not end us, fall through to exit.
         unsafe {
-            libc::signal(signal, libc::SIG_DFL);
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, signal);
@@ -283,10 +406,36 @@ mod tests {
     }
 
     #[test]
-    fn flags_and_sources_are_not_programs() {
-        assert!(!names_program(OsStr::new("-c"), &[]));
-        assert!(!names_program(OsStr::new("@args"), &[]));
-        assert!(!names_program(OsStr::new("no-such-source-file.c"), &[]));
-        assert!(names_program(OsStr::new("sh"), &[]));
+    fn flags_and_files_are_not_programs() {
+        for arg in [
+            "-c",
+            "@args",
+            "no-such-source-file.c",
+            "dir/x.S",
+            "x.o",
+            "lib.a",
+            "libfoo.so.1",
+            "vmlinux.lds",
+            "CC=gcc",
+            "/dev/null",
+            "",
+        ] {
+            assert!(!names_program(OsStr::new(arg)), "{arg}");
+        }
+    }
+
+    #[test]
+    fn program_names_are_programs_whether_or_not_installed() {
+        for arg in [
+            "sh",
+            "gcc",
+            "clang-99",
+            "gcc-4.9",
+            "x86_64-linux-gnu-gcc-12",
+            "/usr/bin/gcc",
+            "./no-such-cc",
+        ] {
+            assert!(names_program(OsStr::new(arg)), "{arg}");
+        }
     }
 }

@@ -8,6 +8,8 @@
 //!   to objects (and which), or must it pass through untouched, and why.
 //! - [`compiler`]: finding the real compiler (never ourselves) and running it
 //!   transparently: status, output and signals pass through.
+//! - [`arch`]: the instruction model (x86-64 with iced-x86), the one place
+//!   that decodes machine code.
 //! - [`checksum`]: one position-independent XXH3 checksum per function and data
 //!   object of an x86-64 ELF object.
 //! - [`response_file`]: `@file` arguments, expanded before classification.
@@ -17,6 +19,7 @@
 //! - [`link`]: klp-link, from two builds' manifests to a livepatch module.
 //! - [`atomic_file`]: files written whole or not at all.
 
+pub mod arch;
 pub mod args;
 pub mod atomic_file;
 pub mod checksum;

@@ -28,9 +28,13 @@
 //! carries the symbol count, so a truncated file is never mistaken for a
 //! complete one. A manifest that could not be computed says
 //! `status unavailable <reason>` and lists no symbols. Values escape `\`,
-//! space, tab and newline as `\\`, `\s`, `\t` and `\n`.
+//! space, tab and newline as `\\`, `\s`, `\t` and `\n`. Paths are bytes:
+//! a byte that is not part of valid UTF-8 is written `\xNN` (two lower-case
+//! hex digits), so a path that is valid UTF-8 is written as it always was.
 
+use std::ffi::OsString;
 use std::fmt::{self, Write as _};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// First line of every manifest; the number is bumped on any incompatible change.
@@ -75,6 +79,15 @@ pub enum Binding {
 }
 
 impl Binding {
+    /// From an ELF `st_bind`: anything not local or weak links as global.
+    pub fn of_elf(bind: u8) -> Binding {
+        match bind {
+            0 => Binding::Local,
+            2 => Binding::Weak,
+            _ => Binding::Global,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Binding::Local => "local",
@@ -129,7 +142,7 @@ pub enum Content {
 /// after the fact, say) are `None` and written as `-`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
-    pub object: String,
+    pub object: PathBuf,
     /// The compiler's own identification (the object's `.comment`).
     pub compiler: Option<String>,
     /// The compiler program klp-cc ran.
@@ -147,11 +160,12 @@ pub struct Manifest {
 /// Where the manifest of `object` lives: a hidden file beside it, so kbuild's
 /// own `.gitignore` (`.*`) keeps it out of `git status`.
 pub fn path_for(object: &Path) -> PathBuf {
-    let name = object
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    object.with_file_name(format!(".{name}.klp"))
+    // Built from the name's bytes: a lossy name would give two objects whose
+    // names differ only in non-UTF-8 bytes one manifest.
+    let mut name = OsString::from(".");
+    name.push(object.file_name().unwrap_or_default());
+    name.push(".klp");
+    object.with_file_name(name)
 }
 
 impl Manifest {
@@ -161,7 +175,7 @@ impl Manifest {
         let opt = |v: &Option<String>| v.as_deref().map(escape_line).unwrap_or_else(|| "-".into());
         let hex = |v: Option<u64>| v.map(|h| format!("{h:016x}")).unwrap_or_else(|| "-".into());
         let _ = writeln!(out, "{MAGIC} {VERSION}");
-        let _ = writeln!(out, "object {}", escape_line(&self.object));
+        let _ = writeln!(out, "object {}", escape_path_line(&self.object));
         let _ = writeln!(out, "compiler {}", opt(&self.compiler));
         let _ = writeln!(out, "driver {}", opt(&self.driver));
         let _ = writeln!(out, "flags {}", hex(self.flags));
@@ -316,7 +330,7 @@ impl<'a> Parser<'a> {
         if v == "-" {
             Ok(None)
         } else {
-            unescape(v).map(Some).map_err(|e| self.error(e))
+            unescape(v).map(Some).map_err(|e| self.error(e.to_string()))
         }
     }
 
@@ -347,7 +361,7 @@ impl<'a> Parser<'a> {
             )));
         }
         let object = self.header("object")?;
-        let object = unescape(object).map_err(|e| self.error(e))?;
+        let object = unescape_path(object).map_err(|e| self.error(e.to_string()))?;
         let v = self.header("compiler")?;
         let compiler = self.opt_text(v)?;
         let v = self.header("driver")?;
@@ -368,7 +382,7 @@ impl<'a> Parser<'a> {
         let content = if status == "ok" {
             Content::Checksums(self.symbols()?)
         } else if let Some(reason) = status.strip_prefix("unavailable ") {
-            let reason = unescape(reason).map_err(|e| self.error(e))?;
+            let reason = unescape(reason).map_err(|e| self.error(e.to_string()))?;
             self.end(0)?;
             Content::Unavailable(reason)
         } else {
@@ -433,8 +447,8 @@ impl<'a> Parser<'a> {
         let size = size
             .parse()
             .map_err(|_| self.error(format!("bad size `{size}`")))?;
-        let section = unescape(field("section")?).map_err(|e| self.error(e))?;
-        let name = unescape(field("name")?).map_err(|e| self.error(e))?;
+        let section = unescape(field("section")?).map_err(|e| self.error(e.to_string()))?;
+        let name = unescape(field("name")?).map_err(|e| self.error(e.to_string()))?;
         let mut rec = SymbolRecord {
             kind,
             checksum,
@@ -457,14 +471,14 @@ impl<'a> Parser<'a> {
                     .split(',')
                     .map(unescape)
                     .collect::<Result<_, _>>()
-                    .map_err(|e| self.error(e))?;
+                    .map_err(|e| self.error(e.to_string()))?;
                 continue;
             }
             if k == "lines" {
                 rec.lines = Some(self.hex(v)?);
                 continue;
             }
-            let v = unescape(v).map_err(|e| self.error(e))?;
+            let v = unescape(v).map_err(|e| self.error(e.to_string()))?;
             match k {
                 "demangled" => rec.demangled = v,
                 "file" => rec.file = Some(v),
@@ -476,70 +490,144 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Escapes a header value, which runs to the end of its line: only what
-/// would end the line (and the escape character itself) is escaped.
+/// Where an escaped value ends, and so what it must escape besides `\`
+/// and line ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// A header value runs to the end of its line.
+    LineEnd,
+    /// A symbol-line field ends at a space.
+    Space,
+}
+
+/// Escapes a header value: only what would end the line (and the escape
+/// character itself) is escaped.
 fn escape_line(s: &str) -> String {
     if !s.contains(['\\', '\n', '\r']) && s != "-" {
         return s.to_owned();
     }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    if out == "-" {
-        // A literal "-" must not read back as "unknown".
-        out = "\\-".into();
-    }
-    out
+    escape_bytes(s.as_bytes(), Until::LineEnd)
 }
 
-/// Escapes a symbol-line field, which ends at a space.
+/// Escapes a symbol-line field.
 fn escape(s: &str) -> String {
     if !s.contains(['\\', ' ', '\t', '\n', '\r']) && !s.is_empty() {
         return s.to_owned();
     }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            ' ' => out.push_str("\\s"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    if out.is_empty() {
-        out.push_str("\\e");
-    }
-    out
+    escape_bytes(s.as_bytes(), Until::Space)
 }
 
-fn unescape(s: &str) -> Result<String, String> {
+/// Escapes a path as a header value (the manifest's `object` line, a
+/// snapshot's `tree` and `targets` lines): its bytes, not a lossy string,
+/// so that two names differing only in non-UTF-8 bytes stay two names.
+pub fn escape_path_line(path: &Path) -> String {
+    match path.to_str() {
+        Some(s) => escape_line(s),
+        None => escape_bytes(path.as_os_str().as_bytes(), Until::LineEnd),
+    }
+}
+
+/// Escapes a path as a field that ends at a space (a snapshot's `object`
+/// lines).
+pub fn escape_path_field(path: &Path) -> String {
+    match path.to_str() {
+        Some(s) => escape(s),
+        None => escape_bytes(path.as_os_str().as_bytes(), Until::Space),
+    }
+}
+
+fn escape_bytes(bytes: &[u8], until: Until) -> String {
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                ' ' if until == Until::Space => out.push_str("\\s"),
+                '\t' if until == Until::Space => out.push_str("\\t"),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    match until {
+        // A literal "-" must not read back as "unknown".
+        Until::LineEnd if out == "-" => "\\-".into(),
+        Until::Space if out.is_empty() => "\\e".into(),
+        _ => out,
+    }
+}
+
+/// A value whose escapes cannot be read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EscapeError {
+    /// An unknown escape, or `\x` without two hex digits.
+    BadEscape { value: String, escape: String },
+    /// `\xNN` escapes that make no UTF-8 where text is expected.
+    NotUtf8 { value: String },
+}
+
+impl fmt::Display for EscapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EscapeError::BadEscape { value, escape } => {
+                write!(f, "bad escape `\\{escape}` in `{value}`")
+            }
+            EscapeError::NotUtf8 { value } => write!(f, "`{value}` is not UTF-8 text"),
+        }
+    }
+}
+
+impl std::error::Error for EscapeError {}
+
+fn unescape(s: &str) -> Result<String, EscapeError> {
     if !s.contains('\\') {
         return Ok(s.to_owned());
     }
-    let mut out = String::with_capacity(s.len());
+    String::from_utf8(unescape_bytes(s)?).map_err(|_| EscapeError::NotUtf8 { value: s.into() })
+}
+
+/// Reads back a path escaped by [`escape_path_line`] or
+/// [`escape_path_field`], byte for byte.
+pub fn unescape_path(s: &str) -> Result<PathBuf, EscapeError> {
+    if !s.contains('\\') {
+        return Ok(PathBuf::from(s));
+    }
+    Ok(PathBuf::from(OsString::from_vec(unescape_bytes(s)?)))
+}
+
+fn unescape_bytes(s: &str) -> Result<Vec<u8>, EscapeError> {
+    let mut out = Vec::with_capacity(s.len());
     let mut chars = s.chars();
+    let bad = |escape: String| EscapeError::BadEscape {
+        value: s.into(),
+        escape,
+    };
     while let Some(c) = chars.next() {
         if c != '\\' {
-            out.push(c);
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
             continue;
         }
         match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('s') => out.push(' '),
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
+            Some('\\') => out.push(b'\\'),
+            Some('s') => out.push(b' '),
+            Some('t') => out.push(b'\t'),
+            Some('n') => out.push(b'\n'),
+            Some('r') => out.push(b'\r'),
             Some('e') => {}
-            Some('-') => out.push('-'),
-            other => return Err(format!("bad escape `\\{}` in `{s}`", other.unwrap_or(' '))),
+            Some('-') => out.push(b'-'),
+            Some('x') => {
+                let digits: String = chars.by_ref().take(2).collect();
+                let byte = (digits.len() == 2)
+                    .then(|| u8::from_str_radix(&digits, 16).ok())
+                    .flatten()
+                    .ok_or_else(|| bad(format!("x{digits}")))?;
+                out.push(byte);
+            }
+            other => return Err(bad(other.map(String::from).unwrap_or_default())),
         }
     }
     Ok(out)
@@ -630,5 +718,35 @@ mod tests {
             Path::new("fs/proc/.cmdline.o.klp")
         );
         assert_eq!(path_for(Path::new("a.o")), Path::new(".a.o.klp"));
+        let bytes = |b: &[u8]| PathBuf::from(OsString::from_vec(b.to_vec()));
+        assert_eq!(path_for(&bytes(b"d/a\xff.o")), bytes(b"d/.a\xff.o.klp"));
+    }
+
+    #[test]
+    fn non_utf8_object_paths_round_trip_as_hex_escapes() {
+        let object = PathBuf::from(OsString::from_vec(b"d\xe9/a\xff\\x.o".to_vec()));
+        let m = Manifest {
+            object: object.clone(),
+            ..sample()
+        };
+        let text = m.to_text();
+        assert!(text.contains("\nobject d\\xe9/a\\xff\\\\x.o\n"), "{text}");
+        assert_eq!(
+            Manifest::parse(&text, Path::new("m")).unwrap().object,
+            object
+        );
+        assert_eq!(
+            escape_path_field(&object),
+            "d\\xe9/a\\xff\\\\x.o",
+            "fields escape the same way"
+        );
+    }
+
+    #[test]
+    fn bad_hex_escapes_are_refused() {
+        for bad in ["a\\x", "a\\xf", "a\\xzz"] {
+            assert!(unescape_path(bad).is_err(), "{bad}");
+        }
+        assert!(unescape("\\xff").is_err(), "text fields stay UTF-8");
     }
 }

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use crate::args::{classify, Classified, CompilePlan};
-use crate::checksum::checksum_object;
+use crate::checksum::manifest_of;
 use crate::compiler::{self, FindError, Resolved, SpawnError};
 use crate::config::Config;
-use crate::manifest::{self, Content, Manifest};
+use crate::manifest::{self, Content};
 use crate::response_file;
 
 /// The flags that give every function and data object its own section.
@@ -79,7 +79,7 @@ pub fn run(argv: &[OsString], config: &Config, self_exe: &Path) -> Result<ExitSt
 }
 
 fn write_manifest(object: &Path, plan: &CompilePlan, config: &Config, resolved: &Resolved) {
-    let mut m = compute(object);
+    let mut m = manifest_of(object);
     m.driver = Some(resolved.compiler().display().to_string());
     m.flags = Some(plan.flags_hash);
     m.sections = Some(config.sections);
@@ -89,56 +89,6 @@ fn write_manifest(object: &Path, plan: &CompilePlan, config: &Config, resolved: 
         // manifest missing and say so.
         eprintln!("klp-cc: warning: cannot write {}: {e}", path.display());
     }
-}
-
-/// The manifest of the object at `object`, with the fields only a compile
-/// knows (driver, flags, sections) left unset.
-pub fn compute(object: &Path) -> Manifest {
-    let mut m = Manifest {
-        object: object.display().to_string(),
-        compiler: None,
-        driver: None,
-        flags: None,
-        sections: None,
-        arch: None,
-        fingerprint: None,
-        content: Content::Unavailable(String::new()),
-    };
-    match std::fs::read(object) {
-        Err(e) => m.content = Content::Unavailable(format!("cannot read the object: {e}")),
-        Ok(bytes) => match checksum_guarded(&bytes) {
-            Ok(sums) => {
-                m.compiler = sums.compiler;
-                m.arch = Some(sums.arch.to_owned());
-                m.fingerprint = Some(sums.fingerprint);
-                m.content = Content::Checksums(sums.symbols);
-            }
-            Err(e) => m.content = Content::Unavailable(e.to_string()),
-        },
-    }
-    m
-}
-
-/// Checksums that cannot take the compile down: malformed input is meant
-/// to give an error, but should a bug still panic, the manifest records it
-/// and the compile keeps its status (and its stderr stays the compiler's).
-fn checksum_guarded(
-    bytes: &[u8],
-) -> Result<crate::checksum::ObjectChecksums, crate::checksum::ChecksumError> {
-    let quiet = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(|| checksum_object(bytes));
-    std::panic::set_hook(quiet);
-    result.unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(crate::checksum::ChecksumError::Malformed(format!(
-            "klp-cc internal error while checksumming ({what}); please report it"
-        )))
-    })
 }
 
 fn log(config: &Config, resolved: &Resolved, decision: &Classified) {
@@ -175,7 +125,7 @@ fn log(config: &Config, resolved: &Resolved, decision: &Classified) {
 pub fn manifests_for_objects(objects: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestCommandError> {
     let mut written = Vec::new();
     for object in objects {
-        let m = compute(object);
+        let m = manifest_of(object);
         if let Content::Unavailable(why) = &m.content {
             return Err(ManifestCommandError::Unavailable {
                 object: object.clone(),

@@ -5,6 +5,7 @@
 //! Exit status: 0 changes a live patch can carry; 3 no functional change;
 //! 1 refused or failed (the report or message says why); 2 bad usage.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,6 +15,7 @@ use klp_cc::link::commands;
 /// Build a kernel livepatch module from two klp-cc builds of the same tree.
 #[derive(Parser)]
 #[command(
+    name = "klp-link",
     version,
     about,
     after_help = "Exit status: 0 changes found, 3 no functional change, 1 refused or failed, 2 usage."
@@ -164,9 +166,11 @@ fn main() -> ExitCode {
             patch,
             output,
             force,
-        } => commands::fix_lines(&patch, output.as_deref(), force).map(|fixed| {
-            print!("{fixed}");
-            0
+        } => commands::fix_lines(&patch, output.as_deref(), force).and_then(|fixed| {
+            std::io::stdout()
+                .write_all(&fixed)
+                .map(|()| 0)
+                .map_err(|e| commands::CommandError(format!("writing the patch: {e}")))
         }),
         Step::Build {
             snapshot,

@@ -4,6 +4,7 @@
 //! checksums need is looked up here.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use object::elf;
 use object::read::elf::{ElfFile64, FileHeader, SectionHeader};
@@ -90,6 +91,81 @@ impl Symbol<'_> {
         self.sym_type == SymType::Section
             || self.name.is_empty()
             || (self.binding == elf::STB_LOCAL.0 && self.sym_type == SymType::Other)
+    }
+}
+
+/// A function the object defines: a named `STT_FUNC` symbol of a loaded
+/// section whose code lies inside that section. Only [`ElfIndex`]'s
+/// lookups make one, so the code that hashes, traces or copies a function
+/// never meets an undefined reference, a data object or a symbol pointing
+/// past its section: input that would be one is refused at the lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DefinedFunction {
+    symbol: usize,
+    section: usize,
+    start: u64,
+    end: u64,
+}
+
+impl DefinedFunction {
+    /// Its index in [`ElfIndex::symbols`].
+    pub fn symbol(&self) -> usize {
+        self.symbol
+    }
+
+    pub fn section(&self) -> usize {
+        self.section
+    }
+
+    /// Its code: `[start, end)` of its section, within the section. A
+    /// function without `.size` (assembler code) reaches up to whatever
+    /// starts next.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+}
+
+/// Why a symbol is not a [`DefinedFunction`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotDefined {
+    /// No symbol has the name.
+    Absent,
+    /// An undefined reference (the function is defined elsewhere).
+    Undefined,
+    /// A symbol of another type (data, a section, a label).
+    NotAFunction,
+    /// A function of a section that is not loaded at run time.
+    NotLoaded { section: String },
+    /// Its value or size places it outside its section.
+    OutsideSection {
+        section: String,
+        value: u64,
+        size: u64,
+    },
+}
+
+impl fmt::Display for NotDefined {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotDefined::Absent => write!(f, "there is no symbol of that name there"),
+            NotDefined::Undefined => write!(f, "it is an undefined reference there"),
+            NotDefined::NotAFunction => write!(f, "the symbol of that name there is no function"),
+            NotDefined::NotLoaded { section } => {
+                write!(f, "it is in {section}, which is not loaded at run time")
+            }
+            NotDefined::OutsideSection {
+                section,
+                value,
+                size,
+            } => write!(
+                f,
+                "its value {value:#x} and size {size:#x} lie outside its section {section}"
+            ),
+        }
     }
 }
 
@@ -206,7 +282,15 @@ impl<'d> ElfIndex<'d> {
         let mut file_name = None;
         for sym in file.symbols() {
             let raw = sym.elf_symbol();
-            let name = sym.name().map_err(malformed)?;
+            let name = match sym.name() {
+                Ok(name) => Some(name),
+                // A source file may be named with any bytes (kernel trees
+                // hold Latin-1). Its locals then go without `file=`: the
+                // file only tells same-named locals apart, and klp-link
+                // refuses what it cannot tell apart rather than guess.
+                Err(_) if raw.st_type() == elf::STT_FILE => None,
+                Err(e) => return Err(malformed(e)),
+            };
             let sym_type = match raw.st_type() {
                 elf::STT_FUNC | elf::STT_GNU_IFUNC => SymType::Func,
                 elf::STT_OBJECT | elf::STT_TLS | elf::STT_COMMON => SymType::Object,
@@ -215,8 +299,9 @@ impl<'d> ElfIndex<'d> {
                 _ => SymType::Other,
             };
             if sym_type == SymType::File {
-                file_name = Some(name);
+                file_name = name;
             }
+            let name = name.unwrap_or_default();
             let binding = raw.st_bind().0;
             let section = match sym.section() {
                 SymbolSection::Section(i) if i.0 < sections.len() => Some(i.0),
@@ -289,6 +374,85 @@ impl<'d> ElfIndex<'d> {
             }
         }
         Ok(())
+    }
+
+    /// Symbol `i` as a defined function, or why it is not one.
+    pub fn defined_function(&self, i: usize) -> Result<DefinedFunction, NotDefined> {
+        let s = self.symbols.get(i).ok_or(NotDefined::Absent)?;
+        if s.sym_type != SymType::Func || s.name.is_empty() {
+            return Err(NotDefined::NotAFunction);
+        }
+        let section = s.section.ok_or(NotDefined::Undefined)?;
+        let sec = &self.sections[section];
+        if sec.kind == SectionKind::NotAlloc {
+            return Err(NotDefined::NotLoaded {
+                section: sec.name.to_owned(),
+            });
+        }
+        let end = if s.size > 0 {
+            s.value.checked_add(s.size)
+        } else {
+            Some(self.next_symbol_start(section, s.value))
+        };
+        match end {
+            Some(end) if s.value <= sec.size && end <= sec.size => Ok(DefinedFunction {
+                symbol: i,
+                section,
+                start: s.value,
+                end,
+            }),
+            _ => Err(NotDefined::OutsideSection {
+                section: sec.name.to_owned(),
+                value: s.value,
+                size: s.size,
+            }),
+        }
+    }
+
+    /// The defined function named exactly `name`, or why there is none
+    /// (what the first symbol of that name is instead).
+    pub fn function_named(&self, name: &str) -> Result<DefinedFunction, NotDefined> {
+        self.first_defined(|s| s.name == name)
+    }
+
+    /// Like [`Self::function_named`], falling back to the demangled name
+    /// (`foo` for `foo.constprop.0`).
+    pub fn function_named_or_demangled(&self, name: &str) -> Result<DefinedFunction, NotDefined> {
+        match self.function_named(name) {
+            Err(NotDefined::Absent) => self.first_defined(|s| s.demangled == name),
+            Err(why) => self.first_defined(|s| s.demangled == name).map_err(|_| why),
+            found => found,
+        }
+    }
+
+    fn first_defined(
+        &self,
+        matches: impl Fn(&Symbol) -> bool,
+    ) -> Result<DefinedFunction, NotDefined> {
+        let mut why = NotDefined::Absent;
+        for (i, s) in self.symbols.iter().enumerate() {
+            if !matches(s) {
+                continue;
+            }
+            match self.defined_function(i) {
+                Ok(f) => return Ok(f),
+                Err(e) if why == NotDefined::Absent => why = e,
+                Err(_) => {}
+            }
+        }
+        Err(why)
+    }
+
+    /// Where code without a `.size` at `after` of `section` ends: at the
+    /// next named symbol, or at the end of the section.
+    fn next_symbol_start(&self, section: usize, after: u64) -> u64 {
+        let sec = &self.sections[section];
+        sec.named
+            .iter()
+            .map(|&i| self.symbols[i].value)
+            .find(|&v| v > after)
+            .unwrap_or(sec.size)
+            .min(sec.size)
     }
 
     /// The named function or data object in `section` that covers `offset`

@@ -9,6 +9,9 @@
 //! - A `.cold` part is hashed into its parent; `.part`, `.constprop` and
 //!   `.isra` clones are functions of their own.
 //!
+//! - [`manifest_of`] turns an object file into its manifest, guarded so
+//!   that no bug in here can fail the compile it runs after.
+//!
 //! The checksums are the same before and after objtool rewrites the object
 //! (kbuild runs it right after the compile). So is the much cheaper
 //! [`fingerprint`](fingerprint_object), which tells whether a manifest still
@@ -20,11 +23,14 @@ mod describe;
 pub(crate) mod elf_index;
 mod fingerprint;
 mod lines;
+mod object_manifest;
 pub(crate) mod tables;
 pub mod trace;
 
 use std::collections::HashMap;
 use std::fmt;
+
+pub use object_manifest::manifest_of;
 
 use object::elf;
 use xxhash_rust::xxh3::Xxh3;
@@ -32,7 +38,7 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::manifest::{Binding, SymbolKind, SymbolRecord};
 use code::Range;
 use describe::{tag, Describer, HashExt, Pair};
-use elf_index::{ElfIndex, SectionKind, SymType};
+use elf_index::{DefinedFunction, ElfIndex, NotDefined, SectionKind, SymType};
 use tables::Tables;
 
 /// What klp-cc knows about one object.
@@ -90,19 +96,22 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
     let tables = Tables::new(&index);
     let mut describer = Describer::new(&index);
 
-    let functions = functions(&index);
+    let functions = functions(&index)?;
     let children = cold_children(&index, &functions);
-    let is_child: std::collections::HashSet<usize> = children.values().flatten().copied().collect();
+    let is_child: std::collections::HashSet<DefinedFunction> =
+        children.values().flatten().copied().collect();
 
     let mut symbols = Vec::new();
     // Data first: a function hashing a read-only object's contents would
     // otherwise leave that region cached without the object's clone
     // references collected.
     for (i, s) in index.symbols.iter().enumerate() {
-        if s.sym_type != SymType::Object || s.name.is_empty() || !loaded(&index, s.section) {
+        let Some(sec) = loaded(&index, s.section) else {
+            continue;
+        };
+        if s.sym_type != SymType::Object || s.name.is_empty() {
             continue;
         }
-        let sec = s.section.expect("loaded implies a section");
         describer.collect_clone_refs(1);
         let checksum = describer.region(sec, s.value, s.value.saturating_add(s.size), 1);
         let refs = describer.take_clone_refs();
@@ -116,7 +125,7 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
         ));
     }
     for &f in &functions {
-        let s = &index.symbols[f];
+        let s = &index.symbols[f.symbol()];
         let parent = demangle::cold_parent(s.name)
             .filter(|_| is_child.contains(&f))
             .map(str::to_owned);
@@ -134,7 +143,7 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
             SymbolKind::Func
         };
         let sums = (h.digest(), h.lines_digest());
-        symbols.push(record(&index, f, kind, sums, parent, refs));
+        symbols.push(record(&index, f.symbol(), kind, sums, parent, refs));
     }
     symbols.sort_by(|a, b| (&a.name, &a.section).cmp(&(&b.name, &b.section)));
 
@@ -156,39 +165,41 @@ pub fn fingerprint_object(data: &[u8]) -> Result<u64, ChecksumError> {
 }
 
 /// The named functions of the object that are loaded at run time.
-fn functions(index: &ElfIndex) -> Vec<usize> {
-    (0..index.symbols.len())
-        .filter(|&i| {
-            let s = &index.symbols[i];
-            s.sym_type == SymType::Func && !s.name.is_empty() && loaded(index, s.section)
-        })
-        .collect()
+fn functions(index: &ElfIndex) -> Result<Vec<DefinedFunction>, ChecksumError> {
+    let mut functions = Vec::new();
+    for i in 0..index.symbols.len() {
+        match index.defined_function(i) {
+            Ok(f) => functions.push(f),
+            Err(e @ NotDefined::OutsideSection { .. }) => {
+                return Err(ChecksumError::Malformed(format!(
+                    "function `{}`: {e}",
+                    index.symbols[i].name
+                )))
+            }
+            // References, data, debug-only code: nothing the object runs.
+            Err(_) => {}
+        }
+    }
+    Ok(functions)
 }
 
-fn loaded(index: &ElfIndex, section: Option<usize>) -> bool {
-    section.is_some_and(|s| index.sections[s].kind != SectionKind::NotAlloc)
+/// `section`, if there is one and it is loaded at run time.
+fn loaded(index: &ElfIndex, section: Option<usize>) -> Option<usize> {
+    section.filter(|&s| index.sections[s].kind != SectionKind::NotAlloc)
 }
 
 /// Hashes a function's own instructions and the table entries that point
 /// into them.
-fn hash_function(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, f: usize) {
+fn hash_function(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, f: DefinedFunction) {
     let index = d.index;
-    let s = &index.symbols[f];
-    let section = s.section.expect("functions are defined");
-    let end = if s.size > 0 {
-        s.value.saturating_add(s.size)
-    } else {
-        // Assembler code without `.size`: up to whatever starts next.
-        next_symbol_start(index, section, s.value)
-    };
     let range = Range {
-        section,
-        start: s.value,
-        end,
+        section: f.section(),
+        start: f.start(),
+        end: f.end(),
     };
     code::hash_range(h, d, tables, range);
     let mut seen = Vec::new();
-    for e in tables.entries_into(section, range.start, range.end) {
+    for e in tables.entries_into(range.section, range.start, range.end) {
         if seen.contains(&(e.table, e.start)) {
             continue;
         }
@@ -211,26 +222,22 @@ fn hash_function(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, f: us
     }
 }
 
-fn next_symbol_start(index: &ElfIndex, section: usize, after: u64) -> u64 {
-    let sec = &index.sections[section];
-    sec.named
-        .iter()
-        .map(|&i| index.symbols[i].value)
-        .find(|&v| v > after)
-        .unwrap_or(sec.size)
-        .min(sec.size)
-}
-
 /// Maps each function to its `.cold` parts, matched by name and, for local
 /// symbols, by source file.
-fn cold_children(index: &ElfIndex, functions: &[usize]) -> HashMap<usize, Vec<usize>> {
-    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+fn cold_children(
+    index: &ElfIndex,
+    functions: &[DefinedFunction],
+) -> HashMap<DefinedFunction, Vec<DefinedFunction>> {
+    let mut by_name: HashMap<&str, Vec<DefinedFunction>> = HashMap::new();
     for &f in functions {
-        by_name.entry(index.symbols[f].name).or_default().push(f);
+        by_name
+            .entry(index.symbols[f.symbol()].name)
+            .or_default()
+            .push(f);
     }
-    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut children: HashMap<DefinedFunction, Vec<DefinedFunction>> = HashMap::new();
     for &f in functions {
-        let child = &index.symbols[f];
+        let child = &index.symbols[f.symbol()];
         let Some(parent) = demangle::cold_parent(child.name) else {
             continue;
         };
@@ -240,13 +247,13 @@ fn cold_children(index: &ElfIndex, functions: &[usize]) -> HashMap<usize, Vec<us
         let same_file = candidates
             .iter()
             .copied()
-            .find(|&p| index.symbols[p].file == child.file);
+            .find(|p| index.symbols[p.symbol()].file == child.file);
         if let Some(p) = same_file.or_else(|| candidates.first().copied()) {
             children.entry(p).or_default().push(f);
         }
     }
     for v in children.values_mut() {
-        v.sort_by_key(|&c| index.symbols[c].name);
+        v.sort_by_key(|c| index.symbols[c.symbol()].name);
     }
     children
 }

@@ -2,10 +2,12 @@
 //! code run into a recorder instead of XXH3, so that `klp-link --explain`
 //! shows exactly what the checksum saw where two versions first differ.
 
-use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
+use std::fmt;
+
+use crate::arch::{x86_64::X86_64, Arch as _};
 
 use super::describe::{tag, Describer, HashExt};
-use super::elf_index::{ElfIndex, SymType};
+use super::elf_index::{ElfIndex, NotDefined};
 use super::tables::Tables;
 use super::ChecksumError;
 
@@ -34,16 +36,16 @@ struct Recorder {
 
 impl Recorder {
     fn push(&mut self, t: Token) {
-        if self.steps.is_empty() {
-            self.steps.push((
+        match self.steps.last_mut() {
+            Some((_, step)) => step.tokens.push(t),
+            None => self.steps.push((
                 None,
                 Step {
                     label: "start".into(),
-                    tokens: Vec::new(),
+                    tokens: vec![t],
                 },
-            ));
+            )),
         }
-        self.steps.last_mut().expect("just pushed").1.tokens.push(t);
     }
 }
 
@@ -82,28 +84,49 @@ impl HashExt for Recorder {
     }
 }
 
+/// Why a function cannot be traced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceError {
+    /// The object has no checksums at all.
+    Object(ChecksumError),
+    /// `name` is not a function the object defines.
+    NotDefined { name: String, why: NotDefined },
+}
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceError::Object(e) => write!(f, "{e}"),
+            TraceError::NotDefined { name, why } => {
+                write!(f, "`{name}` is not a defined function ({why})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TraceError {}
+
+impl From<ChecksumError> for TraceError {
+    fn from(e: ChecksumError) -> Self {
+        TraceError::Object(e)
+    }
+}
+
 /// The steps of the checksum of function `name` (exact or demangled name)
-/// in the object `data`; `None` if it has no such function.
-pub fn trace_function(data: &[u8], name: &str) -> Result<Option<Vec<Step>>, ChecksumError> {
+/// in the object `data`.
+pub fn trace_function(data: &[u8], name: &str) -> Result<Vec<Step>, TraceError> {
     let index = ElfIndex::parse(data)?;
     let tables = Tables::new(&index);
-    let Some(f) = (0..index.symbols.len())
-        .filter(|&i| {
-            index.symbols[i].sym_type == SymType::Func && index.symbols[i].section.is_some()
-        })
-        .find(|&i| index.symbols[i].name == name)
-        .or_else(|| {
-            (0..index.symbols.len()).find(|&i| {
-                index.symbols[i].sym_type == SymType::Func && index.symbols[i].demangled == name
-            })
-        })
-    else {
-        return Ok(None);
-    };
+    let f = index
+        .function_named_or_demangled(name)
+        .map_err(|why| TraceError::NotDefined {
+            name: name.to_owned(),
+            why,
+        })?;
     let mut describer = Describer::new(&index);
     let mut rec = Recorder::default();
     super::hash_function(&mut rec, &mut describer, &tables, f);
-    let functions = super::functions(&index);
+    let functions = super::functions(&index)?;
     for child in super::cold_children(&index, &functions)
         .remove(&f)
         .unwrap_or_default()
@@ -121,7 +144,7 @@ pub fn trace_function(data: &[u8], name: &str) -> Result<Option<Vec<Step>>, Chec
             step
         })
         .collect();
-    Ok(Some(steps))
+    Ok(steps)
 }
 
 /// `symbol+0xoff: instruction` for the instruction at `ip` of `sec`.
@@ -136,11 +159,7 @@ fn disassemble(index: &ElfIndex, sec: usize, ip: u64) -> String {
     };
     let data = index.sections[sec].data;
     let from = (ip as usize).min(data.len());
-    let mut decoder = Decoder::with_ip(64, &data[from..], ip, DecoderOptions::NONE);
-    let insn = decoder.decode();
-    let mut text = String::new();
-    GasFormatter::new().format(&insn, &mut text);
-    format!("{where_}: {text}")
+    format!("{where_}: {}", X86_64.format(&data[from..], ip))
 }
 
 /// The tokens of a step as a person reads them: names and strings quoted,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
-use super::compare::{compare_manifests, compare_tree, refuse_escaping_consts, Comparison};
+use super::compare::{check_carried_data, compare_manifests, compare_tree, Comparison};
 use super::correlate::{correlate, Change};
 use super::destination::{check_module_output, check_patch_output, SnapshotDestination};
 use super::explain;
@@ -18,8 +18,8 @@ use super::sympos::Positions;
 use super::symvers::Exports;
 use super::tree::Tree;
 use super::tree::VMLINUX;
+use crate::checksum::manifest_of;
 use crate::manifest::{Content, SymbolKind};
-use crate::shim;
 
 /// How a comparison ended, for the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +183,7 @@ pub fn diff_objects(
 ) -> Result<(String, Outcome), CommandError> {
     let read = |p: &Path| {
         input::regular_file(p).map_err(err)?;
-        let m = shim::compute(p);
+        let m = manifest_of(p);
         match &m.content {
             Content::Unavailable(why) => Err(CommandError(format!("{}: {why}", p.display()))),
             Content::Checksums(_) => Ok(m),
@@ -203,11 +203,10 @@ pub fn diff_objects(
         &mut target,
         &mut cmp.problems,
         &mut cmp.notes,
-        &mut cmp.carried_consts,
     );
-    // The objects are named as given, so their root is the working folder.
-    refuse_escaping_consts(&mut cmp, Path::new(""));
     cmp.targets.insert("object".into(), target);
+    // The objects are named as given, so their root is the working folder.
+    check_carried_data(&mut cmp, Path::new(""));
     cmp.targets
         .retain(|_, r| !(r.changed.is_empty() && r.new.is_empty() && r.removed.is_empty()));
     let explanation = explain_fn
@@ -218,14 +217,17 @@ pub fn diff_objects(
 }
 
 /// `klp-link fix-lines`: the patch at `patch` with `#line` directives, to
-/// `output` (written whole, then renamed) or returned for stdout.
-pub fn fix_lines(patch: &Path, output: Option<&Path>, force: bool) -> Result<String, CommandError> {
+/// `output` (written whole, then renamed) or returned for stdout. Bytes, not
+/// text: patches to kernel sources hold Latin-1.
+pub fn fix_lines(
+    patch: &Path,
+    output: Option<&Path>,
+    force: bool,
+) -> Result<Vec<u8>, CommandError> {
     if let Some(out) = output {
         check_patch_output(out, patch, force).map_err(err)?;
     }
-    let bytes = input::read(patch).map_err(err)?;
-    let text =
-        String::from_utf8(bytes).map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
+    let text = input::read(patch).map_err(err)?;
     let fixed = super::fix_lines::fix_lines(&text)
         .map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
     for w in &fixed.warnings {
@@ -235,9 +237,9 @@ pub fn fix_lines(patch: &Path, output: Option<&Path>, force: bool) -> Result<Str
     let Some(out) = output else {
         return Ok(fixed);
     };
-    crate::atomic_file::write(out, fixed.as_bytes(), ".klp-link-patch")
+    crate::atomic_file::write(out, &fixed, ".klp-link-patch")
         .map_err(|e| CommandError(format!("{}: {e}", out.display())))?;
-    Ok(String::new())
+    Ok(Vec::new())
 }
 
 /// The report, with `--explain`'s text after it or, in JSON, as its
@@ -479,7 +481,7 @@ fn find_module(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
 
 /// The data objects of `object` that the original build did not have.
 fn new_data_of(snap: &Snapshot, path: &Path, object: &Path) -> BTreeSet<String> {
-    let patched = shim::compute(path);
+    let patched = manifest_of(path);
     let orig = snap.objects.get(object).and_then(|o| o.manifest().ok());
     match (orig.map(|m| m.content), &patched.content) {
         (Some(Content::Checksums(o)), Content::Checksums(p)) => correlate(&o, p)

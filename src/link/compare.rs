@@ -14,10 +14,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::correlate::{correlate, Change};
-use super::escape::escaping_use;
+use super::data_uses::{escaping_use, is_callsite_metadata, referring_functions};
 use super::load::{self, ObjectRecord, Source, Stamp};
 use super::snapshot::Snapshot;
 use super::tree::Tree;
+use crate::checksum::demangle::cold_parent;
 use crate::checksum::elf_index::{ElfIndex, SymType};
 use crate::manifest::{Binding, Content, Manifest, SymbolKind, SymbolRecord};
 
@@ -70,6 +71,9 @@ pub struct TargetReport {
     pub removed: Vec<FuncEntry>,
     /// Functions whose only differences are proven line numbers.
     pub line_only: Vec<FuncEntry>,
+    /// Changed data the patch carries, to be checked against the patched
+    /// objects ([`check_carried_data`]).
+    pub carried: Vec<CarriedData>,
 }
 
 impl TargetReport {
@@ -204,13 +208,23 @@ impl fmt::Display for Problem {
     }
 }
 
-/// A changed local constant, which the patched functions that read it
-/// would carry a copy of.
+/// A changed data object that the patch carries a copy of with the
+/// functions that use it, if the patched object allows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CarriedConst {
+pub struct CarriedData {
     pub object: PathBuf,
     pub name: String,
     pub section: String,
+    pub kind: Carried,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    /// A local constant: carried while its address does not escape.
+    Const,
+    /// Per-call-site metadata: the functions that refer to it are replaced
+    /// and carry their own.
+    CallsiteMetadata,
 }
 
 /// The whole comparison.
@@ -220,9 +234,6 @@ pub struct Comparison {
     pub problems: Vec<Problem>,
     /// Things the patch author should know that do not stop the patch.
     pub notes: Vec<String>,
-    /// Changed local constants the patch would carry a copy of, by object:
-    /// allowed only while their address does not escape.
-    pub carried_consts: Vec<CarriedConst>,
     pub objects: usize,
     pub rebuilt: usize,
 }
@@ -243,7 +254,6 @@ pub fn compare_manifests(
     target: &mut TargetReport,
     problems: &mut Vec<Problem>,
     notes: &mut Vec<String>,
-    consts: &mut Vec<CarriedConst>,
 ) {
     if orig.fingerprint.is_some() && orig.fingerprint == patched.fingerprint {
         return;
@@ -285,7 +295,7 @@ pub fn compare_manifests(
     for change in correlate(o, p) {
         let s = change.symbol();
         if s.kind == SymbolKind::Data {
-            data_change(object, &change, problems, notes, consts);
+            data_change(object, &change, problems, notes, &mut target.carried);
             continue;
         }
         if is_init_section(&s.section)
@@ -318,7 +328,7 @@ fn data_change(
     change: &Change,
     problems: &mut Vec<Problem>,
     notes: &mut Vec<String>,
-    consts: &mut Vec<CarriedConst>,
+    carried: &mut Vec<CarriedData>,
 ) {
     let s = change.symbol();
     // Every kernel link drops `.discard.*` (objtool annotations, the
@@ -335,21 +345,34 @@ fn data_change(
     match change {
         Change::New(_) => notes.push(format!("{at} is new; the patch carries it")),
         Change::Removed(_) => notes.push(format!("{at} is gone; the running kernel keeps it")),
-        Change::Changed { .. } | Change::LineOnly { .. } if is_init_section(&s.section) => notes
-            .push(format!(
-                "{at} changed; it is init data, which a running kernel no longer uses"
-            )),
+        Change::Changed { .. } if is_init_section(&s.section) => notes.push(format!(
+            "{at} changed; it is init data, which a running kernel no longer uses"
+        )),
+        // Metadata of one call site (a dynamic-debug descriptor, a
+        // ratelimit state) belongs to the function that refers to it, which
+        // carries its own: checked against the object afterwards.
+        Change::Changed { .. }
+            if s.binding == Binding::Local && is_callsite_metadata(&s.demangled, &s.section) =>
+        {
+            carried.push(CarriedData {
+                object: object.to_owned(),
+                name: s.name.clone(),
+                section: s.section.clone(),
+                kind: Carried::CallsiteMetadata,
+            });
+        }
         // A local constant is read only by this object's functions, and
         // their checksums cover its contents: those that read it changed
         // too, and the patch carries its own copy, provided its address
         // does not escape them (checked against the object afterwards).
-        Change::Changed { .. } | Change::LineOnly { .. }
+        Change::Changed { .. }
             if s.binding == Binding::Local && s.section.starts_with(".rodata") =>
         {
-            consts.push(CarriedConst {
+            carried.push(CarriedData {
                 object: object.to_owned(),
                 name: s.name.clone(),
                 section: s.section.clone(),
+                kind: Carried::Const,
             });
         }
         Change::Changed { .. } | Change::LineOnly { .. } => problems.push(Problem::ChangedData {
@@ -416,7 +439,6 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
                         report,
                         &mut cmp.problems,
                         &mut cmp.notes,
-                        &mut cmp.carried_consts,
                     )
                 }
                 Ok(orig) => compare_manifests(
@@ -426,7 +448,6 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
                     report,
                     &mut cmp.problems,
                     &mut cmp.notes,
-                    &mut cmp.carried_consts,
                 ),
                 Err(e) => cmp.problems.push(Problem::Missing {
                     object: object.to_path_buf(),
@@ -449,7 +470,6 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
                     report,
                     &mut cmp.problems,
                     &mut cmp.notes,
-                    &mut cmp.carried_consts,
                 );
             }
         }
@@ -477,7 +497,7 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
             }
         }
     }
-    refuse_escaping_consts(&mut cmp, &tree.objtree);
+    check_carried_data(&mut cmp, &tree.objtree);
     cmp.targets.retain(|_, r| !r.is_empty());
     for r in cmp.targets.values_mut() {
         for list in [&mut r.changed, &mut r.new, &mut r.removed, &mut r.line_only] {
@@ -496,38 +516,152 @@ fn note_recomputed(record: &ObjectRecord, notes: &mut Vec<String>) {
     }
 }
 
-/// Refuses every carried constant whose address escapes, reading each
-/// patched object (under `root`) that has one.
-pub fn refuse_escaping_consts(cmp: &mut Comparison, root: &Path) {
-    for c in &cmp.carried_consts {
-        let path = root.join(&c.object);
-        let escape = match std::fs::read(&path) {
-            Err(e) => Some(format!("the object cannot be read: {e}")),
-            Ok(data) => match ElfIndex::parse(&data) {
-                Err(e) => Some(format!("the object cannot be read: {e}")),
-                Ok(index) => index
-                    .symbols
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.name == c.name && s.sym_type == SymType::Object)
-                    .find_map(|(i, _)| escaping_use(&index, i))
-                    .map(|u| u.to_string()),
-            },
-        };
-        match escape {
-            Some(escape) => cmp.problems.push(Problem::EscapingConst {
-                object: c.object.clone(),
-                name: c.name.clone(),
-                section: c.section.clone(),
-                escape,
-            }),
-            None => cmp.notes.push(format!(
-                "{}: data object `{}` ({}) changed; only functions of the patch read it, and \
-                 they carry a copy",
-                c.object.display(),
-                c.name,
-                c.section
-            )),
+/// Checks the changed data each target carries against its patched object
+/// (under `root`): refuses a constant whose address escapes, and reports
+/// the functions that refer to changed per-call-site metadata as changed.
+pub fn check_carried_data(cmp: &mut Comparison, root: &Path) {
+    for (target, report) in cmp.targets.iter_mut() {
+        for c in std::mem::take(&mut report.carried) {
+            let path = root.join(&c.object);
+            let data = match std::fs::read(&path) {
+                Ok(d) => d,
+                Err(e) => {
+                    cmp.problems.push(Problem::Missing {
+                        object: c.object.clone(),
+                        why: format!("cannot read the object to check `{}`: {e}", c.name),
+                    });
+                    continue;
+                }
+            };
+            let index = match ElfIndex::parse(&data) {
+                Ok(i) => i,
+                Err(e) => {
+                    cmp.problems.push(Problem::Missing {
+                        object: c.object.clone(),
+                        why: format!("cannot read the object to check `{}`: {e}", c.name),
+                    });
+                    continue;
+                }
+            };
+            let symbols: Vec<usize> = (0..index.symbols.len())
+                .filter(|&i| {
+                    let s = &index.symbols[i];
+                    s.name == c.name && s.sym_type == SymType::Object && s.section.is_some()
+                })
+                .collect();
+            match c.kind {
+                Carried::Const => {
+                    check_const(&c, &index, &symbols, &mut cmp.problems, &mut cmp.notes)
+                }
+                Carried::CallsiteMetadata => attach_metadata(
+                    target,
+                    &c,
+                    &index,
+                    &symbols,
+                    report,
+                    &mut cmp.problems,
+                    &mut cmp.notes,
+                ),
+            }
         }
+    }
+}
+
+fn check_const(
+    c: &CarriedData,
+    index: &ElfIndex,
+    symbols: &[usize],
+    problems: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
+) {
+    match symbols.iter().find_map(|&i| escaping_use(index, i)) {
+        Some(escape) => problems.push(Problem::EscapingConst {
+            object: c.object.clone(),
+            name: c.name.clone(),
+            section: c.section.clone(),
+            escape: escape.to_string(),
+        }),
+        None => notes.push(format!(
+            "{}: data object `{}` ({}) changed; only functions of the patch read it, and \
+             they carry a copy",
+            c.object.display(),
+            c.name,
+            c.section
+        )),
+    }
+}
+
+/// Reports every function that refers to the changed metadata `c` as
+/// changed (it carries its own copy), except `__init` ones, which no longer
+/// run. Metadata that no code refers to changes nothing that runs.
+fn attach_metadata(
+    target: &str,
+    c: &CarriedData,
+    index: &ElfIndex,
+    symbols: &[usize],
+    report: &mut TargetReport,
+    problems: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
+) {
+    let at = format!("{}: `{}` ({})", c.object.display(), c.name, c.section);
+    let mut users = Vec::new();
+    for &sym in symbols {
+        for f in referring_functions(index, sym) {
+            let Some(f) = f else {
+                problems.push(Problem::ChangedData {
+                    object: c.object.clone(),
+                    name: c.name.clone(),
+                    section: c.section.clone(),
+                });
+                return;
+            };
+            let s = &index.symbols[f];
+            let name = cold_parent(s.name).unwrap_or(s.name);
+            let Some(func) = index
+                .symbols
+                .iter()
+                .position(|o| o.name == name && o.sym_type == SymType::Func && o.section.is_some())
+            else {
+                continue;
+            };
+            users.push(func);
+        }
+    }
+    users.sort();
+    users.dedup();
+    if users.is_empty() {
+        notes.push(format!(
+            "{at} changed; no code refers to it, so nothing that runs changes"
+        ));
+        return;
+    }
+    for f in users {
+        let s = &index.symbols[f];
+        let section = &index.sections[s.section.expect("a defined function")].name;
+        if is_init_section(section) {
+            notes.push(format!(
+                "{at} changed; it belongs to the __init function `{}`, which no longer runs",
+                s.name
+            ));
+            continue;
+        }
+        let listed = report
+            .changed
+            .iter()
+            .chain(&report.new)
+            .any(|e| e.object == c.object && e.name == s.name);
+        if !listed {
+            report.changed.push(FuncEntry {
+                object: c.object.clone(),
+                name: s.name.to_owned(),
+                orig_name: None,
+                section: section.to_string(),
+                binding: Binding::of_elf(s.binding),
+            });
+        }
+        notes.push(format!(
+            "{at} changed; `{}` ({target}) refers to it and carries its own copy",
+            s.name
+        ));
     }
 }

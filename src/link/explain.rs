@@ -3,18 +3,65 @@
 //! Both versions are traced through the checksum code itself, so what is
 //! shown is exactly what made the checksums differ.
 
-use std::fmt::Write as _;
-use std::path::Path;
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
 
-use crate::checksum::trace::{render_tokens, trace_function, Step};
+use crate::checksum::elf_index::NotDefined;
+use crate::checksum::trace::{render_tokens, trace_function, Step, TraceError};
+use crate::checksum::ChecksumError;
+
+/// Why one side of an explanation cannot be traced.
+#[derive(Debug)]
+pub enum ExplainError {
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    Object {
+        path: PathBuf,
+        error: ChecksumError,
+    },
+    NotDefined {
+        path: PathBuf,
+        name: String,
+        why: NotDefined,
+    },
+}
+
+impl fmt::Display for ExplainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExplainError::Read { path, error } => write!(f, "{}: {error}", path.display()),
+            ExplainError::Object { path, error } => write!(f, "{}: {error}", path.display()),
+            ExplainError::NotDefined { path, name, why } => write!(
+                f,
+                "`{name}` is not a defined function in {} ({why})",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ExplainError {}
 
 /// A report of the first difference of function `name` between two objects.
-pub fn explain_objects(orig: &Path, patched: &Path, name: &str) -> Result<String, String> {
-    let trace = |p: &Path| -> Result<Vec<Step>, String> {
-        let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        trace_function(&data, name)
-            .map_err(|e| format!("{}: {e}", p.display()))?
-            .ok_or_else(|| format!("{}: no function `{name}`", p.display()))
+pub fn explain_objects(orig: &Path, patched: &Path, name: &str) -> Result<String, ExplainError> {
+    let trace = |p: &Path| -> Result<Vec<Step>, ExplainError> {
+        let data = std::fs::read(p).map_err(|error| ExplainError::Read {
+            path: p.to_owned(),
+            error,
+        })?;
+        trace_function(&data, name).map_err(|e| match e {
+            TraceError::Object(error) => ExplainError::Object {
+                path: p.to_owned(),
+                error,
+            },
+            TraceError::NotDefined { name, why } => ExplainError::NotDefined {
+                path: p.to_owned(),
+                name,
+                why,
+            },
+        })
     };
     let (a, b) = (trace(orig)?, trace(patched)?);
     let mut out = format!("explain {name}:\n");
@@ -44,8 +91,8 @@ pub fn explain_objects(orig: &Path, patched: &Path, name: &str) -> Result<String
         a.len(),
         b.len()
     );
-    if i > 0 {
-        let _ = writeln!(out, "  (same up to) {}", a[i - 1].label);
+    if let Some(same) = i.checked_sub(1).and_then(|j| a.get(j)) {
+        let _ = writeln!(out, "  (same up to) {}", same.label);
     }
     show(&a, "orig", &mut out);
     show(&b, "patched", &mut out);

@@ -12,8 +12,12 @@
 //! A directive is only written where the preprocessor accepts one: never
 //! inside a block comment or after a line continued with `\`; it moves down
 //! to the next context line that is neither.
+//!
+//! A patch is bytes, not text: kernel sources and file names hold Latin-1,
+//! and every byte of the input reaches the output unchanged.
 
 use std::fmt;
+use std::io::Write as _;
 
 /// A patch this rewrite cannot read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +38,7 @@ impl std::error::Error for PatchError {}
 /// A patch with `#line` directives, and what could not be fixed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fixed {
-    pub text: String,
+    pub text: Vec<u8>,
     /// Files whose line numbers stay shifted below some change, because no
     /// line after it in the patch may take a directive.
     pub warnings: Vec<String>,
@@ -42,31 +46,34 @@ pub struct Fixed {
 
 /// The patch `text` with `#line` directives added to its hunks for `.c` and
 /// `.h` files, and its hunk headers counted anew.
-pub fn fix_lines(text: &str) -> Result<Fixed, PatchError> {
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let mut out = String::with_capacity(text.len() + 256);
+pub fn fix_lines(text: &[u8]) -> Result<Fixed, PatchError> {
+    let lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
+    let mut out = Vec::with_capacity(text.len() + 256);
     let mut warnings = Vec::new();
     let mut file = FileState::default();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
-        if let Some(old_path) = line.strip_prefix("--- ") {
+        if let Some(old_path) = line.strip_prefix(b"--- ") {
             file.finish(&mut warnings);
             file = FileState {
-                new_file: old_path.starts_with("/dev/null"),
+                new_file: old_path.starts_with(b"/dev/null"),
                 ..FileState::default()
             };
-            out.push_str(line);
+            out.extend_from_slice(line);
             i += 1;
-        } else if line.starts_with("+++ ") {
+        } else if line.starts_with(b"+++ ") {
             file.path = path_of(line).to_owned();
             file.c_source = is_c_source(&file.path) && !file.new_file;
-            out.push_str(line);
+            out.extend_from_slice(line);
             i += 1;
-        } else if line.starts_with("@@ ") {
+        } else if line.starts_with(b"@@ ") {
             let hunk = Hunk::parse(line).ok_or_else(|| PatchError {
                 line: i + 1,
-                reason: format!("not a hunk header: {}", line.trim_end()),
+                reason: format!(
+                    "not a hunk header: {}",
+                    String::from_utf8_lossy(line.trim_ascii_end())
+                ),
             })?;
             let (body, next) = hunk_body(&lines, i + 1, &hunk)?;
             let new_body = if file.c_source {
@@ -79,11 +86,11 @@ pub fn fix_lines(text: &str) -> Result<Fixed, PatchError> {
                 file.lag = lag;
                 fixed
             } else {
-                body.iter().map(|s| s.to_string()).collect()
+                body.iter().map(|s| s.to_vec()).collect()
             };
             let new_count = new_body
                 .iter()
-                .filter(|l| l.starts_with(' ') || l.starts_with('+') || is_empty_context(l))
+                .filter(|l| l.starts_with(b" ") || l.starts_with(b"+") || is_empty_context(l))
                 .count() as i64;
             // An empty range names the line before it: a pure insertion
             // goes after old line N, a pure deletion leaves new line N-1.
@@ -93,17 +100,19 @@ pub fn fix_lines(text: &str) -> Result<Fixed, PatchError> {
                 _ => hunk.old_start as i64 + file.shift,
             }
             .max(0);
-            out.push_str(&format!(
-                "@@ -{},{} +{},{} @@{}",
-                hunk.old_start, hunk.old_count, new_start, new_count, hunk.rest
-            ));
+            let _ = write!(
+                out,
+                "@@ -{},{} +{},{} @@",
+                hunk.old_start, hunk.old_count, new_start, new_count
+            );
+            out.extend_from_slice(hunk.rest);
             file.shift += new_count - hunk.old_count as i64;
             for l in new_body {
-                out.push_str(&l);
+                out.extend_from_slice(&l);
             }
             i = next;
         } else {
-            out.push_str(line);
+            out.extend_from_slice(line);
             i += 1;
         }
     }
@@ -117,7 +126,7 @@ pub fn fix_lines(text: &str) -> Result<Fixed, PatchError> {
 /// What the rewrite knows of the file whose hunks it is reading.
 #[derive(Default)]
 struct FileState {
-    path: String,
+    path: Vec<u8>,
     new_file: bool,
     c_source: bool,
     /// How far new-file line numbers run ahead of the original's.
@@ -135,24 +144,30 @@ impl FileState {
             warnings.push(format!(
                 "{}: from about line {} on, __LINE__ stays off by {}: no line after the change \
                  may take a #line directive (add context lines, e.g. diff -U3)",
-                self.path, self.off_from, self.lag
+                String::from_utf8_lossy(&self.path),
+                self.off_from,
+                self.lag
             ));
         }
     }
 }
 
 /// The path of a `+++ b/path.c` line, without a tab and timestamp.
-fn path_of(header: &str) -> &str {
-    header[4..].split('\t').next().unwrap_or("").trim_end()
+fn path_of(header: &[u8]) -> &[u8] {
+    header[4..]
+        .split(|&b| b == b'\t')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii_end()
 }
 
-fn is_c_source(path: &str) -> bool {
-    path.ends_with(".c") || path.ends_with(".h")
+fn is_c_source(path: &[u8]) -> bool {
+    path.ends_with(b".c") || path.ends_with(b".h")
 }
 
 /// Some tools write an empty line for an empty context line.
-fn is_empty_context(line: &str) -> bool {
-    line == "\n" || line == "\r\n"
+fn is_empty_context(line: &[u8]) -> bool {
+    line == b"\n" || line == b"\r\n"
 }
 
 struct Hunk<'a> {
@@ -160,15 +175,15 @@ struct Hunk<'a> {
     old_count: usize,
     new_count: usize,
     /// What follows the second `@@`, with the line end.
-    rest: &'a str,
+    rest: &'a [u8],
 }
 
 impl<'a> Hunk<'a> {
     /// `@@ -a[,b] +c[,d] @@ rest`
-    fn parse(line: &'a str) -> Option<Hunk<'a>> {
-        let body = line.strip_prefix("@@ -")?;
-        let end = body.find(" @@")?;
-        let (ranges, rest) = (&body[..end], &body[end + 3..]);
+    fn parse(line: &'a [u8]) -> Option<Hunk<'a>> {
+        let body = line.strip_prefix(b"@@ -")?;
+        let end = body.windows(3).position(|w| w == b" @@")?;
+        let (ranges, rest) = (std::str::from_utf8(&body[..end]).ok()?, &body[end + 3..]);
         let (old, new) = ranges.split_once(" +")?;
         let range = |r: &str| -> Option<(usize, usize)> {
             match r.split_once(',') {
@@ -190,10 +205,10 @@ impl<'a> Hunk<'a> {
 /// The lines of the hunk whose header precedes line `from`, and the index
 /// of the line after it.
 fn hunk_body<'a>(
-    lines: &[&'a str],
+    lines: &[&'a [u8]],
     from: usize,
     hunk: &Hunk,
-) -> Result<(Vec<&'a str>, usize), PatchError> {
+) -> Result<(Vec<&'a [u8]>, usize), PatchError> {
     let (mut old, mut new) = (0, 0);
     let mut i = from;
     let mut body = Vec::new();
@@ -204,7 +219,7 @@ fn hunk_body<'a>(
                 reason: "the patch ends inside a hunk".into(),
             });
         };
-        match l.as_bytes().first() {
+        match l.first() {
             Some(b' ') | Some(b'\n') | Some(b'\r') => {
                 old += 1;
                 new += 1;
@@ -223,7 +238,7 @@ fn hunk_body<'a>(
         i += 1;
     }
     // "\ No newline at end of file" belongs to the last line.
-    while lines.get(i).is_some_and(|l| l.starts_with('\\')) {
+    while lines.get(i).is_some_and(|l| l.starts_with(b"\\")) {
         body.push(lines[i]);
         i += 1;
     }
@@ -237,7 +252,7 @@ fn hunk_body<'a>(
 /// hunk's first line, or of the line after a pure insertion; `lag` is how
 /// far the compiler's numbering runs ahead at the hunk's start. Returns the
 /// lines and the lag at its end.
-fn with_directives(body: &[&str], old_start: usize, lag: i64) -> (Vec<String>, i64) {
+fn with_directives(body: &[&[u8]], old_start: usize, lag: i64) -> (Vec<Vec<u8>>, i64) {
     let mut out = Vec::with_capacity(body.len() + 2);
     // The original number of the next context or removed line, and the
     // number the compiler gives the next line of the patched file.
@@ -249,12 +264,12 @@ fn with_directives(body: &[&str], old_start: usize, lag: i64) -> (Vec<String>, i
     };
     let mut eol = "\n";
     for &l in body {
-        if l.ends_with("\r\n") {
+        if l.ends_with(b"\r\n") {
             eol = "\r\n";
         }
-        let (kind, content) = match l.as_bytes().first() {
+        let (kind, content) = match l.first() {
             Some(b'\\') => {
-                out.push(l.to_owned());
+                out.push(l.to_vec());
                 continue;
             }
             Some(b'-') => ('-', &l[1..]),
@@ -270,7 +285,7 @@ fn with_directives(body: &[&str], old_start: usize, lag: i64) -> (Vec<String>, i
             }
             _ => {
                 if compiled != old_line && lexer.directive_allowed() {
-                    out.push(format!("+#line {old_line}{eol}"));
+                    out.push(format!("+#line {old_line}{eol}").into_bytes());
                     compiled = old_line;
                 }
                 old_line += 1;
@@ -278,13 +293,13 @@ fn with_directives(body: &[&str], old_start: usize, lag: i64) -> (Vec<String>, i
                 lexer.feed(content);
             }
         }
-        out.push(l.to_owned());
+        out.push(l.to_vec());
     }
     let ends_in_newline = body
         .last()
-        .is_some_and(|l| l.ends_with('\n') && !l.starts_with('\\'));
+        .is_some_and(|l| l.ends_with(b"\n") && !l.starts_with(b"\\"));
     if compiled != old_line && lexer.directive_allowed() && ends_in_newline {
-        out.push(format!("+#line {old_line}{eol}"));
+        out.push(format!("+#line {old_line}{eol}").into_bytes());
         compiled = old_line;
     }
     (out, compiled - old_line)
@@ -292,13 +307,13 @@ fn with_directives(body: &[&str], old_start: usize, lag: i64) -> (Vec<String>, i
 
 /// Whether the hunk starts inside a block comment: the original side closes
 /// one (`*/`) before it opens any.
-fn starts_in_comment(body: &[&str]) -> bool {
+fn starts_in_comment(body: &[&[u8]]) -> bool {
     let mut probe = Lexer::default();
     for l in body {
-        if l.starts_with('+') || l.starts_with('\\') {
+        if l.starts_with(b"+") || l.starts_with(b"\\") {
             continue;
         }
-        let content = l.get(1..).unwrap_or("");
+        let content = l.get(1..).unwrap_or_default();
         if let Some(closed_first) = probe.first_comment_token(content) {
             return closed_first;
         }
@@ -319,8 +334,7 @@ impl Lexer {
     /// In a line read from outside any comment: `Some(true)` if a `*/`
     /// comes before any `/*`, `Some(false)` if a `/*` comes first, `None`
     /// if neither does.
-    fn first_comment_token(&mut self, line: &str) -> Option<bool> {
-        let bytes = line.as_bytes();
+    fn first_comment_token(&mut self, bytes: &[u8]) -> Option<bool> {
         let mut quote = None;
         let mut i = 0;
         while i + 1 < bytes.len() {
@@ -349,9 +363,11 @@ impl Lexer {
         !self.in_comment && !self.continued
     }
 
-    fn feed(&mut self, line: &str) {
-        let text = line.trim_end_matches(['\n', '\r']);
-        let bytes = text.as_bytes();
+    fn feed(&mut self, line: &[u8]) {
+        let mut bytes = line;
+        while let [text @ .., b'\n' | b'\r'] = bytes {
+            bytes = text;
+        }
         let mut i = 0;
         let mut quote = None;
         while i < bytes.len() {
@@ -377,7 +393,7 @@ impl Lexer {
             }
             i += 1;
         }
-        self.continued = text.ends_with('\\');
+        self.continued = bytes.ends_with(b"\\");
     }
 }
 
@@ -385,12 +401,17 @@ impl Lexer {
 mod tests {
     use super::*;
 
+    /// The rewrite of a UTF-8 patch, as text.
+    fn rewrite(patch: &str) -> String {
+        String::from_utf8(fix_lines(patch.as_bytes()).unwrap().text).unwrap()
+    }
+
     const ADD: &str =
         "--- a/f.c\n+++ b/f.c\n@@ -3,4 +3,5 @@ int f(void)\n a;\n b;\n+c;\n d;\n e;\n";
 
     #[test]
     fn a_directive_follows_an_addition() {
-        let fixed = fix_lines(ADD).unwrap().text;
+        let fixed = rewrite(ADD);
         assert_eq!(
             fixed,
             "--- a/f.c\n+++ b/f.c\n@@ -3,4 +3,6 @@ int f(void)\n a;\n b;\n+c;\n+#line 5\n d;\n e;\n"
@@ -401,7 +422,7 @@ mod tests {
     fn later_hunks_are_renumbered() {
         let patch = "--- a/f.c\n+++ b/f.c\n@@ -3,3 +3,4 @@\n a;\n+b;\n c;\n d;\n\
                      @@ -20,3 +21,2 @@\n x;\n-y;\n z;\n";
-        let fixed = fix_lines(patch).unwrap().text;
+        let fixed = rewrite(patch);
         assert!(
             fixed.contains("@@ -3,3 +3,5 @@\n a;\n+b;\n+#line 4\n c;\n d;\n"),
             "{fixed}"
@@ -415,19 +436,19 @@ mod tests {
     #[test]
     fn balanced_changes_need_no_directive() {
         let patch = "--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n a;\n-b;\n+B;\n c;\n";
-        assert_eq!(fix_lines(patch).unwrap().text, patch);
+        assert_eq!(rewrite(patch), patch);
     }
 
     #[test]
     fn not_inside_comments_or_macro_continuations() {
         let patch = "--- a/f.h\n+++ b/f.h\n@@ -1,4 +1,5 @@\n #define X(a) \\\n+\tfoo(a); \\\n \tbar(a)\n next;\n last;\n";
-        let fixed = fix_lines(patch).unwrap().text;
+        let fixed = rewrite(patch);
         assert!(
             fixed.contains(" \tbar(a)\n+#line 3\n next;\n"),
             "after the macro ends: {fixed}"
         );
         let patch = "--- a/f.c\n+++ b/f.c\n@@ -1,4 +1,5 @@\n /* a\n+ * b\n  */\n x;\n y;\n";
-        let fixed = fix_lines(patch).unwrap().text;
+        let fixed = rewrite(patch);
         assert!(
             fixed.contains("  */\n+#line 3\n x;\n"),
             "after the comment ends: {fixed}"
@@ -437,11 +458,11 @@ mod tests {
     #[test]
     fn new_files_and_pure_insertions_keep_git_numbering() {
         let new_file = "--- /dev/null\n+++ b/new.c\n@@ -0,0 +1,2 @@\n+int a;\n+int b;\n";
-        assert_eq!(fix_lines(new_file).unwrap().text, new_file);
+        assert_eq!(rewrite(new_file), new_file);
         // Without context lines (diff -U0) the directive ends the hunk.
         let patch = "--- a/f.c\n+++ b/f.c\n@@ -5,0 +6,1 @@\n+x;\n@@ -9,1 +9,0 @@\n-y;\n";
         assert_eq!(
-            fix_lines(patch).unwrap().text,
+            rewrite(patch),
             "--- a/f.c\n+++ b/f.c\n@@ -5,0 +6,2 @@\n+x;\n+#line 6\n@@ -9,1 +11,1 @@\n-y;\n+#line 10\n"
         );
     }
@@ -449,7 +470,7 @@ mod tests {
     #[test]
     fn a_hunk_that_starts_inside_a_comment() {
         let patch = "--- a/f.c\n+++ b/f.c\n@@ -10,4 +10,5 @@\n  * @a: x\n+ * @c: y\n  * Return\n  */\n int f;\n";
-        let fixed = fix_lines(patch).unwrap().text;
+        let fixed = rewrite(patch);
         assert!(
             fixed.contains("  */\n+#line 13\n int f;\n"),
             "not inside the comment: {fixed}"
@@ -461,17 +482,15 @@ mod tests {
         // No line of the first hunk may take the directive: the second does.
         let patch = "--- a/f.c\n+++ b/f.c\n@@ -1,2 +1,3 @@\n /* a\n+ b\n c\n\
                      @@ -20,2 +21,2 @@\n */\n int x;\n";
-        let fixed = fix_lines(patch).unwrap();
+        let fixed = fix_lines(patch.as_bytes()).unwrap();
+        let text = String::from_utf8_lossy(&fixed.text);
         assert!(
-            fixed
-                .text
-                .contains("@@ -20,2 +21,3 @@\n */\n+#line 21\n int x;\n"),
-            "{}",
-            fixed.text
+            text.contains("@@ -20,2 +21,3 @@\n */\n+#line 21\n int x;\n"),
+            "{text}"
         );
         assert!(fixed.warnings.is_empty(), "{:?}", fixed.warnings);
         let stuck = "--- a/f.c\n+++ b/f.c\n@@ -1,2 +1,3 @@\n /* a\n+ b\n c\n";
-        let fixed = fix_lines(stuck).unwrap();
+        let fixed = fix_lines(stuck.as_bytes()).unwrap();
         assert_eq!(fixed.warnings.len(), 1, "{fixed:?}");
         assert!(fixed.warnings[0].contains("f.c"), "{:?}", fixed.warnings);
     }
@@ -479,21 +498,25 @@ mod tests {
     #[test]
     fn crlf_patches_get_crlf_directives() {
         let patch = "--- a/f.c\r\n+++ b/f.c\r\n@@ -1,1 +1,2 @@\r\n+x;\r\n y;\r\n";
-        assert!(fix_lines(patch)
-            .unwrap()
-            .text
-            .contains("+x;\r\n+#line 1\r\n y;\r\n"));
+        assert!(rewrite(patch).contains("+x;\r\n+#line 1\r\n y;\r\n"));
+    }
+
+    #[test]
+    fn latin1_bytes_in_crlf_patches_pass_through() {
+        let patch = b"--- a/\xe9.c\r\n+++ b/\xe9.c\r\n@@ -1,1 +1,2 @@ \xe7\r\n+x; /* \xe9 */\r\n y;\xff\r\n";
+        let want = b"--- a/\xe9.c\r\n+++ b/\xe9.c\r\n@@ -1,1 +1,3 @@ \xe7\r\n+x; /* \xe9 */\r\n+#line 1\r\n y;\xff\r\n";
+        assert_eq!(fix_lines(patch).unwrap().text, want);
     }
 
     #[test]
     fn other_files_are_left_alone() {
         let patch = "--- a/Makefile\n+++ b/Makefile\n@@ -1,2 +1,3 @@\n a\n+b\n c\n";
-        assert_eq!(fix_lines(patch).unwrap().text, patch);
+        assert_eq!(rewrite(patch), patch);
     }
 
     #[test]
     fn a_truncated_hunk_is_an_error() {
-        let e = fix_lines("--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n a\n").unwrap_err();
+        let e = fix_lines(b"--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n a\n").unwrap_err();
         assert!(e.reason.contains("ends inside a hunk"), "{e}");
     }
 }

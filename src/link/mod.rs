@@ -8,7 +8,8 @@
 //!   [`input`] reads the files a user names, regular files only.
 //! - [`correlate`] pairs one object's symbols across the two builds.
 //! - [`compare`] turns that into a report per target, with what it refuses
-//!   ([`escape`]: may a changed constant be carried as a copy?);
+//!   ([`data_uses`]: may a changed constant be carried as a copy, and which
+//!   functions does changed per-callsite metadata belong to?);
 //!   [`report`] renders it for people and as JSON.
 //! - [`explain`] shows where two versions of a function first differ.
 //! - [`fix_lines`] keeps a source patch from moving the line numbers of
@@ -19,8 +20,8 @@
 pub mod commands;
 pub mod compare;
 pub mod correlate;
+pub mod data_uses;
 pub mod destination;
-pub mod escape;
 pub mod explain;
 pub mod extract;
 pub mod fix_lines;

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use super::compare::{Comparison, FuncEntry};
+use crate::manifest::escape_path_line;
 
 /// How a function was proven to differ only in line numbers, for the
 /// reader to judge (`checksum::lines`): no patch line map is consulted.
@@ -49,14 +50,18 @@ pub fn human(cmp: &Comparison) -> String {
         ] {
             for f in list {
                 let name = display_name(f);
-                let _ = writeln!(out, "  {what:<8} {name:<40} {}", f.object.display());
+                let _ = writeln!(
+                    out,
+                    "  {what:<8} {name:<40} {}",
+                    escape_path_line(&f.object)
+                );
             }
         }
         if !r.line_only.is_empty() {
             out.push_str("  line-only, ignored:\n");
             for f in &r.line_only {
                 let name = display_name(f);
-                let _ = writeln!(out, "    {name:<47} {}", f.object.display());
+                let _ = writeln!(out, "    {name:<47} {}", escape_path_line(&f.object));
             }
             let _ = writeln!(out, "  ({LINE_ONLY_RULE})");
         }
@@ -80,7 +85,7 @@ fn entry(f: &FuncEntry) -> Value {
     json!({
         "name": f.name,
         "orig_name": f.orig_name.as_deref().unwrap_or(&f.name),
-        "object": f.object.display().to_string(),
+        "object": escape_path_line(&f.object),
         "section": f.section,
         "init": f.is_init(),
     })

@@ -13,7 +13,9 @@
 //! ```
 //!
 //! All text, so a person can look inside; one file for all manifests, so
-//! reading 30,000 of them is one read.
+//! reading 30,000 of them is one read. Paths are escaped as in manifests
+//! (`\\`, line ends, in `objects` also space and tab, and `\xNN` for bytes
+//! that are not UTF-8), so that every file name reads back byte for byte.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,7 +26,9 @@ use object::{Object, ObjectSymbol, SymbolKind};
 use super::destination::{DestinationError, SnapshotDestination, SNAPSHOT_MAGIC};
 use super::load::{self, Source, Stamp};
 use super::tree::{Tree, TreeError};
-use crate::manifest::{Content, Manifest, ParseError};
+use crate::manifest::{
+    escape_path_field, escape_path_line, unescape_path, Content, Manifest, ParseError,
+};
 
 const MAGIC: &str = SNAPSHOT_MAGIC;
 const OBJECTS_DIR: &str = "objects.d";
@@ -194,7 +198,7 @@ impl Snapshot {
             .map_err(io(parent))?;
         let dir = tmp.path();
 
-        let mut head = format!("{MAGIC}\ntree {}\n", self.objtree.display());
+        let mut head = format!("{MAGIC}\ntree {}\n", escape_path_line(&self.objtree));
         if let Some(r) = &self.release {
             let _ = writeln!(head, "release {r}");
         }
@@ -203,7 +207,7 @@ impl Snapshot {
         let mut targets = String::new();
         for (t, objs) in &self.targets {
             for o in objs {
-                let _ = writeln!(targets, "{t} {}", o.display());
+                let _ = writeln!(targets, "{t} {}", escape_path_line(o));
             }
         }
         write_file(&dir.join("targets"), &targets)?;
@@ -217,7 +221,7 @@ impl Snapshot {
             let _ = writeln!(
                 objects,
                 "object {} {} {} {}",
-                path.display(),
+                escape_path_field(path),
                 rec.stamp.size,
                 rec.stamp.mtime_ns,
                 source.replace('\n', " ")
@@ -276,7 +280,10 @@ impl Snapshot {
         let mut release = None;
         for (i, l) in lines.enumerate() {
             match l.split_once(' ') {
-                Some(("tree", v)) => objtree = Some(PathBuf::from(v)),
+                Some(("tree", v)) => {
+                    objtree =
+                        Some(unescape_path(v).map_err(|e| fmt(&head_path, i + 2, &e.to_string()))?)
+                }
                 Some(("release", v)) => release = Some(v.to_owned()),
                 _ => return Err(fmt(&head_path, i + 2, "unknown line")),
             }
@@ -290,10 +297,8 @@ impl Snapshot {
             let (t, o) = l
                 .split_once(' ')
                 .ok_or_else(|| fmt(&targets_path, i + 1, "expected `<target> <object>`"))?;
-            targets
-                .entry(t.to_owned())
-                .or_default()
-                .push(PathBuf::from(o));
+            let o = unescape_path(o).map_err(|e| fmt(&targets_path, i + 1, &e.to_string()))?;
+            targets.entry(t.to_owned()).or_default().push(o);
         }
 
         let objects_path = dir.join("objects");
@@ -352,6 +357,7 @@ fn parse_objects(text: &str, path: &Path) -> Result<BTreeMap<PathBuf, SnapObject
                 .parse()
                 .map_err(|_| fmt(line_no, "bad mtime".into()))?,
         };
+        let obj = unescape_path(obj).map_err(|e| fmt(line_no, e.to_string()))?;
         let source = match source.split_once(' ') {
             _ if source == "compile" => Source::Compile,
             Some(("recomputed", why)) => Source::Recomputed(why.to_owned()),
@@ -363,13 +369,14 @@ fn parse_objects(text: &str, path: &Path) -> Result<BTreeMap<PathBuf, SnapObject
         let manifest_text = &body[..end];
         line_no += 1 + manifest_text.lines().count();
         rest = &body[end..];
+        let origin = path.join(&obj);
         out.insert(
-            PathBuf::from(obj),
+            obj,
             SnapObject {
                 stamp,
                 source,
                 manifest_text: manifest_text.to_owned(),
-                origin: path.join(obj),
+                origin,
             },
         );
     }

@@ -2,10 +2,13 @@
 //! `vmlinux.a` (a thin archive whose members are vmlinux's objects, plus the
 //! `lib.a` archives linked beside it), `modules.order` and each module's
 //! `.mod` file (its objects). Paths are relative to the object tree (`O=`
-//! folder, or the source tree for an in-tree build).
+//! folder, or the source tree for an in-tree build). All of these name
+//! files, and file names are bytes: they are read as bytes, never as text.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use object::read::archive::ArchiveFile;
@@ -128,9 +131,9 @@ fn archive_members(objtree: &Path, archive: &Path) -> Result<Vec<PathBuf>, TreeE
     let mut out = Vec::new();
     for member in file.members() {
         let member = member.map_err(|e| bad(e.to_string()))?;
-        let name = String::from_utf8_lossy(member.name()).into_owned();
-        let rel = normalize(&base.join(&name));
-        if name.ends_with(".a") {
+        let name = member.name();
+        let rel = normalize(&base.join(OsStr::from_bytes(name)));
+        if name.ends_with(b".a") {
             out.extend(archive_members(objtree, &rel)?);
         } else {
             out.push(rel);
@@ -149,15 +152,20 @@ fn modules(objtree: &Path) -> Result<Vec<Module>, TreeError> {
     if !order.is_file() {
         return Ok(Vec::new());
     }
-    let text = String::from_utf8_lossy(&read(&order)?).into_owned();
+    let text = read(&order)?;
     let mut out = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let module = Path::new(line);
+    for line in text
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|l| !l.is_empty())
+    {
+        let module = Path::new(OsStr::from_bytes(line));
         let mod_file = module.with_extension("mod");
-        let listed = String::from_utf8_lossy(&read(&objtree.join(&mod_file))?).into_owned();
+        let listed = read(&objtree.join(&mod_file))?;
         let objects = listed
-            .split_whitespace()
-            .map(|o| normalize(Path::new(o)))
+            .split(u8::is_ascii_whitespace)
+            .filter(|o| !o.is_empty())
+            .map(|o| normalize(Path::new(OsStr::from_bytes(o))))
             .collect();
         let name = module
             .file_stem()

@@ -122,3 +122,78 @@ fn an_address_compared_is_refused() {
         assert_refused(&r, "my_ops", "address is taken");
     }
 }
+
+/// A dynamic-debug descriptor the way Linux 6.1's `DEFINE_DYNAMIC_DEBUG_METADATA`
+/// lays it out: four pointers, then the line and flags.
+const DYNDBG: &str = "struct _ddebug { const char *modname, *function, *filename, *format;\n\
+    unsigned int lineno:18; unsigned int flags:8; } __attribute__((aligned(8)));\n\
+    extern void __dynamic_pr_debug(struct _ddebug *, const char *, ...);\n\
+    #define pr_debug_at(line, fmt, ...) do { \\\n\
+    static struct _ddebug __attribute__((used, section(\"__dyndbg\"))) __UNIQUE_ID_ddebug1 = \\\n\
+    { \"m\", __func__, \"f.c\", fmt, line, 0 }; \\\n\
+    __dynamic_pr_debug(&__UNIQUE_ID_ddebug1, fmt, ##__VA_ARGS__); } while (0)\n";
+
+#[test]
+fn a_changed_descriptor_travels_with_its_function() {
+    let orig = format!(
+        "{DYNDBG}int show(int x) {{ pr_debug_at(10, \"x=%d\\n\", x); return x; }}\n\
+         int other(int x) {{ return x * 2; }}\n"
+    );
+    for kind in KINDS {
+        let Some(r) = diff(
+            kind,
+            "a_changed_descriptor_travels_with_its_function",
+            &orig,
+            &orig.replace("pr_debug_at(10,", "pr_debug_at(12,"),
+        ) else {
+            continue;
+        };
+        let out = r.stdout();
+        assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+        assert!(
+            out.contains("changed  show") && !out.contains("other"),
+            "{}",
+            r.describe()
+        );
+        assert!(out.contains("carries its own copy"), "{}", r.describe());
+    }
+}
+
+#[test]
+fn a_changed_ratelimit_state_travels_with_its_function() {
+    let orig = "struct rs { int interval, burst; };\n\
+        extern int ___ratelimit(struct rs *, const char *);\n\
+        int warn(void) { static struct rs _rs = { 5, 10 }; return ___ratelimit(&_rs, \"warn\"); }\n";
+    for kind in KINDS {
+        let Some(r) = diff(
+            kind,
+            "a_changed_ratelimit_state_travels_with_its_function",
+            orig,
+            &orig.replace("{ 5, 10 }", "{ 5, 20 }"),
+        ) else {
+            continue;
+        };
+        assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+        assert!(r.stdout().contains("changed  warn"), "{}", r.describe());
+    }
+}
+
+#[test]
+fn a_descriptor_of_an_init_function_changes_nothing() {
+    let orig = format!(
+        "{DYNDBG}__attribute__((section(\".init.text\"))) int setup(int x)\n\
+         {{ pr_debug_at(10, \"x=%d\\n\", x); return x; }}\n"
+    );
+    for kind in KINDS {
+        let Some(r) = diff(
+            kind,
+            "a_descriptor_of_an_init_function_changes_nothing",
+            &orig,
+            &orig.replace("pr_debug_at(10,", "pr_debug_at(12,"),
+        ) else {
+            continue;
+        };
+        assert_eq!(r.output.status.code(), Some(3), "{}", r.describe());
+        assert!(r.stdout().contains("no longer runs"), "{}", r.describe());
+    }
+}

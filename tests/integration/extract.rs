@@ -1043,3 +1043,44 @@ fn an_escaping_constant_is_the_running_kernels_a_value_only_one_is_copied() {
         "the value-only table is copied: {sections:?}"
     );
 }
+
+/// A changed function's dynamic-debug descriptor is its own: the patch
+/// carries a copy in its own `__dyndbg`, which the module loader registers.
+#[test]
+fn a_dynamic_debug_descriptor_is_copied_into_the_modules_dyndbg() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "dyndbg descriptor") else {
+        return;
+    };
+    let dir = TempDir::new("extract-dyndbg");
+    let orig = "struct _ddebug { const char *modname, *function, *filename, *format;\n\
+        unsigned int lineno:18; unsigned int flags:8; } __attribute__((aligned(8)));\n\
+        extern void __dynamic_pr_debug(struct _ddebug *, const char *, ...);\n\
+        int show(int x) {\n\
+        static struct _ddebug __attribute__((used, section(\"__dyndbg\"))) __UNIQUE_ID_ddebug7 =\n\
+        { \"m\", __func__, \"f.c\", \"x=%d\\n\", 10, 0 };\n\
+        __dynamic_pr_debug(&__UNIQUE_ID_ddebug7, \"x=%d\\n\", x); return x; }\n\
+        int other(int x) {\n\
+        static struct _ddebug __attribute__((used, section(\"__dyndbg\"))) __UNIQUE_ID_ddebug8 =\n\
+        { \"m\", __func__, \"f.c\", \"y=%d\\n\", 20, 0 };\n\
+        __dynamic_pr_debug(&__UNIQUE_ID_ddebug8, \"y=%d\\n\", x); return x; }\n";
+    let out = Pair::build(&cc, &dir, "d", orig, &orig.replace("x=%d", "x is %d"))
+        .extract(
+            "vmlinux",
+            &["show"],
+            "0x0\t__dynamic_pr_debug\tvmlinux\tEXPORT_SYMBOL\t\n",
+        )
+        .unwrap();
+    let file = object::File::parse(&*out.object).unwrap();
+    let dyndbg = file
+        .section_by_name("__dyndbg")
+        .expect("the patch object has its own __dyndbg");
+    assert_eq!(dyndbg.size(), 40, "only show's descriptor is copied");
+    let names: Vec<String> = file
+        .symbols()
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.contains("ddebug")),
+        "no descriptor of the running kernel is referenced: {names:?}"
+    );
+}

@@ -86,3 +86,21 @@ fn fixed_lines_keep_unchanged_functions_unchanged() {
     );
     assert_eq!(changed("fixed"), ["changed"], "only the patched function");
 }
+
+/// Kernel sources hold Latin-1 bytes: in context lines, added lines and file
+/// names, they pass through byte for byte, and only directives are added.
+#[test]
+fn latin1_bytes_pass_through_byte_exact() {
+    let dir = TempDir::new("fix-lines-latin1");
+    let patch: &[u8] = b"--- a/caf\xe9.c\n+++ b/caf\xe9.c\n@@ -1,3 +1,4 @@\n /* Fran\xe7ois */\n+int x; /* \xe9t\xe9 */\n int y;\n int z;\n";
+    let want: &[u8] = b"--- a/caf\xe9.c\n+++ b/caf\xe9.c\n@@ -1,3 +1,5 @@\n /* Fran\xe7ois */\n+int x; /* \xe9t\xe9 */\n+#line 2\n int y;\n int z;\n";
+    dir.write("latin1.patch", patch);
+    let r = run_klp_link(dir.path(), ["fix-lines", "latin1.patch"]).assert_success();
+    assert_eq!(r.output.stdout, want, "{}", r.describe());
+    run_klp_link(
+        dir.path(),
+        ["fix-lines", "latin1.patch", "-o", "fixed.patch"],
+    )
+    .assert_success();
+    assert_eq!(std::fs::read(dir.join("fixed.patch")).unwrap(), want);
+}

@@ -287,3 +287,46 @@ fn json_runs_that_fail_still_print_json() {
         assert_eq!(doc["changed"], Value::Array(vec![]));
     }
 }
+
+#[test]
+fn klp_cc_manifest_names_inputs_it_cannot_read() {
+    use crate::support::run_klp_cc;
+    let dir = TempDir::new("klp-cc-bad-inputs");
+    let root = dir.path();
+    dir.mkdir("folder");
+    dir.write("source.c", "int x;\n");
+    let status = std::process::Command::new("mkfifo")
+        .arg(root.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for bad in ["missing.o", "folder", "fifo", "source.c"] {
+        for stdout in [false, true] {
+            let mut args = vec![os("--manifest")];
+            if stdout {
+                args.push(os("--stdout"));
+            }
+            args.push(os(bad));
+            let before = listing(root);
+            let r = run_klp_cc(root, &args);
+            assert_eq!(r.output.status.code(), Some(1), "{}", r.describe());
+            assert!(r.stderr().contains(bad), "{}", r.describe());
+            assert_eq!(before, listing(root), "{}", r.describe());
+        }
+    }
+}
+
+#[test]
+fn a_snapshot_folder_with_a_non_utf8_name_works() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Some(fx) = Fixture::new("a_snapshot_folder_with_a_non_utf8_name_works") else {
+        return;
+    };
+    let name = OsStr::from_bytes(b"snap\xff");
+    let r = fx.link([os("snapshot"), os("tree"), os("-o"), name]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+    let r = fx.link([os("diff"), name]);
+    assert_eq!(r.output.status.code(), Some(3), "{}", r.describe());
+    let r = fx.link([os("snapshot"), os("tree"), os("-o"), name, os("--force")]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+}

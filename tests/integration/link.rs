@@ -1828,6 +1828,56 @@ fn explain_ignores_where_a_function_sits_in_its_section() {
     );
 }
 
+/// A function that moved to another assembly file is only an undefined
+/// reference in the object it left: `--explain` says so, from either side,
+/// instead of tracing a function that has no code there.
+#[test]
+fn explain_refuses_a_name_that_is_not_a_defined_function() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "explain_refuses_an_undefined_function") else {
+        return;
+    };
+    let dir = TempDir::new("explain-undefined");
+    let caller = "\t.text\n\t.globl caller\n\t.type caller, @function\ncaller:\n\
+                  \tcall ext_fn\n\tret\n\t.size caller, .-caller\n";
+    dir.write("u.s", format!("{caller}\t.type ext_fn, @function\n"));
+    dir.write(
+        "d.s",
+        format!(
+            "{caller}\t.globl ext_fn\n\t.type ext_fn, @function\next_fn:\n\tret\n\
+             \t.size ext_fn, .-ext_fn\n\t.data\nvalue:\t.long 1\n"
+        ),
+    );
+    for name in ["u", "d"] {
+        let mut cmd = Command::new(&cc.path);
+        cmd.current_dir(dir.path())
+            .args(["-c", &format!("{name}.s"), "-o", &format!("{name}.o")]);
+        run(cmd).assert_success();
+    }
+    let explain_in = |orig: &str, patched: &str, name: &str| {
+        let r = run_klp_link(
+            dir.path(),
+            ["diff-objects", orig, patched, "--explain", name],
+        );
+        assert_no_panic(&r);
+        assert_eq!(r.output.status.code(), Some(1), "{}", r.describe());
+        r.stderr()
+    };
+    for (orig, patched) in [("d.o", "u.o"), ("u.o", "d.o")] {
+        let err = explain_in(orig, patched, "ext_fn");
+        assert!(
+            err.contains(
+                "`ext_fn` is not a defined function in u.o (it is an undefined reference there)"
+            ),
+            "{err}"
+        );
+    }
+    let err = explain_in("d.o", "d.o", "value");
+    assert!(
+        err.contains("`value` is not a defined function in d.o"),
+        "{err}"
+    );
+}
+
 /// Whether a mutation run ended the way klp-link may end.
 #[track_caller]
 fn expect_orderly(r: &Run) -> i32 {

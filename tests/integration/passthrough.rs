@@ -308,7 +308,8 @@ fn a_compiler_named_symlink_runs_the_real_compiler_and_never_itself() {
     let r = run(lonely);
     assert_eq!(r.output.status.code(), Some(127), "{}", r.describe());
     assert!(
-        r.stderr().contains("cannot find the real compiler `gcc`"),
+        r.stderr()
+            .contains("cannot find compiler `gcc` on PATH (only klp-cc itself"),
         "{}",
         r.describe()
     );
@@ -532,4 +533,38 @@ fn a_signal_reaches_the_compiler_and_klp_cc_dies_of_it() {
     });
     assert!(gone, "the compiler (pid {compiler_pid}) outlived klp-cc");
     assert!(!manifest_path(&dir.join("a.o")).exists());
+}
+
+#[test]
+fn a_signal_the_compiler_survives_still_ends_klp_cc_after_a_whole_manifest() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "signal the compiler survives") else {
+        return;
+    };
+    let dir = TempDir::new("signal-survived");
+    dir.write("a.c", SOURCE);
+    // A compiler that ignores SIGTERM, asks for klp-cc's, and then compiles
+    // successfully: klp-cc must neither swallow the signal nor die before
+    // the manifest is written.
+    let fake = dir.write(
+        "stubborncc",
+        format!(
+            "#!/bin/sh\ntrap '' TERM\nkill -TERM $PPID\nsleep 0.2\nexec '{}' \"$@\"\n",
+            cc.path.display()
+        ),
+    );
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let r = run_klp_cc(
+        dir.path(),
+        [fake.to_str().unwrap(), "-c", "a.c", "-o", "a.o"],
+    );
+    assert_eq!(
+        r.output.status.signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        r.describe()
+    );
+    assert!(matches!(
+        read_manifest(&dir.join("a.o")).content,
+        Content::Checksums(_)
+    ));
 }

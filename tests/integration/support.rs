@@ -461,7 +461,7 @@ pub fn checksummed_symbols(m: &Manifest) -> &[SymbolRecord] {
         Content::Checksums(s) => s,
         Content::Unavailable(why) => panic!(
             "manifest of {} has no checksums: status unavailable {why}",
-            m.object
+            m.object.display()
         ),
     }
 }

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeSet;
 
-use iced_x86::{Decoder, DecoderOptions, OpKind};
+use crate::arch::{x86_64::X86_64, Arch as _, Insn};
 use object::elf;
 
 use super::{tables, Copier, ExtractError};
 use crate::checksum::demangle::cold_parent;
-use crate::checksum::elf_index::{SectionKind as Kind, SymType};
+use crate::checksum::elf_index::{DefinedFunction, SectionKind as Kind, SymType};
 
 /// The functions of one source to copy, and how each is delivered.
 pub(super) struct Replaced {
@@ -67,17 +67,16 @@ impl Copier<'_, '_> {
     /// Whether livepatch can hook function `f`: ftrace records a call site
     /// at its start (an `__mcount_loc` or `__patchable_function_entries`
     /// entry into its first bytes).
-    fn hookable(&self, f: usize) -> bool {
+    fn hookable(&self, f: DefinedFunction) -> bool {
         let index = self.index;
-        let s = &index.symbols[f];
-        let Some(sec) = s.section else { return false };
+        let (sec, start) = (f.section(), f.start());
         index.sections.iter().enumerate().any(|(t, table)| {
             matches!(table.name, "__mcount_loc" | "__patchable_function_entries")
                 && index.relocs_in(t, 0, table.size).iter().any(|r| {
                     let target = &index.symbols[r.symbol];
                     let at = target.value.wrapping_add(r.addend as u64);
                     // The call follows an ENDBR at most.
-                    target.section == Some(sec) && at >= s.value && at < s.value.saturating_add(8)
+                    target.section == Some(sec) && at >= start && at < start.saturating_add(8)
                 })
         })
     }
@@ -88,7 +87,7 @@ impl Copier<'_, '_> {
     fn callers_to_deliver(&self, name: &str) -> Result<Vec<String>, ExtractError> {
         let index = self.index;
         let f = self.function(name)?;
-        let s = &index.symbols[f];
+        let s = &index.symbols[f.symbol()];
         let why = "it has no __fentry__ call (notrace, noinstr, an out-of-line static inline, or \
                    a file built without -pg), so livepatch cannot hook it";
         if s.binding != elf::STB_LOCAL.0 {
@@ -97,7 +96,7 @@ impl Copier<'_, '_> {
                  reach it: change it so that it can be traced, or patch its callers"
             )));
         }
-        let sec = s.section.expect("defined");
+        let sec = f.section();
         let mut callers = BTreeSet::new();
         for (c, code) in index.sections.iter().enumerate() {
             if c == sec || tables::is_special(code.name) {
@@ -130,7 +129,14 @@ impl Copier<'_, '_> {
             // Only a direct call or jump is delivered by replacing the
             // caller: a taken address (a timer or work callback, an ops
             // table filled at run time) keeps reaching the old copy.
-            if let Some(&at) = refs.iter().find(|&&at| !is_direct_branch(code.data, at)) {
+            // Decoded once per section: the references are few, the
+            // section may be large.
+            let insns: Vec<Insn> = X86_64.decode(code.data, 0).collect();
+            let is_direct_branch = |at: u64| {
+                let i = insns.partition_point(|i| i.end() <= at);
+                insns.get(i).is_some_and(|insn| insn.is_branch_field(at, 1))
+            };
+            if let Some(&at) = refs.iter().find(|&&at| !is_direct_branch(at)) {
                 return Err(self.refuse(format!(
                     "`{name}` changed, but {why}; `{caller}` takes its address (at {}+{at:#x}), \
                      so the running kernel may keep calling the old copy: klp-link cannot \
@@ -147,22 +153,4 @@ impl Copier<'_, '_> {
         }
         Ok(callers.into_iter().collect())
     }
-}
-
-/// Whether the relocated field at `at` of `code` is the target of a direct
-/// call or jump.
-fn is_direct_branch(code: &[u8], at: u64) -> bool {
-    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
-    while decoder.can_decode() {
-        let insn = decoder.decode();
-        if insn.next_ip() <= at {
-            continue;
-        }
-        return insn.ip() <= at
-            && matches!(
-                insn.op0_kind(),
-                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-            );
-    }
-    false
 }

@@ -29,28 +29,16 @@ use object::{
     SymbolFlags, SymbolKind, SymbolScope,
 };
 
-use super::escape::escaping_use;
+use super::data_uses::{escaping_use, is_callsite_metadata};
 use super::sympos::Positions;
 use super::symvers::Exports;
 use super::tree::VMLINUX;
+use crate::arch::{instruction_ends, x86_64::X86_64};
 use crate::checksum::demangle::{cold_parent, demangle};
-use crate::checksum::elf_index::{ElfIndex, SectionKind as Kind, SymType};
+use crate::checksum::elf_index::{DefinedFunction, ElfIndex, SectionKind as Kind, SymType};
 use delivery::Replaced;
 use pieces::Pieces;
 use tables::CarriedTables;
-
-/// Static locals that each copy of a function is meant to have afresh
-/// (warn-once flags, lockdep keys, `__func__`, ratelimit state, dynamic
-/// debug descriptors).
-const FRESH_STATICS: &[&str] = &[
-    "__already_done",
-    "__warned",
-    "__key",
-    "__func__",
-    "_rs",
-    "__print_once",
-    "descriptor",
-];
 
 /// Why a patch object could not be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,13 +256,12 @@ impl Copier<'_, '_> {
         }
     }
 
-    fn function(&self, name: &str) -> Result<usize, ExtractError> {
-        (0..self.index.symbols.len())
-            .find(|&i| {
-                let s = &self.index.symbols[i];
-                s.sym_type == SymType::Func && s.name == name && s.section.is_some()
-            })
-            .ok_or_else(|| self.malformed(format!("no function `{name}` in the patched object")))
+    fn function(&self, name: &str) -> Result<DefinedFunction, ExtractError> {
+        self.index.function_named(name).map_err(|why| {
+            self.malformed(format!(
+                "`{name}` is not a defined function in the patched object ({why})"
+            ))
+        })
     }
 
     /// Copies section `sec` whole (once) and queues its relocations.
@@ -336,10 +323,11 @@ impl Copier<'_, '_> {
         while let Some(p) = self.pending.pop() {
             self.in_table = p.in_table;
             let section = &self.index.sections[p.sec];
-            let ends = if section.kind == Kind::Code {
-                instruction_ends(section.data, p.start, p.end)
-            } else {
-                Vec::new()
+            let ends = match section.data.get(p.start as usize..p.end as usize) {
+                Some(code) if section.kind == Kind::Code => {
+                    instruction_ends(&X86_64, code, p.start)
+                }
+                _ => Vec::new(),
             };
             for r in self.index.relocs_in(p.sec, p.start, p.end) {
                 // A PC-relative operand means the place its instruction's end
@@ -449,7 +437,7 @@ impl Copier<'_, '_> {
                         .or_insert_with(|| escaping_use(index, n).is_some());
                 let copy = kind != Kind::Code
                     && (self.source.new_data.contains(o.name)
-                        || FRESH_STATICS.contains(&demangle(o.name).as_ref())
+                        || is_callsite_metadata(&demangle(o.name), section.name)
                         || section.name.starts_with(".data..once")
                         || value_only_const);
                 if copy {
@@ -618,20 +606,6 @@ fn has_named_data(index: &ElfIndex, sec: usize) -> bool {
         .any(|&i| index.symbols[i].sym_type == SymType::Object)
 }
 
-/// The offsets at which the instructions of `code[start..end]` end,
-/// ascending (decoding starts at `start`).
-fn instruction_ends(code: &[u8], start: u64, end: u64) -> Vec<u64> {
-    let Some(bytes) = code.get(start as usize..end as usize) else {
-        return Vec::new();
-    };
-    let mut decoder = iced_x86::Decoder::with_ip(64, bytes, start, iced_x86::DecoderOptions::NONE);
-    let mut ends = Vec::new();
-    while decoder.can_decode() {
-        ends.push(decoder.decode().next_ip());
-    }
-    ends
-}
-
 impl Copier<'_, '_> {
     fn copy_functions(
         &mut self,
@@ -641,8 +615,8 @@ impl Copier<'_, '_> {
         let mut funcs = Vec::new();
         for (i, r) in replaced.iter().enumerate() {
             let f = self.function(&r.name)?;
-            let s = &self.index.symbols[f];
-            let sec = s.section.expect("defined");
+            let s = &self.index.symbols[f.symbol()];
+            let sec = f.section();
             if self.index.sections[sec].named.len() != 1 {
                 return Err(self.refuse(format!(
                     "`{}` shares its section {} with other symbols (built without \

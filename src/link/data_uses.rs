@@ -1,0 +1,201 @@
+//! How the code and data of an object use one of its data objects: whether
+//! its address escapes the code that reads it, and which functions refer to
+//! it.
+//!
+//! A live patch may carry its own copy of a constant only when nothing can
+//! hold the running kernel's copy's address: then replacing every function
+//! that reads it delivers the new contents completely. Once the address is
+//! stored, passed to a function, compared, or referenced from other data
+//! (an ops struct handed to the VFS ends up in inodes that outlive the
+//! patch), the running kernel keeps pointing at the old copy, and a new one
+//! would only reach objects created after loading.
+//!
+//! So a use counts as safe only when it is an instruction that reads memory
+//! through the object's address as a displacement (`mov table(,%rax,8),
+//! %rsi`, `call *ops+8(%rip)`); an address loaded into a register (`lea`,
+//! `mov $table`) might go anywhere. When unsure, it escapes.
+
+use std::fmt;
+
+use crate::arch::{insn_at, x86_64::X86_64, Arch as _};
+use crate::checksum::elf_index::{ElfIndex, SectionKind, SymType};
+
+/// Static locals that each belong to one call site, by demangled name:
+/// warn-once flags, lockdep keys, `__func__`, ratelimit state, and the
+/// dynamic-debug descriptor of kernels before `__UNIQUE_ID` naming.
+pub const CALLSITE_STATICS: &[&str] = &[
+    "__already_done",
+    "__warned",
+    "__key",
+    "__func__",
+    "_rs",
+    "__print_once",
+    "descriptor",
+];
+
+/// Sections whose objects each describe one call site: dynamic-debug
+/// descriptors (`__verbose` before Linux 2.6.30's rename) and printk index
+/// entries.
+const CALLSITE_SECTIONS: &[&str] = &["__dyndbg", "__verbose", ".printk_index"];
+
+/// Whether a data object (its demangled name, its section) belongs to one
+/// call site of the function that refers to it, rather than being state
+/// of the running kernel.
+pub fn is_callsite_metadata(demangled: &str, section: &str) -> bool {
+    // clang names a static local after its function (`show._rs`).
+    let own = demangled.rsplit('.').next().unwrap_or(demangled);
+    CALLSITE_STATICS.contains(&own) || is_callsite_section(section)
+}
+
+/// Whether `section` holds one call site's metadata per object.
+pub fn is_callsite_section(section: &str) -> bool {
+    CALLSITE_SECTIONS.iter().any(|p| {
+        section
+            .strip_prefix(p)
+            .is_some_and(|r| r.is_empty() || r.starts_with('.'))
+    })
+}
+
+/// How far past a PC-relative field its instruction may end: the field is
+/// followed by at most an immediate of four bytes (x86-64 has no longer
+/// one alongside a displacement), so the addend is `-(4 + imm)`.
+const PC_BIAS: std::ops::RangeInclusive<u64> = 4..=8;
+
+/// One use of an object's address that lets it escape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscapingUse {
+    /// Where: a function (`name+0x1c`) or a section.
+    pub place: String,
+    /// What the use is.
+    pub what: String,
+}
+
+impl fmt::Display for EscapingUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} in {}", self.what, self.place)
+    }
+}
+
+/// Every place (section, offset of the relocated field) outside `sym`
+/// itself whose relocation may point into `sym`, a data object of `index`.
+/// A PC-relative field counts when any instruction end it may have reaches
+/// into the object: more places rather than fewer.
+fn references(index: &ElfIndex, sym: usize) -> Vec<(usize, u64)> {
+    let s = &index.symbols[sym];
+    let Some(home) = s.section else {
+        return Vec::new();
+    };
+    let (start, end) = (s.value, s.value.saturating_add(s.size.max(1)));
+    let mut out = Vec::new();
+    for (j, section) in index.sections.iter().enumerate() {
+        if section.kind == SectionKind::NotAlloc || section.name.starts_with(".discard.") {
+            continue;
+        }
+        for r in &section.relocs {
+            let t = &index.symbols[r.symbol];
+            if t.section != Some(home) {
+                continue;
+            }
+            let base = t.value.wrapping_add(r.addend as u64);
+            let reaches = if r.pc_relative {
+                PC_BIAS
+                    .clone()
+                    .any(|b| (start..end).contains(&base.wrapping_add(b)))
+            } else {
+                (start..end).contains(&base)
+            };
+            // The object's own pointers to itself travel with it.
+            let inside = j == home && (start..end).contains(&r.offset);
+            if (reaches || r.symbol == sym) && !inside {
+                out.push((j, r.offset));
+            }
+        }
+    }
+    out
+}
+
+/// The first use of the address of `sym` (a data object of `index`) that
+/// is not a value load by code, if any.
+pub fn escaping_use(index: &ElfIndex, sym: usize) -> Option<EscapingUse> {
+    references(index, sym).into_iter().find_map(|(j, offset)| {
+        if index.sections[j].kind == SectionKind::Code {
+            code_use(index, j, offset)
+        } else {
+            Some(EscapingUse {
+                place: place_name(index, j, offset),
+                what: "its address is stored in data".to_owned(),
+            })
+        }
+    })
+}
+
+/// The functions whose code refers to `sym`, by symbol index; a reference
+/// from code outside every function is `None`.
+pub fn referring_functions(index: &ElfIndex, sym: usize) -> Vec<Option<usize>> {
+    let mut out: Vec<Option<usize>> = references(index, sym)
+        .into_iter()
+        .filter(|&(j, _)| index.sections[j].kind == SectionKind::Code)
+        .map(|(j, offset)| {
+            index
+                .symbol_at(j, offset)
+                .filter(|&f| index.symbols[f].sym_type == SymType::Func)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `None` when the instruction holding the relocated field at `offset` of
+/// code section `sec` reads memory at that address; otherwise the use.
+fn code_use(index: &ElfIndex, sec: usize, offset: u64) -> Option<EscapingUse> {
+    let place = place_name(index, sec, offset);
+    let escapes = |what: String| {
+        Some(EscapingUse {
+            place: place.clone(),
+            what,
+        })
+    };
+    let Some(f) = index.symbol_at(sec, offset) else {
+        return escapes("its address is used by code outside every function".to_owned());
+    };
+    let func = &index.symbols[f];
+    let data = index.sections[sec].data;
+    let Some(bytes) = data.get(func.value as usize..func.value.saturating_add(func.size) as usize)
+    else {
+        return escapes("its address is used by code klp-link cannot read".to_owned());
+    };
+    let Some(insn) = insn_at(&X86_64, bytes, func.value, offset) else {
+        return escapes("its address is used where no instruction starts".to_owned());
+    };
+    let in_displacement = insn
+        .displacement
+        .is_some_and(|d| u64::from(d.field.offset) == offset - insn.ip);
+    if insn.valid && in_displacement && insn.accesses_memory {
+        return None;
+    }
+    let start = (insn.ip - func.value) as usize;
+    let text = X86_64.format(&bytes[start..], insn.ip);
+    escapes(format!("its address is taken by `{text}`"))
+}
+
+fn place_name(index: &ElfIndex, sec: usize, offset: u64) -> String {
+    let section = &index.sections[sec];
+    match index.symbol_at(sec, offset) {
+        Some(n) => {
+            let s = &index.symbols[n];
+            let what = if s.sym_type == SymType::Func {
+                "function"
+            } else {
+                "object"
+            };
+            format!(
+                "{what} `{}+{:#x}` ({})",
+                s.name,
+                offset - s.value,
+                section.name
+            )
+        }
+        None => format!("{}+{offset:#x}", section.name),
+    }
+}
