@@ -23,7 +23,7 @@ mod describe;
 pub(crate) mod elf_index;
 mod fingerprint;
 mod object_manifest;
-pub(crate) mod tables;
+mod tables;
 pub mod trace;
 
 use std::collections::HashMap;
