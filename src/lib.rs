@@ -12,6 +12,8 @@
 //!   that decodes machine code.
 //! - [`checksum`]: one position-independent XXH3 checksum per function and data
 //!   object of an x86-64 ELF object.
+//! - [`special_sections`]: the kernel's tables about code, and what the
+//!   checksums and the extraction do with each.
 //! - [`response_file`]: `@file` arguments, expanded before classification.
 //! - [`manifest`]: the versioned text format those checksums are stored in,
 //!   written atomically beside each object.
@@ -29,3 +31,4 @@ pub mod link;
 pub mod manifest;
 pub mod response_file;
 pub mod shim;
+pub mod special_sections;

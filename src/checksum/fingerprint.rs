@@ -15,7 +15,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::describe::HashExt;
 use super::elf_index::{ElfIndex, SectionKind, SymType};
-use super::tables::{is_derived, Tables};
+use super::tables::Tables;
+use crate::special_sections::is_derived;
 
 pub fn fingerprint(index: &ElfIndex, tables: &Tables) -> u64 {
     let mut h = Xxh3::new();

@@ -24,7 +24,7 @@ pub(crate) mod elf_index;
 mod fingerprint;
 mod lines;
 mod object_manifest;
-pub(crate) mod tables;
+mod tables;
 pub mod trace;
 
 use std::collections::HashMap;
