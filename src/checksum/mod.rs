@@ -9,6 +9,9 @@
 //! - A `.cold` part is hashed into its parent; `.part`, `.constprop` and
 //!   `.isra` clones are functions of their own.
 //!
+//! - [`manifest_of`] turns an object file into its manifest, guarded so
+//!   that no bug in here can fail the compile it runs after.
+//!
 //! The checksums are the same before and after objtool rewrites the object
 //! (kbuild runs it right after the compile). So is the much cheaper
 //! [`fingerprint`](fingerprint_object), which tells whether a manifest still
@@ -19,11 +22,14 @@ pub mod demangle;
 mod describe;
 pub(crate) mod elf_index;
 mod fingerprint;
-pub(crate) mod tables;
+mod object_manifest;
+mod tables;
 pub mod trace;
 
 use std::collections::HashMap;
 use std::fmt;
+
+pub use object_manifest::manifest_of;
 
 use object::elf;
 use xxhash_rust::xxh3::Xxh3;

@@ -23,8 +23,8 @@ use super::snapshot::{
 use super::sympos::{Positions, SymbolTableError};
 use super::symvers::{Exports, SymversError};
 use super::tree::{Tree, TreeError, VMLINUX};
+use crate::checksum::manifest_of;
 use crate::manifest::Content;
-use crate::shim;
 
 /// How a comparison ended, for the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,7 +394,7 @@ pub fn diff_objects(
 ) -> Result<(String, Outcome), CommandError> {
     let read = |p: &Path| {
         input::regular_file(p)?;
-        let m = shim::compute(p);
+        let m = manifest_of(p);
         match &m.content {
             Content::Unavailable(why) => Err(CommandError::Unavailable {
                 path: p.to_owned(),
