@@ -9,7 +9,7 @@
 //! computed, or objects built by different compilers or with different
 //! flags in the two builds.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -74,6 +74,9 @@ pub struct TargetReport {
     /// Changed data the patch carries, to be checked against the patched
     /// objects ([`check_carried_data`]).
     pub carried: Vec<CarriedData>,
+    /// Per object, the data objects the original build did not have: the
+    /// patch carries its own copy of those its functions use.
+    pub new_data: BTreeMap<PathBuf, BTreeSet<String>>,
 }
 
 impl TargetReport {
@@ -295,6 +298,13 @@ pub fn compare_manifests(
     for change in correlate(o, p) {
         let s = change.symbol();
         if s.kind == SymbolKind::Data {
+            if let Change::New(_) = change {
+                target
+                    .new_data
+                    .entry(object.to_owned())
+                    .or_default()
+                    .insert(s.name.clone());
+            }
             data_change(object, &change, problems, notes, &mut target.carried);
             continue;
         }

@@ -594,7 +594,7 @@ impl Copier<'_, '_> {
             .ok_or_else(|| self.malformed(format!("no symbol table of `{target}`")))?;
         positions
             .sympos(name, if local { file } else { None })
-            .map_err(|e| self.refuse(e))
+            .map_err(|e| self.refuse(e.to_string()))
     }
 }
 
