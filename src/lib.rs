@@ -10,6 +10,8 @@
 //!   transparently: status, output and signals pass through.
 //! - [`arch`]: the instruction model (x86-64 with iced-x86), the one place
 //!   that decodes machine code.
+//! - [`elf`]: the ELF read model of one object (sections, symbols,
+//!   relocations, sorted lookups), shared by checksums and extraction.
 //! - [`checksum`]: one position-independent XXH3 checksum per function and data
 //!   object of an x86-64 ELF object.
 //! - [`special_sections`]: the kernel's tables about code, and what the
@@ -27,6 +29,7 @@ pub mod atomic_file;
 pub mod checksum;
 pub mod compiler;
 pub mod config;
+pub mod elf;
 pub mod link;
 pub mod manifest;
 pub mod response_file;

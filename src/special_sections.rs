@@ -12,7 +12,7 @@
 //! differ between kernel versions and configurations: `sh_entsize` when the
 //! producer set it, else inferred from the layout of the relocations.
 
-use crate::checksum::elf_index::Reloc;
+use crate::elf::Reloc;
 
 /// How a function's checksum treats a table's entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::elf_index::{ElfIndex, SectionKind, SymType};
+use crate::elf::{ElfIndex, SectionKind, SymType};
 
 /// How many levels of referenced contents are folded into a checksum.
 const MAX_DEPTH: u8 = 2;
@@ -198,7 +198,8 @@ impl<'a, 'd> Describer<'a, 'd> {
             }
             Some(_)
                 if s.demangled != s.name
-                    && (s.sym_type == SymType::Func || super::demangle::has_unique_id(s.name)) =>
+                    && (s.sym_type == SymType::Func
+                        || crate::elf::demangle::has_unique_id(s.name)) =>
             {
                 // A compiler clone (`.constprop`, `.isra`, `.part`) or a
                 // `__UNIQUE_ID()` object (a dynamic-debug descriptor): its
@@ -234,7 +235,7 @@ impl<'a, 'd> Describer<'a, 'd> {
                     h.u64(offset.wrapping_sub(a.value));
                 }
                 None => {
-                    h.bytes(super::demangle::demangle(section.name).as_bytes());
+                    h.bytes(crate::elf::demangle::demangle(section.name).as_bytes());
                     h.u64(offset);
                 }
             }
@@ -264,7 +265,7 @@ impl<'a, 'd> Describer<'a, 'd> {
                         let r = self.region(sec, offset, end, depth + 1);
                         h.u64(r);
                     } else {
-                        h.bytes(super::demangle::demangle(section.name).as_bytes());
+                        h.bytes(crate::elf::demangle::demangle(section.name).as_bytes());
                         h.u64(offset);
                     }
                 }

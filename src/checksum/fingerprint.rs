@@ -14,8 +14,8 @@ use crate::arch::{x86_64::X86_64, Arch as _};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::describe::HashExt;
-use super::elf_index::{ElfIndex, SectionKind, SymType};
 use super::tables::Tables;
+use crate::elf::{ElfIndex, SectionKind, SymType};
 use crate::special_sections::is_derived;
 
 pub fn fingerprint(index: &ElfIndex, tables: &Tables) -> u64 {

@@ -29,8 +29,8 @@ use iced_x86::{ConstantOffsets, Instruction, Mnemonic, OpKind, Register};
 use object::elf;
 
 use super::describe::HashExt;
-use super::elf_index::{ElfIndex, Reloc};
 use super::tables::{Entry, Tables};
+use crate::elf::{ElfIndex, Reloc};
 
 /// Kernel functions (Linux 6.1) whose second argument is the caller's
 /// `__LINE__`: `might_sleep()`, `cond_resched()` and the lock variants,

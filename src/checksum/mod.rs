@@ -1,7 +1,7 @@
 //! One position-independent XXH3-64 checksum per function and per data
 //! object of a relocatable x86-64 ELF object (DESIGN §3).
 //!
-//! - [`elf_index`] reads the object once into sorted tables.
+//! - [`crate::elf`] reads the object once into sorted tables.
 //! - [`code`] hashes a function's instructions (iced-x86), each relocated or
 //!   resolved field replaced by what it points at ([`describe`]).
 //! - [`tables`] adds the special-section entries (jump labels, exception
@@ -18,9 +18,7 @@
 //! describes the object beside it.
 
 mod code;
-pub mod demangle;
 mod describe;
-pub(crate) mod elf_index;
 mod fingerprint;
 mod lines;
 mod object_manifest;
@@ -28,17 +26,16 @@ mod tables;
 pub mod trace;
 
 use std::collections::HashMap;
-use std::fmt;
 
 pub use object_manifest::manifest_of;
 
 use object::elf;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::elf::{DefinedFunction, ElfIndex, NotDefined, ObjectError, SectionKind, SymType};
 use crate::manifest::{Binding, SymbolKind, SymbolRecord};
 use code::Range;
 use describe::{tag, Describer, HashExt, Pair};
-use elf_index::{DefinedFunction, ElfIndex, NotDefined, SectionKind, SymType};
 use tables::Tables;
 
 /// What klp-cc knows about one object.
@@ -53,45 +50,8 @@ pub struct ObjectChecksums {
     pub symbols: Vec<SymbolRecord>,
 }
 
-/// Why an object has no checksums. The text goes into the manifest, so a
-/// later step can refuse with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChecksumError {
-    NotElf,
-    LlvmBitcode,
-    GccLto,
-    UnsupportedArch(String),
-    NotRelocatable,
-    Malformed(String),
-}
-
-impl fmt::Display for ChecksumError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ChecksumError::NotElf => write!(f, "not an ELF object"),
-            ChecksumError::LlvmBitcode => write!(
-                f,
-                "LLVM bitcode (clang LTO): there is no machine code to checksum before \
-                 the final link; build without LTO to live-patch"
-            ),
-            ChecksumError::GccLto => write!(
-                f,
-                "GCC LTO object (GIMPLE bytecode from -flto): there is no machine code to \
-                 checksum before the final link; build without LTO to live-patch"
-            ),
-            ChecksumError::UnsupportedArch(what) => write!(f, "unsupported architecture: {what}"),
-            ChecksumError::NotRelocatable => {
-                write!(f, "not a relocatable object (ELF type is not ET_REL)")
-            }
-            ChecksumError::Malformed(what) => write!(f, "malformed ELF object: {what}"),
-        }
-    }
-}
-
-impl std::error::Error for ChecksumError {}
-
 /// Computes the checksums of the object whose bytes are `data`.
-pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
+pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ObjectError> {
     let index = ElfIndex::parse(data)?;
     let tables = Tables::new(&index);
     let mut describer = Describer::new(&index);
@@ -126,7 +86,7 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
     }
     for &f in &functions {
         let s = &index.symbols[f.symbol()];
-        let parent = demangle::cold_parent(s.name)
+        let parent = crate::elf::demangle::cold_parent(s.name)
             .filter(|_| is_child.contains(&f))
             .map(str::to_owned);
         let mut h = Pair::default();
@@ -158,20 +118,20 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
 /// The fingerprint of an object: a hash of its sections, relocations and
 /// symbols that is the same before and after objtool, computed without
 /// decoding any code beyond jump-label sites.
-pub fn fingerprint_object(data: &[u8]) -> Result<u64, ChecksumError> {
+pub fn fingerprint_object(data: &[u8]) -> Result<u64, ObjectError> {
     let index = ElfIndex::parse(data)?;
     let tables = Tables::new(&index);
     Ok(fingerprint::fingerprint(&index, &tables))
 }
 
 /// The named functions of the object that are loaded at run time.
-fn functions(index: &ElfIndex) -> Result<Vec<DefinedFunction>, ChecksumError> {
+fn functions(index: &ElfIndex) -> Result<Vec<DefinedFunction>, ObjectError> {
     let mut functions = Vec::new();
     for i in 0..index.symbols.len() {
         match index.defined_function(i) {
             Ok(f) => functions.push(f),
             Err(e @ NotDefined::OutsideSection { .. }) => {
-                return Err(ChecksumError::Malformed(format!(
+                return Err(ObjectError::Malformed(format!(
                     "function `{}`: {e}",
                     index.symbols[i].name
                 )))
@@ -238,7 +198,7 @@ fn cold_children(
     let mut children: HashMap<DefinedFunction, Vec<DefinedFunction>> = HashMap::new();
     for &f in functions {
         let child = &index.symbols[f.symbol()];
-        let Some(parent) = demangle::cold_parent(child.name) else {
+        let Some(parent) = crate::elf::demangle::cold_parent(child.name) else {
             continue;
         };
         let Some(candidates) = by_name.get(parent) else {

@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::path::Path;
 use std::sync::Once;
 
-use super::{checksum_object, ChecksumError, ObjectChecksums};
+use super::{checksum_object, ObjectChecksums, ObjectError};
 use crate::manifest::{Content, Manifest};
 
 /// The manifest of the object at `object`, with the fields only a compile
@@ -52,9 +52,9 @@ pub fn manifest_of(object: &Path) -> Manifest {
 /// Checksums that cannot take the compile down: malformed input is meant
 /// to give an error, but should a bug still panic, the manifest records it
 /// and the compile keeps its status (and its stderr stays the compiler's).
-fn checksum_guarded(bytes: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
+fn checksum_guarded(bytes: &[u8]) -> Result<ObjectChecksums, ObjectError> {
     guarded(|| checksum_object(bytes)).unwrap_or_else(|what| {
-        Err(ChecksumError::Malformed(format!(
+        Err(ObjectError::Malformed(format!(
             "klp-cc internal error while checksumming ({what}); please report it"
         )))
     })

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use super::elf_index::{ElfIndex, SectionKind, SymType};
+use crate::elf::{ElfIndex, SectionKind, SymType};
 use crate::special_sections::{inferred_entry_size, is_derived};
 
 /// One table entry that points into code.

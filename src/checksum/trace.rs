@@ -7,9 +7,9 @@ use std::fmt;
 use crate::arch::{x86_64::X86_64, Arch as _};
 
 use super::describe::{tag, Describer, HashExt};
-use super::elf_index::{ElfIndex, NotDefined};
 use super::tables::Tables;
-use super::ChecksumError;
+use crate::elf::ObjectError;
+use crate::elf::{ElfIndex, NotDefined};
 
 /// One value written into the checksum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +88,7 @@ impl HashExt for Recorder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TraceError {
     /// The object has no checksums at all.
-    Object(ChecksumError),
+    Object(ObjectError),
     /// `name` is not a function the object defines.
     NotDefined { name: String, why: NotDefined },
 }
@@ -106,8 +106,8 @@ impl fmt::Display for TraceError {
 
 impl std::error::Error for TraceError {}
 
-impl From<ChecksumError> for TraceError {
-    fn from(e: ChecksumError) -> Self {
+impl From<ObjectError> for TraceError {
+    fn from(e: ObjectError) -> Self {
         TraceError::Object(e)
     }
 }

@@ -18,8 +18,8 @@ use super::data_uses::{escaping_use, is_callsite_metadata, referring_functions};
 use super::load::{self, ObjectRecord, Source, Stamp};
 use super::snapshot::Snapshot;
 use super::tree::Tree;
-use crate::checksum::demangle::cold_parent;
-use crate::checksum::elf_index::{ElfIndex, SymType};
+use crate::elf::demangle::cold_parent;
+use crate::elf::{ElfIndex, SymType};
 use crate::manifest::{Binding, Content, Manifest, SymbolKind, SymbolRecord};
 
 /// Data that holds the build's identity (init/version.c): it differs

@@ -18,7 +18,7 @@
 use std::fmt;
 
 use crate::arch::{insn_at, x86_64::X86_64, Arch as _};
-use crate::checksum::elf_index::{ElfIndex, SectionKind, SymType};
+use crate::elf::{ElfIndex, SectionKind, SymType};
 
 /// Static locals that each belong to one call site, by demangled name:
 /// warn-once flags, lockdep keys, `__func__`, ratelimit state, and the

@@ -6,9 +6,9 @@
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use crate::checksum::elf_index::NotDefined;
 use crate::checksum::trace::{render_tokens, trace_function, Step, TraceError};
-use crate::checksum::ChecksumError;
+use crate::elf::NotDefined;
+use crate::elf::ObjectError;
 
 /// Why one side of an explanation cannot be traced.
 #[derive(Debug)]
@@ -19,7 +19,7 @@ pub enum ExplainError {
     },
     Object {
         path: PathBuf,
-        error: ChecksumError,
+        error: ObjectError,
     },
     NotDefined {
         path: PathBuf,

@@ -12,8 +12,8 @@ use crate::arch::{x86_64::X86_64, Arch as _, Insn};
 use object::elf;
 
 use super::{tables, Copier, ExtractError};
-use crate::checksum::demangle::cold_parent;
-use crate::checksum::elf_index::{DefinedFunction, SectionKind as Kind, SymType};
+use crate::elf::demangle::cold_parent;
+use crate::elf::{DefinedFunction, SectionKind as Kind, SymType};
 
 /// The functions of one source to copy, and how each is delivered.
 pub(super) struct Replaced {

@@ -23,7 +23,7 @@ use crate::arch::{x86_64::X86_64, Arch as _, Insn};
 use object::write::{SectionId, SymbolId};
 
 use super::{Copier, ExtractError, Pending};
-use crate::checksum::elf_index::{ElfIndex, SectionKind as Kind};
+use crate::elf::{ElfIndex, SectionKind as Kind};
 
 /// The pieces copied so far, per source section.
 #[derive(Default)]

@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use object::write::SectionId;
 
 use super::{Copier, ExtractError};
-use crate::checksum::elf_index::{Section, SectionKind as Kind, SymType};
+use crate::elf::{Section, SectionKind as Kind, SymType};
 use crate::special_sections::{entry_size, lookup, InPatch};
 
 /// More relocations than any known kernel table has per entry: a table whose

@@ -1,7 +1,11 @@
-//! A read-only index of one relocatable x86-64 ELF object: its sections with
-//! their relocations sorted by offset, and its symbols with the named ones of
-//! each section sorted by address. Built once per object; everything the
-//! checksums need is looked up here.
+//! The ELF read model both binaries share: a read-only index of one
+//! relocatable object, its sections with their relocations sorted by
+//! offset, and its symbols with the named ones of each section sorted by
+//! address. Built once per object; the checksums, the extraction and the
+//! compare's data-use checks look everything up here. [`demangle`] gives
+//! symbol names without compiler-generated numbers.
+
+pub mod demangle;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -13,8 +17,44 @@ use object::{
     SymbolSection,
 };
 
-use super::demangle::demangle;
-use super::ChecksumError;
+use demangle::demangle;
+
+/// Why an object cannot be read as needed (and so has no checksums). The
+/// text goes into the manifest, so a later step can refuse with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectError {
+    NotElf,
+    LlvmBitcode,
+    GccLto,
+    UnsupportedArch(String),
+    NotRelocatable,
+    Malformed(String),
+}
+
+impl fmt::Display for ObjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ObjectError::NotElf => write!(f, "not an ELF object"),
+            ObjectError::LlvmBitcode => write!(
+                f,
+                "LLVM bitcode (clang LTO): there is no machine code to checksum before \
+                 the final link; build without LTO to live-patch"
+            ),
+            ObjectError::GccLto => write!(
+                f,
+                "GCC LTO object (GIMPLE bytecode from -flto): there is no machine code to \
+                 checksum before the final link; build without LTO to live-patch"
+            ),
+            ObjectError::UnsupportedArch(what) => write!(f, "unsupported architecture: {what}"),
+            ObjectError::NotRelocatable => {
+                write!(f, "not a relocatable object (ELF type is not ET_REL)")
+            }
+            ObjectError::Malformed(what) => write!(f, "malformed ELF object: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ObjectError {}
 
 /// What a section holds, as far as hashing is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,15 +221,15 @@ const LLVM_BITCODE_MAGIC: &[u8] = b"BC\xc0\xde";
 const LLVM_WRAPPER_MAGIC: &[u8] = b"\xde\xc0\x17\x0b";
 
 impl<'d> ElfIndex<'d> {
-    pub fn parse(data: &'d [u8]) -> Result<Self, ChecksumError> {
+    pub fn parse(data: &'d [u8]) -> Result<Self, ObjectError> {
         if data.starts_with(LLVM_BITCODE_MAGIC) || data.starts_with(LLVM_WRAPPER_MAGIC) {
-            return Err(ChecksumError::LlvmBitcode);
+            return Err(ObjectError::LlvmBitcode);
         }
         if !data.starts_with(&elf::ELFMAG) {
-            return Err(ChecksumError::NotElf);
+            return Err(ObjectError::NotElf);
         }
         if data.get(4) != Some(&elf::ELFCLASS64.0) {
-            return Err(ChecksumError::UnsupportedArch(
+            return Err(ObjectError::UnsupportedArch(
                 "32-bit ELF (only x86-64 is supported)".into(),
             ));
         }
@@ -198,12 +238,12 @@ impl<'d> ElfIndex<'d> {
         let header = file.elf_header();
         let machine = header.e_machine(endian);
         if machine != elf::EM_X86_64 {
-            return Err(ChecksumError::UnsupportedArch(format!(
+            return Err(ObjectError::UnsupportedArch(format!(
                 "ELF machine {machine} (only x86-64, EM_X86_64 = 62, is supported)"
             )));
         }
         if header.e_type(endian) != elf::ET_REL {
-            return Err(ChecksumError::NotRelocatable);
+            return Err(ObjectError::NotRelocatable);
         }
 
         let mut sections = Vec::new();
@@ -212,7 +252,7 @@ impl<'d> ElfIndex<'d> {
             let h = section.elf_section_header();
             let name = section.name().map_err(malformed)?;
             if name.starts_with(".gnu.lto_") {
-                return Err(ChecksumError::GccLto);
+                return Err(ObjectError::GccLto);
             }
             let flags = h.sh_flags(endian).0;
             let sh_type = h.sh_type(endian).0;
@@ -242,7 +282,7 @@ impl<'d> ElfIndex<'d> {
                     if offset.saturating_add(u64::from(width)) > data.len() as u64
                         && kind != SectionKind::Bss
                     {
-                        return Err(ChecksumError::Malformed(format!(
+                        return Err(ObjectError::Malformed(format!(
                             "relocation at {name}+{offset:#x} lies outside the section"
                         )));
                     }
@@ -331,7 +371,7 @@ impl<'d> ElfIndex<'d> {
         Ok(index)
     }
 
-    fn link_symbols_and_starts(&mut self) -> Result<(), ChecksumError> {
+    fn link_symbols_and_starts(&mut self) -> Result<(), ObjectError> {
         for (i, s) in self.symbols.iter().enumerate() {
             if let (Some(sec), SymType::Func | SymType::Object) = (s.section, s.sym_type) {
                 if !s.name.is_empty() {
@@ -545,12 +585,12 @@ fn comment_text(data: &[u8]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
-fn malformed(e: object::read::Error) -> ChecksumError {
-    ChecksumError::Malformed(e.to_string())
+fn malformed(e: object::read::Error) -> ObjectError {
+    ObjectError::Malformed(e.to_string())
 }
 
-fn bad_symbol(sec: &Section, r: &Reloc) -> ChecksumError {
-    ChecksumError::Malformed(format!(
+fn bad_symbol(sec: &Section, r: &Reloc) -> ObjectError {
+    ObjectError::Malformed(format!(
         "relocation at {}+{:#x} names symbol {} which does not exist",
         sec.name, r.offset, r.symbol
     ))
