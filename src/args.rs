@@ -362,6 +362,22 @@ mod tests {
     }
 
     #[test]
+    fn rarer_forms_pass_through_with_their_reason() {
+        assert_eq!(reason("-c a.c --help=warnings"), "information query");
+        assert_eq!(reason("--print-sysroot"), "information query");
+        assert_eq!(reason("-dumpspecs"), "information query");
+        assert_eq!(reason("-### -c a.c"), "dry run (-###)");
+        assert_eq!(
+            reason("-c -fsyntax-only a.c"),
+            "syntax check only (-fsyntax-only)"
+        );
+        assert_eq!(reason("-c a.c -MF"), "flag without its value");
+        assert_eq!(reason("-c a.c --param"), "flag without its value");
+        // Joined values never need a next argument.
+        assert_eq!(objects("-c a.c -MFa.d -Iinc"), vec![PathBuf::from("a.o")]);
+    }
+
+    #[test]
     fn dumpbase_takes_a_value_and_is_a_compile() {
         assert_eq!(
             objects("-c -dumpbase a.c a.c -o a.o"),
@@ -381,5 +397,44 @@ mod tests {
         );
         assert_ne!(hash("-O2 -c x.c"), hash("-O1 -c x.c"));
         assert_ne!(hash("-DA=1 -c x.c"), hash("-DA=2 -c x.c"));
+    }
+
+    /// Manifests record the flags hash, and a snapshot compares it across
+    /// builds made by different klp-cc versions: these values must never
+    /// change for the same command line.
+    #[test]
+    fn flags_hash_is_stable() {
+        let hash = |l: &str| match classify(&args(l)) {
+            Classified::Compile(p) => p.flags_hash,
+            other => panic!("{other:?}"),
+        };
+        let pinned: &[(&str, u64)] = &[
+            ("-c x.c", 17918856389235258234),
+            ("-O2 -c -o x.o x.c", 16089163507047106021),
+            (
+                "-Wp,-MMD,a/.x.o.d -nostdinc -I./arch/x86/include -I ./include \
+                 -include ./include/linux/kconfig.h -D__KERNEL__ -DFOO=1 -U BAR \
+                 --param=allow-store-data-races=0 --param max-inline-insns-single=40 \
+                 -isystem /usr/lib/gcc/include -MD -MF x.d -MTx.o -MQ x.o -MP \
+                 -Xassembler --noexecstack -mcmodel=kernel -c -o a/x.o x.c",
+                14825739036071811567,
+            ),
+            ("-x c -c w.txt -o w.o", 8526189078750659467),
+            ("-xc -c w.txt -ow.o", 18197842901513073122),
+            (
+                "-x assembler-with-cpp -D__ASSEMBLY__ -c e.S",
+                16852677716185106235,
+            ),
+            (
+                "-c -dumpbase a.c -dumpdir d/ a.c -o a.o",
+                10262001102089170752,
+            ),
+            (
+                "-c --unknown-flag -fno-pic -Wl,-z,now a.c",
+                4887767240905667434,
+            ),
+        ];
+        let got: Vec<(&str, u64)> = pinned.iter().map(|&(l, _)| (l, hash(l))).collect();
+        assert_eq!(got, pinned);
     }
 }
