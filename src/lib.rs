@@ -8,8 +8,12 @@
 //!   to objects (and which), or must it pass through untouched, and why.
 //! - [`compiler`]: finding the real compiler (never ourselves) and running it
 //!   transparently: status, output and signals pass through.
+//! - [`arch`]: the instruction model (x86-64 with iced-x86), the one place
+//!   that decodes machine code.
 //! - [`checksum`]: one position-independent XXH3 checksum per function and data
 //!   object of an x86-64 ELF object.
+//! - [`special_sections`]: the kernel's tables about code, and what the
+//!   checksums and the extraction do with each.
 //! - [`response_file`]: `@file` arguments, expanded before classification.
 //! - [`manifest`]: the versioned text format those checksums are stored in,
 //!   written atomically beside each object.
@@ -17,6 +21,7 @@
 //! - [`link`]: klp-link, from two builds' manifests to a livepatch module.
 //! - [`atomic_file`]: files written whole or not at all.
 
+pub mod arch;
 pub mod args;
 pub mod atomic_file;
 pub mod checksum;
@@ -26,3 +31,4 @@ pub mod link;
 pub mod manifest;
 pub mod response_file;
 pub mod shim;
+pub mod special_sections;

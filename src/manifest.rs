@@ -3,7 +3,7 @@
 //! and by `diff` as much as by klp-link.
 //!
 //! ```text
-//! klp-cc-manifest 1
+//! klp-cc-manifest 2
 //! object fs/proc/cmdline.o
 //! compiler GCC: (Debian 12.2.0-14+deb12u1) 12.2.0
 //! driver /usr/bin/x86_64-linux-gnu-gcc-12
@@ -16,12 +16,15 @@
 //! data 77aa01c2d3e4f506 global 8 .data.foo foo
 //! cold 1b2c3d4e5f607182 local 21 .text.unlikely.bar bar.cold file=bar.c parent=bar
 //! func 2c3d4e5f60718293 local 30 .text.baz baz file=bar.c clones=bar.constprop.1
-//! end 4
+//! func 4e5f607182930a1b global 64 .text.qux qux lines=5f60718293a4b5c6
+//! end 5
 //! ```
 //!
 //! Header lines are `key value`; symbol lines are
 //! `kind checksum binding size section name [key=value ...]`; the keys are
-//! `demangled`, `file`, `parent` and `clones` (comma-separated). The `end` line
+//! `demangled`, `file`, `parent`, `clones` (comma-separated) and `lines`
+//! (the line-insensitive checksum, only where line numbers were left out:
+//! its absence means there are none, which version 1 could not say). The `end` line
 //! carries the symbol count, so a truncated file is never mistaken for a
 //! complete one. A manifest that could not be computed says
 //! `status unavailable <reason>` and lists no symbols. Values escape `\`,
@@ -36,7 +39,7 @@ use std::path::{Path, PathBuf};
 
 /// First line of every manifest; the number is bumped on any incompatible change.
 pub const MAGIC: &str = "klp-cc-manifest";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// What a symbol line describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,6 +110,11 @@ impl Binding {
 pub struct SymbolRecord {
     pub kind: SymbolKind,
     pub checksum: u64,
+    /// For a function with proven line-number sites (see
+    /// `checksum::lines`): the checksum with those line numbers left out.
+    /// Two versions whose checksums differ but whose line-insensitive ones
+    /// are equal differ only in line numbers.
+    pub lines: Option<u64>,
     pub binding: Binding,
     pub size: u64,
     pub section: String,
@@ -209,6 +217,9 @@ impl Manifest {
                     if !s.clone_refs.is_empty() {
                         let refs: Vec<String> = s.clone_refs.iter().map(|r| escape(r)).collect();
                         let _ = write!(out, " clones={}", refs.join(","));
+                    }
+                    if let Some(l) = s.lines {
+                        let _ = write!(out, " lines={l:016x}");
                     }
                     out.push('\n');
                 }
@@ -441,6 +452,7 @@ impl<'a> Parser<'a> {
         let mut rec = SymbolRecord {
             kind,
             checksum,
+            lines: None,
             binding,
             size,
             section,
@@ -460,6 +472,10 @@ impl<'a> Parser<'a> {
                     .map(unescape)
                     .collect::<Result<_, _>>()
                     .map_err(|e| self.error(e.to_string()))?;
+                continue;
+            }
+            if k == "lines" {
+                rec.lines = Some(self.hex(v)?);
                 continue;
             }
             let v = unescape(v).map_err(|e| self.error(e.to_string()))?;
@@ -634,6 +650,7 @@ mod tests {
                 SymbolRecord {
                     kind: SymbolKind::Func,
                     checksum: 7,
+                    lines: Some(9),
                     binding: Binding::Local,
                     size: 47,
                     section: ".text.foo.constprop.0".into(),
@@ -646,6 +663,7 @@ mod tests {
                 SymbolRecord {
                     kind: SymbolKind::Cold,
                     checksum: 8,
+                    lines: None,
                     binding: Binding::Local,
                     size: 3,
                     section: ".text.unlikely.foo".into(),
@@ -688,7 +706,7 @@ mod tests {
     fn wrong_version_says_what_to_do() {
         let text = sample()
             .to_text()
-            .replace("klp-cc-manifest 1", "klp-cc-manifest 9");
+            .replace("klp-cc-manifest 2", "klp-cc-manifest 9");
         let e = Manifest::parse(&text, Path::new("m")).unwrap_err();
         assert!(e.to_string().contains("version 9"), "{e}");
     }

@@ -5,19 +5,17 @@
 //! klp-cc must never fail a compile that the compiler passed: when an
 //! object's checksums cannot be computed, its manifest records why.
 
-use std::cell::Cell;
 use std::ffi::OsString;
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::Once;
 
 use crate::args::{classify, Classified, CompilePlan};
-use crate::checksum::checksum_object;
+use crate::checksum::manifest_of;
 use crate::compiler::{self, FindError, Resolved, SpawnError};
 use crate::config::Config;
-use crate::manifest::{self, Content, Manifest};
+use crate::manifest::{self, Content};
 use crate::response_file;
 
 /// The flags that give every function and data object its own section.
@@ -81,7 +79,7 @@ pub fn run(argv: &[OsString], config: &Config, self_exe: &Path) -> Result<ExitSt
 }
 
 fn write_manifest(object: &Path, plan: &CompilePlan, config: &Config, resolved: &Resolved) {
-    let mut m = compute(object);
+    let mut m = manifest_of(object);
     m.driver = Some(resolved.compiler().display().to_string());
     m.flags = Some(plan.flags_hash);
     m.sections = Some(config.sections);
@@ -91,87 +89,6 @@ fn write_manifest(object: &Path, plan: &CompilePlan, config: &Config, resolved: 
         // manifest missing and say so.
         eprintln!("klp-cc: warning: cannot write {}: {e}", path.display());
     }
-}
-
-/// The manifest of the object at `object`, with the fields only a compile
-/// knows (driver, flags, sections) left unset.
-pub fn compute(object: &Path) -> Manifest {
-    let mut m = Manifest {
-        object: object.to_owned(),
-        compiler: None,
-        driver: None,
-        flags: None,
-        sections: None,
-        arch: None,
-        fingerprint: None,
-        content: Content::Unavailable(String::new()),
-    };
-    // Only a regular file is read: a fifo or a device named by mistake
-    // would block klp-cc or klp-link, or feed them endless bytes.
-    let bytes = match std::fs::metadata(object) {
-        Ok(meta) if !meta.is_file() => Err(std::io::Error::other(
-            "not a regular file (a folder, fifo or device)",
-        )),
-        _ => std::fs::read(object),
-    };
-    match bytes {
-        Err(e) => m.content = Content::Unavailable(format!("cannot read the object: {e}")),
-        Ok(bytes) => match checksum_guarded(&bytes) {
-            Ok(sums) => {
-                m.compiler = sums.compiler;
-                m.arch = Some(sums.arch.to_owned());
-                m.fingerprint = Some(sums.fingerprint);
-                m.content = Content::Checksums(sums.symbols);
-            }
-            Err(e) => m.content = Content::Unavailable(e.to_string()),
-        },
-    }
-    m
-}
-
-/// Checksums that cannot take the compile down: malformed input is meant
-/// to give an error, but should a bug still panic, the manifest records it
-/// and the compile keeps its status (and its stderr stays the compiler's).
-fn checksum_guarded(
-    bytes: &[u8],
-) -> Result<crate::checksum::ObjectChecksums, crate::checksum::ChecksumError> {
-    guarded(|| checksum_object(bytes)).unwrap_or_else(|what| {
-        Err(crate::checksum::ChecksumError::Malformed(format!(
-            "klp-cc internal error while checksumming ({what}); please report it"
-        )))
-    })
-}
-
-thread_local! {
-    /// Whether this thread is inside [`guarded`], whose panics are not reported.
-    static GUARDED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `work`, turning a panic into `Err` with its message, without the
-/// panic hook reporting it. The hook is process-wide and klp-link calls
-/// this from a thread pool, so it is wrapped once, for good, and only the
-/// panicking thread's own flag decides; swapping hooks around each call
-/// would let two threads leave the silent one installed.
-fn guarded<T>(work: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, String> {
-    static WRAP_HOOK: Once = Once::new();
-    WRAP_HOOK.call_once(|| {
-        let report = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !GUARDED.with(Cell::get) {
-                report(info);
-            }
-        }));
-    });
-    let outer = GUARDED.with(|g| g.replace(true));
-    let result = std::panic::catch_unwind(work);
-    GUARDED.with(|g| g.set(outer));
-    result.map_err(|panic| {
-        panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default()
-    })
 }
 
 fn log(config: &Config, resolved: &Resolved, decision: &Classified) {
@@ -208,7 +125,7 @@ fn log(config: &Config, resolved: &Resolved, decision: &Classified) {
 pub fn manifests_for_objects(objects: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestCommandError> {
     let mut written = Vec::new();
     for object in objects {
-        let m = compute(object);
+        let m = manifest_of(object);
         if let Content::Unavailable(why) = &m.content {
             return Err(ManifestCommandError::Unavailable {
                 object: object.clone(),
@@ -252,64 +169,3 @@ impl fmt::Display for ManifestCommandError {
 }
 
 impl std::error::Error for ManifestCommandError {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The child half of [`guarded_panics_are_silent_and_others_still_reported`]:
-    /// it needs a process whose panic hook nothing else has touched.
-    #[test]
-    #[ignore = "run in a child process by guarded_panics_are_silent_and_others_still_reported"]
-    fn concurrent_guarded_panics_child() {
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                std::thread::spawn(move || {
-                    for i in 0..200 {
-                        match guarded(|| {
-                            if (t + i) % 2 == 0 {
-                                panic!("quiet-marker {t} {i}");
-                            }
-                            i
-                        }) {
-                            Ok(v) => assert_eq!(v, i),
-                            Err(what) => assert_eq!(what, format!("quiet-marker {t} {i}")),
-                        }
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("a guarded panic escaped");
-        }
-        let loud = std::thread::spawn(|| panic!("loud-marker")).join();
-        assert!(loud.is_err());
-    }
-
-    #[test]
-    fn guarded_panics_are_silent_and_others_still_reported() {
-        let child = "shim::tests::concurrent_guarded_panics_child";
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([child, "--exact", "--ignored", "--nocapture"])
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let context = format!("--- stdout ---\n{stdout}--- stderr ---\n{stderr}");
-        assert!(out.status.success(), "{context}");
-        assert!(
-            stdout.contains("1 passed"),
-            "the child test did not run\n{context}"
-        );
-        assert!(
-            !stderr.contains("quiet-marker"),
-            "a guarded panic was reported\n{context}"
-        );
-        assert_eq!(
-            stderr.matches("loud-marker").count(),
-            1,
-            "an unguarded panic was not reported\n{context}"
-        );
-    }
-}

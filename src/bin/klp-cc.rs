@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use klp_cc::checksum::manifest_of;
 use klp_cc::{compiler, config::Config, manifest, shim};
 
 const USAGE: &str = "\
@@ -135,7 +136,7 @@ fn manifest_command(args: &[OsString]) -> ExitCode {
     if to_stdout {
         let mut failed = false;
         for object in &objects {
-            let m = shim::compute(object);
+            let m = manifest_of(object);
             if let manifest::Content::Unavailable(why) = &m.content {
                 eprintln!("klp-cc: {}: no checksums: {why}", object.display());
                 failed = true;

@@ -99,13 +99,16 @@ enum Step {
         /// The patched tree (default: the tree the snapshot was taken of).
         tree: Option<PathBuf>,
         /// The running kernel's vmlinux: a normal build of the same source
-        /// and .config, whose symbol order gives sympos.
+        /// and .config, whose symbol order gives sympos; its release must
+        /// be the snapshot's. Without it, the tree the snapshot was taken
+        /// of is the running kernel, and the snapshot's vmlinux gives
+        /// sympos.
         #[arg(long)]
-        vmlinux: PathBuf,
+        vmlinux: Option<PathBuf>,
         /// Where the running kernel's modules are (e.g.
         /// /lib/modules/RELEASE), searched for each patched module's .ko,
-        /// whose symbol order gives sympos. Without it, the tree's .ko is
-        /// read, which the patch may have changed.
+        /// whose symbol order gives sympos. Without it, the snapshot's
+        /// symbol tables of the modules do.
         #[arg(long, value_name = "DIR")]
         modules: Option<PathBuf>,
         /// The module's name.
@@ -170,7 +173,7 @@ fn main() -> ExitCode {
             std::io::stdout()
                 .write_all(&fixed)
                 .map(|()| 0)
-                .map_err(|e| commands::CommandError(format!("writing the patch: {e}")))
+                .map_err(commands::CommandError::Stdout)
         }),
         Step::Build {
             snapshot,
@@ -183,7 +186,7 @@ fn main() -> ExitCode {
         } => {
             let output = output.unwrap_or_else(|| PathBuf::from(format!("{name}.ko")));
             let opts = commands::BuildOptions {
-                vmlinux: &vmlinux,
+                vmlinux: vmlinux.as_deref(),
                 modules: modules.as_deref(),
                 name: &name,
                 output: &output,

@@ -11,6 +11,7 @@
 use iced_x86::{Decoder, DecoderOptions, Instruction, OpKind};
 
 use super::describe::{slice, tag, Describer, HashExt};
+use super::lines::LineSites;
 use super::tables::Tables;
 
 /// One contiguous piece of a function: its section and byte range.
@@ -30,6 +31,7 @@ pub fn hash_range(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, rang
     let mut insn = Instruction::default();
     let mut bytes = Vec::with_capacity(16);
     let mut next_reloc = 0;
+    let mut lines = LineSites::default();
     while decoder.can_decode() {
         decoder.decode_out(&mut insn);
         let ip = insn.ip();
@@ -40,11 +42,14 @@ pub fn hash_range(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, rang
             next_reloc += 1;
         }
         let insn_relocs = &relocs[first..next_reloc];
+        let offsets = (!insn.is_invalid()).then(|| decoder.get_constant_offsets(&insn));
+        let jump_label = tables.is_jump_label_site(sec, ip);
+        let line = lines.step(index, &insn, offsets.as_ref(), insn_relocs, jump_label);
 
         h.insn(sec, ip);
         // objtool NOPs the site and drops the relocation a `jmp` into
         // another section (a .cold part) had.
-        if tables.is_jump_label_site(sec, ip) {
+        if jump_label {
             h.tag(tag::JUMP_LABEL);
             h.u64(len);
             continue;
@@ -66,8 +71,7 @@ pub fn hash_range(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, rang
                 .any(|r| r.offset < b && r.offset.saturating_add(u64::from(r.width)) > a)
         };
         let mut rip = None;
-        if !insn.is_invalid() {
-            let offsets = decoder.get_constant_offsets(&insn);
+        if let Some(offsets) = offsets {
             let is_branch = (0..insn.op_count()).any(|i| {
                 matches!(
                     insn.op_kind(i),
@@ -99,7 +103,14 @@ pub fn hash_range(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, rang
                 rip = Some(insn.ip_rel_memory_address());
             }
         }
-        h.bytes(&bytes);
+        match line {
+            Some((at, size)) => {
+                let mut without = bytes.clone();
+                without[at..at + size].fill(0);
+                h.split_bytes(&bytes, &without);
+            }
+            None => h.bytes(&bytes),
+        }
         for r in insn_relocs {
             h.tag(tag::RELOC);
             h.u64(r.offset.wrapping_sub(ip));
@@ -118,6 +129,7 @@ pub fn hash_range(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, rang
             d.place(h, sec, target, 0);
         }
     }
+    lines.finish(h, index, tables, sec);
 }
 
 /// A branch target resolved by the assembler: the function it lands in and

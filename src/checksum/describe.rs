@@ -45,6 +45,20 @@ pub trait HashExt {
     fn insn(&mut self, _section: usize, _ip: u64) {
         self.tag(tag::INSN);
     }
+    /// Writes `main` into the checksum and `lines`, the same input with
+    /// its line number left out, into the line-insensitive one.
+    fn split_bytes(&mut self, main: &[u8], _lines: &[u8]) {
+        self.bytes(main);
+    }
+    /// As [`split_bytes`](HashExt::split_bytes), for a hashed entry.
+    fn split_u64(&mut self, main: u64, _lines: u64) {
+        self.u64(main);
+    }
+    /// Writes into the line-insensitive checksum only.
+    fn lines_only(&mut self, _v: u64) {}
+    /// Notes that a proven line number was left out of the line-insensitive
+    /// checksum.
+    fn line_site(&mut self) {}
 }
 
 impl HashExt for Xxh3 {
@@ -57,6 +71,67 @@ impl HashExt for Xxh3 {
     fn bytes(&mut self, b: &[u8]) {
         self.u64(b.len() as u64);
         self.update(b);
+    }
+}
+
+/// A function's checksum and its line-insensitive twin, computed in one
+/// walk. The twin's stream is the checksum's until the first split, so it
+/// is forked only then: most functions pay nothing for it.
+#[derive(Default)]
+pub struct Pair {
+    main: Xxh3,
+    lines: Option<Xxh3>,
+    sites: bool,
+}
+
+impl Pair {
+    fn fork(&mut self) -> &mut Xxh3 {
+        self.lines.get_or_insert_with(|| self.main.clone())
+    }
+
+    pub fn digest(&self) -> u64 {
+        self.main.digest()
+    }
+
+    /// The line-insensitive checksum; `None` when no line number was left
+    /// out, so that it would say no more than [`digest`](Pair::digest).
+    pub fn lines_digest(&self) -> Option<u64> {
+        self.lines.as_ref().filter(|_| self.sites).map(Xxh3::digest)
+    }
+}
+
+impl HashExt for Pair {
+    fn tag(&mut self, t: u8) {
+        self.main.tag(t);
+        if let Some(l) = &mut self.lines {
+            l.tag(t);
+        }
+    }
+    fn u64(&mut self, v: u64) {
+        self.main.u64(v);
+        if let Some(l) = &mut self.lines {
+            l.u64(v);
+        }
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.main.bytes(b);
+        if let Some(l) = &mut self.lines {
+            l.bytes(b);
+        }
+    }
+    fn split_bytes(&mut self, main: &[u8], lines: &[u8]) {
+        self.fork().bytes(lines);
+        self.main.bytes(main);
+    }
+    fn split_u64(&mut self, main: u64, lines: u64) {
+        self.fork().u64(lines);
+        self.main.u64(main);
+    }
+    fn lines_only(&mut self, v: u64) {
+        self.fork().u64(v);
+    }
+    fn line_site(&mut self) {
+        self.sites = true;
     }
 }
 

@@ -10,12 +10,13 @@
 //! which objtool may shift). Everything else goes in: every other loaded
 //! section's name, size, bytes and relocations, and every named symbol.
 
-use iced_x86::Decoder;
+use crate::arch::{x86_64::X86_64, Arch as _};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::describe::HashExt;
 use super::elf_index::{ElfIndex, SectionKind, SymType};
-use super::tables::{is_derived, Tables};
+use super::tables::Tables;
+use crate::special_sections::is_derived;
 
 pub fn fingerprint(index: &ElfIndex, tables: &Tables) -> u64 {
     let mut h = Xxh3::new();
@@ -38,9 +39,10 @@ pub fn fingerprint(index: &ElfIndex, tables: &Tables) -> u64 {
                 if at >= bytes.len() {
                     continue;
                 }
-                let mut decoder =
-                    Decoder::with_ip(64, &bytes[at..], 0, iced_x86::DecoderOptions::NONE);
-                let len = decoder.decode().len().max(1);
+                let len = X86_64
+                    .decode(&bytes[at..], 0)
+                    .next()
+                    .map_or(1, |i| usize::from(i.len).max(1));
                 let end = (at + len).min(bytes.len());
                 bytes[at..end].fill(0);
                 sites.push(at as u64..end as u64);

@@ -9,6 +9,9 @@
 //! - A `.cold` part is hashed into its parent; `.part`, `.constprop` and
 //!   `.isra` clones are functions of their own.
 //!
+//! - [`manifest_of`] turns an object file into its manifest, guarded so
+//!   that no bug in here can fail the compile it runs after.
+//!
 //! The checksums are the same before and after objtool rewrites the object
 //! (kbuild runs it right after the compile). So is the much cheaper
 //! [`fingerprint`](fingerprint_object), which tells whether a manifest still
@@ -19,18 +22,22 @@ pub mod demangle;
 mod describe;
 pub(crate) mod elf_index;
 mod fingerprint;
-pub(crate) mod tables;
+mod lines;
+mod object_manifest;
+mod tables;
 pub mod trace;
 
 use std::collections::HashMap;
 use std::fmt;
+
+pub use object_manifest::manifest_of;
 
 use object::elf;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::manifest::{Binding, SymbolKind, SymbolRecord};
 use code::Range;
-use describe::{tag, Describer, HashExt};
+use describe::{tag, Describer, HashExt, Pair};
 use elf_index::{DefinedFunction, ElfIndex, NotDefined, SectionKind, SymType};
 use tables::Tables;
 
@@ -108,14 +115,21 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
         describer.collect_clone_refs(1);
         let checksum = describer.region(sec, s.value, s.value.saturating_add(s.size), 1);
         let refs = describer.take_clone_refs();
-        symbols.push(record(&index, i, SymbolKind::Data, checksum, None, refs));
+        symbols.push(record(
+            &index,
+            i,
+            SymbolKind::Data,
+            (checksum, None),
+            None,
+            refs,
+        ));
     }
     for &f in &functions {
         let s = &index.symbols[f.symbol()];
         let parent = demangle::cold_parent(s.name)
             .filter(|_| is_child.contains(&f))
             .map(str::to_owned);
-        let mut h = Xxh3::new();
+        let mut h = Pair::default();
         describer.collect_clone_refs(0);
         hash_function(&mut h, &mut describer, &tables, f);
         for &child in children.get(&f).into_iter().flatten() {
@@ -128,7 +142,8 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ChecksumError> {
         } else {
             SymbolKind::Func
         };
-        symbols.push(record(&index, f.symbol(), kind, h.digest(), parent, refs));
+        let sums = (h.digest(), h.lines_digest());
+        symbols.push(record(&index, f.symbol(), kind, sums, parent, refs));
     }
     symbols.sort_by(|a, b| (&a.name, &a.section).cmp(&(&b.name, &b.section)));
 
@@ -192,7 +207,18 @@ fn hash_function(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, f: De
         h.tag(tag::ENTRY);
         h.bytes(index.sections[e.table].name.as_bytes());
         let entry = d.region(e.table, e.start, e.end, 1);
-        h.u64(entry);
+        match lines::bug_line(index, e) {
+            Some(line) => {
+                let before = d.region(e.table, e.start, line, 1);
+                let after = d.region(e.table, line + 2, e.end, 1);
+                let mut without = Xxh3::new();
+                without.u64(before);
+                without.u64(after);
+                h.split_u64(entry, without.digest());
+                h.line_site();
+            }
+            None => h.u64(entry),
+        }
     }
 }
 
@@ -236,7 +262,7 @@ fn record(
     index: &ElfIndex,
     i: usize,
     kind: SymbolKind,
-    checksum: u64,
+    (checksum, lines): (u64, Option<u64>),
     parent: Option<String>,
     clone_refs: Vec<String>,
 ) -> SymbolRecord {
@@ -249,6 +275,7 @@ fn record(
     SymbolRecord {
         kind,
         checksum,
+        lines,
         binding,
         size: s.size,
         section: s

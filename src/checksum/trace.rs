@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
+use crate::arch::{x86_64::X86_64, Arch as _};
 
 use super::describe::{tag, Describer, HashExt};
 use super::elf_index::{ElfIndex, NotDefined};
@@ -159,11 +159,7 @@ fn disassemble(index: &ElfIndex, sec: usize, ip: u64) -> String {
     };
     let data = index.sections[sec].data;
     let from = (ip as usize).min(data.len());
-    let mut decoder = Decoder::with_ip(64, &data[from..], ip, DecoderOptions::NONE);
-    let insn = decoder.decode();
-    let mut text = String::new();
-    GasFormatter::new().format(&insn, &mut text);
-    format!("{where_}: {text}")
+    format!("{where_}: {}", X86_64.format(&data[from..], ip))
 }
 
 /// The tokens of a step as a person reads them: names and strings quoted,

@@ -2,24 +2,29 @@
 //! binary turns into an exit status.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::compare::{check_carried_data, compare_manifests, compare_tree, Comparison};
-use super::correlate::{correlate, Change};
-use super::destination::{check_module_output, check_patch_output, SnapshotDestination};
-use super::explain;
-use super::extract::{extract, RunningKernel, Source};
-use super::input;
-use super::module::{self, ModuleSpec};
+use super::destination::{
+    check_module_output, check_patch_output, DestinationError, SnapshotDestination,
+};
+use super::explain::{self, ExplainError};
+use super::extract::{extract, ExtractError, Extracted, RunningKernel, Source};
+use super::fix_lines::PatchError;
+use super::input::{self, InputError};
+use super::load::LoadError;
+use super::module::{self, Built, ModuleError, ModuleSpec};
 use super::report;
-use super::snapshot::{original_object, Snapshot};
-use super::sympos::Positions;
-use super::symvers::Exports;
-use super::tree::Tree;
-use super::tree::VMLINUX;
-use crate::manifest::{Content, SymbolKind};
-use crate::shim;
+use super::running::{find_module, Vmlinux};
+use super::snapshot::{
+    original_object, snapshot_symbols, snapshot_symvers, Snapshot, SnapshotError,
+};
+use super::sympos::{Positions, SymbolTableError};
+use super::symvers::{Exports, SymversError};
+use super::tree::{Tree, TreeError, VMLINUX};
+use crate::checksum::manifest_of;
+use crate::manifest::Content;
 
 /// How a comparison ended, for the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,21 +57,228 @@ impl Outcome {
     }
 }
 
-/// An error that ends a command before it has a report.
+/// An error that ends a command before it has a report: one of a layer's
+/// own errors, or a command's own refusal.
 #[derive(Debug)]
-pub struct CommandError(pub String);
+pub enum CommandError {
+    Tree(TreeError),
+    Snapshot(SnapshotError),
+    Destination(DestinationError),
+    Input(InputError),
+    Explain(ExplainError),
+    Extract(ExtractError),
+    Module(ModuleError),
+    SymbolTable(SymbolTableError),
+    Symvers(SymversError),
+    /// Objects kbuild lists that could not be read for the snapshot.
+    Unreadable {
+        count: usize,
+        first: LoadError,
+    },
+    /// Objects without checksums, with why, and nothing was written.
+    WithoutChecksums(Vec<(PathBuf, String)>),
+    OtherTree {
+        snapshot: PathBuf,
+        taken_of: PathBuf,
+        tree: PathBuf,
+    },
+    NotChanged {
+        name: String,
+    },
+    NoOriginal {
+        object: PathBuf,
+    },
+    Unavailable {
+        path: PathBuf,
+        why: String,
+    },
+    Patch {
+        path: PathBuf,
+        error: PatchError,
+    },
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The patch could not be written to standard output.
+    Stdout(std::io::Error),
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    ModuleName(String),
+    NoModule {
+        target: String,
+        dir: PathBuf,
+    },
+    NoLinkedModule {
+        target: String,
+    },
+    NoVmlinuxSymbols {
+        snapshot: PathBuf,
+        old: bool,
+    },
+    ReleaseDiffers {
+        vmlinux: PathBuf,
+        running: String,
+        snapshot: String,
+    },
+}
 
 impl std::fmt::Display for CommandError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            CommandError::Tree(e) => e.fmt(f),
+            CommandError::Snapshot(e) => e.fmt(f),
+            CommandError::Destination(e) => e.fmt(f),
+            CommandError::Input(e) => e.fmt(f),
+            CommandError::Explain(e) => e.fmt(f),
+            CommandError::Extract(e) => e.fmt(f),
+            CommandError::Module(e) => e.fmt(f),
+            CommandError::SymbolTable(e) => e.fmt(f),
+            CommandError::Symvers(e) => e.fmt(f),
+            CommandError::Unreadable { count, first } => write!(
+                f,
+                "{count} object(s) that kbuild lists cannot be read, e.g. {first}; finish the \
+                 build first"
+            ),
+            CommandError::WithoutChecksums(objects) => {
+                write!(
+                    f,
+                    "{} object(s) have no checksums, so a change in them could not be seen; \
+                     nothing was written:",
+                    objects.len()
+                )?;
+                for (p, why) in objects {
+                    write!(f, "\n  {}: {why}", p.display())?;
+                }
+                write!(
+                    f,
+                    "\nrebuild them (make CC=\"klp-cc gcc\"), or pass --accept-unavailable to \
+                     take the snapshot anyway (a later diff refuses any change to them)"
+                )
+            }
+            CommandError::OtherTree {
+                snapshot,
+                taken_of,
+                tree,
+            } => write!(
+                f,
+                "the snapshot {} was taken of {}, not of {}; compare a tree with its own snapshot",
+                snapshot.display(),
+                taken_of.display(),
+                tree.display()
+            ),
+            CommandError::NotChanged { name } => {
+                write!(f, "`{name}` is not among the changed functions")
+            }
+            CommandError::NoOriginal { object } => write!(
+                f,
+                "the snapshot has no copy of {}: take it with `klp-link snapshot \
+                 --with-objects` to explain changes in a tree, or compare two objects with \
+                 `klp-link diff-objects --explain`",
+                object.display()
+            ),
+            CommandError::Unavailable { path, why } => write!(f, "{}: {why}", path.display()),
+            CommandError::Patch { path, error } => write!(f, "{}: {error}", path.display()),
+            CommandError::Write { path, error } | CommandError::Read { path, error } => {
+                write!(f, "{}: {error}", path.display())
+            }
+            CommandError::Stdout(e) => write!(f, "writing the patch: {e}"),
+            CommandError::ModuleName(name) => write!(
+                f,
+                "`{name}` is not a module name: use letters, digits, `_` and `-`"
+            ),
+            CommandError::NoModule { target, dir } => write!(
+                f,
+                "no {target}.ko under {}: --modules must hold the running kernel's modules",
+                dir.display()
+            ),
+            CommandError::NoLinkedModule { target } => write!(
+                f,
+                "no .ko known for module {target}: the snapshot has no symbol table of it; give \
+                 --modules DIR with the running kernel's modules"
+            ),
+            CommandError::NoVmlinuxSymbols { snapshot, old } => write!(
+                f,
+                "{}: give --vmlinux with the running kernel's vmlinux{}",
+                if *old {
+                    format!(
+                        "the snapshot {} was taken by an older klp-link, whose symbol table of \
+                         vmlinux does not say which file each local symbol comes from",
+                        snapshot.display()
+                    )
+                } else {
+                    format!(
+                        "the snapshot {} has no symbol table of vmlinux (it was not linked when \
+                         the snapshot was taken)",
+                        snapshot.display()
+                    )
+                },
+                if *old {
+                    ", or take the snapshot again"
+                } else {
+                    ""
+                }
+            ),
+            CommandError::ReleaseDiffers {
+                vmlinux,
+                running,
+                snapshot,
+            } => write!(
+                f,
+                "{} is Linux {running}, but the snapshot is of a build of {snapshot}: give the \
+                 vmlinux of the running kernel, built from the same source and .config as the \
+                 snapshot's tree (or leave --vmlinux out when that tree is the running kernel)",
+                vmlinux.display()
+            ),
+        }
     }
 }
 
-impl std::error::Error for CommandError {}
-
-fn err(e: impl std::fmt::Display) -> CommandError {
-    CommandError(e.to_string())
+impl std::error::Error for CommandError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CommandError::Tree(e) => Some(e),
+            CommandError::Snapshot(e) => Some(e),
+            CommandError::Destination(e) => Some(e),
+            CommandError::Input(e) => Some(e),
+            CommandError::Explain(e) => Some(e),
+            CommandError::Extract(e) => Some(e),
+            CommandError::Module(e) => Some(e),
+            CommandError::SymbolTable(e) => Some(e),
+            CommandError::Symvers(e) => Some(e),
+            CommandError::Unreadable { first, .. } => Some(first),
+            CommandError::Patch { error, .. } => Some(error),
+            CommandError::Write { error, .. }
+            | CommandError::Read { error, .. }
+            | CommandError::Stdout(error) => Some(error),
+            _ => None,
+        }
+    }
 }
+
+macro_rules! from_layer {
+    ($($variant:ident($error:ty)),* $(,)?) => {
+        $(impl From<$error> for CommandError {
+            fn from(e: $error) -> Self {
+                CommandError::$variant(e)
+            }
+        })*
+    };
+}
+
+from_layer!(
+    Tree(TreeError),
+    Snapshot(SnapshotError),
+    Destination(DestinationError),
+    Input(InputError),
+    Explain(ExplainError),
+    Extract(ExtractError),
+    Module(ModuleError),
+    SymbolTable(SymbolTableError),
+    Symvers(SymversError),
+);
 
 pub fn snapshot(
     tree: &Path,
@@ -75,32 +287,26 @@ pub fn snapshot(
     with_objects: bool,
     accept_unavailable: bool,
 ) -> Result<String, CommandError> {
-    let tree = Tree::open(tree).map_err(err)?;
+    let tree = Tree::open(tree)?;
     // Checked before the capture: a wrong `-o` should not cost a minute.
-    let destination = SnapshotDestination::check(dest, &tree.objtree, force).map_err(err)?;
-    let snap = Snapshot::capture(&tree);
-    if let Some(e) = snap.missing.first() {
-        return Err(CommandError(format!(
-            "{} object(s) that kbuild lists cannot be read, e.g. {e}; finish the build first",
-            snap.missing.len()
-        )));
+    let destination = SnapshotDestination::check(dest, &tree.objtree, force)?;
+    let mut snap = Snapshot::capture(&tree);
+    if !snap.missing.is_empty() {
+        return Err(CommandError::Unreadable {
+            count: snap.missing.len(),
+            first: snap.missing.swap_remove(0),
+        });
     }
     let unavailable = snap.without_checksums();
     if !unavailable.is_empty() && !accept_unavailable {
-        return Err(CommandError(format!(
-            "{} object(s) have no checksums, so a change in them could not be seen; \
-             nothing was written:\n{}\nrebuild them (make CC=\"klp-cc gcc\"), or pass \
-             --accept-unavailable to take the snapshot anyway (a later diff refuses any \
-             change to them)",
-            unavailable.len(),
+        return Err(CommandError::WithoutChecksums(
             unavailable
-                .iter()
-                .map(|(p, why)| format!("  {}: {why}", p.display()))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )));
+                .into_iter()
+                .map(|(p, why)| (p.to_owned(), why))
+                .collect(),
+        ));
     }
-    snap.write(&destination, with_objects).map_err(err)?;
+    snap.write(&destination, with_objects)?;
     let recomputed: Vec<String> = snap
         .objects
         .iter()
@@ -132,23 +338,28 @@ pub fn snapshot(
     Ok(msg)
 }
 
+/// The snapshot at `snapshot` and the tree it was taken of (or `tree`,
+/// which must be that tree).
+fn open(snapshot: &Path, tree: Option<&Path>) -> Result<(Snapshot, Tree), CommandError> {
+    let snap = Snapshot::read(snapshot)?;
+    let tree = Tree::open(tree.unwrap_or(&snap.objtree))?;
+    if tree.objtree != snap.objtree {
+        return Err(CommandError::OtherTree {
+            snapshot: snapshot.to_owned(),
+            taken_of: snap.objtree,
+            tree: tree.objtree,
+        });
+    }
+    Ok((snap, tree))
+}
+
 pub fn diff(
     snapshot: &Path,
     tree: Option<&Path>,
     json: bool,
     explain_fn: Option<&str>,
 ) -> Result<(String, Outcome), CommandError> {
-    let snap = Snapshot::read(snapshot).map_err(err)?;
-    let dir = tree.unwrap_or(&snap.objtree);
-    let tree = Tree::open(dir).map_err(err)?;
-    if tree.objtree != snap.objtree {
-        return Err(CommandError(format!(
-            "the snapshot {} was taken of {}, not of {}; compare a tree with its own snapshot",
-            snapshot.display(),
-            snap.objtree.display(),
-            tree.objtree.display()
-        )));
-    }
+    let (snap, tree) = open(snapshot, tree)?;
     let cmp = compare_tree(&snap, &tree);
     let mut explanation = None;
     if let Some(name) = explain_fn {
@@ -157,20 +368,20 @@ pub fn diff(
             .values()
             .flat_map(|r| &r.changed)
             .find(|f| f.name == name || f.orig_name.as_deref() == Some(name))
-            .ok_or_else(|| CommandError(format!("`{name}` is not among the changed functions")))?;
+            .ok_or_else(|| CommandError::NotChanged {
+                name: name.to_owned(),
+            })?;
         let orig = original_object(snapshot, &entry.object);
         if !orig.is_file() {
-            return Err(CommandError(format!(
-                "the snapshot has no copy of {}: take it with `klp-link snapshot \
-                 --with-objects` to explain changes in a tree, or compare two objects with \
-                 `klp-link diff-objects --explain`",
-                entry.object.display()
-            )));
+            return Err(CommandError::NoOriginal {
+                object: entry.object.clone(),
+            });
         }
-        explanation = Some(
-            explain::explain_objects(&orig, &tree.objtree.join(&entry.object), name)
-                .map_err(err)?,
-        );
+        explanation = Some(explain::explain_objects(
+            &orig,
+            &tree.objtree.join(&entry.object),
+            name,
+        )?);
     }
     Ok((render(&cmp, json, explanation), Outcome::of(&cmp)))
 }
@@ -182,10 +393,13 @@ pub fn diff_objects(
     explain_fn: Option<&str>,
 ) -> Result<(String, Outcome), CommandError> {
     let read = |p: &Path| {
-        input::regular_file(p).map_err(err)?;
-        let m = shim::compute(p);
+        input::regular_file(p)?;
+        let m = manifest_of(p);
         match &m.content {
-            Content::Unavailable(why) => Err(CommandError(format!("{}: {why}", p.display()))),
+            Content::Unavailable(why) => Err(CommandError::Unavailable {
+                path: p.to_owned(),
+                why: why.clone(),
+            }),
             Content::Checksums(_) => Ok(m),
         }
     };
@@ -211,8 +425,7 @@ pub fn diff_objects(
         .retain(|_, r| !(r.changed.is_empty() && r.new.is_empty() && r.removed.is_empty()));
     let explanation = explain_fn
         .map(|name| explain::explain_objects(orig, patched, name))
-        .transpose()
-        .map_err(err)?;
+        .transpose()?;
     Ok((render(&cmp, json, explanation), Outcome::of(&cmp)))
 }
 
@@ -225,11 +438,13 @@ pub fn fix_lines(
     force: bool,
 ) -> Result<Vec<u8>, CommandError> {
     if let Some(out) = output {
-        check_patch_output(out, patch, force).map_err(err)?;
+        check_patch_output(out, patch, force)?;
     }
-    let text = input::read(patch).map_err(err)?;
-    let fixed = super::fix_lines::fix_lines(&text)
-        .map_err(|e| CommandError(format!("{}: {e}", patch.display())))?;
+    let text = input::read(patch)?;
+    let fixed = super::fix_lines::fix_lines(&text).map_err(|error| CommandError::Patch {
+        path: patch.to_owned(),
+        error,
+    })?;
     for w in &fixed.warnings {
         eprintln!("klp-link: warning: {w}");
     }
@@ -237,8 +452,12 @@ pub fn fix_lines(
     let Some(out) = output else {
         return Ok(fixed);
     };
-    crate::atomic_file::write(out, &fixed, ".klp-link-patch")
-        .map_err(|e| CommandError(format!("{}: {e}", out.display())))?;
+    crate::atomic_file::write(out, &fixed, ".klp-link-patch").map_err(|error| {
+        CommandError::Write {
+            path: out.to_owned(),
+            error,
+        }
+    })?;
     Ok(Vec::new())
 }
 
@@ -262,9 +481,11 @@ fn render(cmp: &Comparison, json: bool, explanation: Option<String>) -> String {
 
 /// What `klp-link build` needs besides the snapshot and the tree.
 pub struct BuildOptions<'a> {
-    /// The running kernel's vmlinux (sympos comes from its symbol order).
-    pub vmlinux: &'a Path,
-    /// Where the running kernel's modules are, for their sympos.
+    /// The running kernel's vmlinux, whose symbol order gives sympos;
+    /// without it, the snapshot's own vmlinux does (one-build mode).
+    pub vmlinux: Option<&'a Path>,
+    /// Where the running kernel's modules are, for their sympos; without
+    /// it, the snapshot's symbol tables of the modules.
     pub modules: Option<&'a Path>,
     pub name: &'a str,
     pub output: &'a Path,
@@ -278,155 +499,316 @@ pub fn build(
     tree: Option<&Path>,
     opts: &BuildOptions,
 ) -> Result<(String, Outcome), CommandError> {
-    let snap = Snapshot::read(snapshot).map_err(err)?;
-    let dir = tree.unwrap_or(&snap.objtree);
-    let tree = Tree::open(dir).map_err(err)?;
-    if tree.objtree != snap.objtree {
-        return Err(CommandError(format!(
-            "the snapshot {} was taken of {}, not of {}",
-            snapshot.display(),
-            snap.objtree.display(),
-            tree.objtree.display()
-        )));
-    }
-    if !valid_module_name(opts.name) {
-        return Err(CommandError(format!(
-            "`{}` is not a module name: use letters, digits, `_` and `-`",
-            opts.name
-        )));
-    }
-    input::regular_file(opts.vmlinux).map_err(err)?;
-    check_module_output(opts.output, &[opts.vmlinux, snapshot]).map_err(err)?;
-    let started = Instant::now();
-    let cmp = compare_tree(&snap, &tree);
-    let compared = started.elapsed();
-    let mut report = report::human(&cmp);
+    let (snap, tree) = open(snapshot, tree)?;
+    check_build_options(snapshot, opts)?;
+    let mut times = Times::default();
+    let cmp = timed(&mut times.compare, || compare_tree(&snap, &tree));
+    let mut report = BuildReport::new(&cmp);
     let outcome = Outcome::of(&cmp);
     if outcome != Outcome::Changes {
-        report.push_str("klp-link: no module built\n");
-        return Ok((report, outcome));
+        return Ok((report.without_module(), outcome));
     }
-    if let Some(init) = cmp
-        .targets
-        .values()
-        .flat_map(|r| r.changed.iter().chain(&r.new))
-        .find(|f| f.is_init())
-    {
-        return Err(CommandError(format!(
-            "{}: `{}` is an __init function; a live patch cannot change it",
-            init.object.display(),
-            init.name
-        )));
-    }
+    let running = timed(&mut times.symbols, || {
+        running_kernel(snapshot, &snap, &tree, &cmp, opts, &mut report)
+    })?;
+    let loaded = load_changed_objects(&tree, &cmp)?;
+    let extracted = timed(&mut times.extract, || {
+        extract(&sources(&loaded), &running.kernel())
+    })?;
+    let built = module::build(
+        &ModuleSpec {
+            name: opts.name,
+            funcs: &extracted.funcs,
+            replace: opts.replace,
+            patch_object: &extracted.object,
+        },
+        &tree.objtree,
+        opts.output,
+    )?;
+    Ok((
+        report.with_module(&extracted, &built, opts.output, &times),
+        Outcome::Changes,
+    ))
+}
 
+/// Refuses what `build` could only refuse after the comparison: a bad
+/// name, an input that is not a file, an output that is not klp-link's.
+fn check_build_options(snapshot: &Path, opts: &BuildOptions) -> Result<(), CommandError> {
+    if !valid_module_name(opts.name) {
+        return Err(CommandError::ModuleName(opts.name.to_owned()));
+    }
+    let mut inputs = vec![snapshot];
+    if let Some(vmlinux) = opts.vmlinux {
+        input::regular_file(vmlinux)?;
+        inputs.insert(0, vmlinux);
+    }
+    check_module_output(opts.output, &inputs)?;
+    Ok(())
+}
+
+/// Runs `phase`, keeping how long it took in `slot`.
+fn timed<T>(slot: &mut Duration, phase: impl FnOnce() -> T) -> T {
     let started = Instant::now();
-    let exports = Exports::read(&tree.objtree.join("Module.symvers")).map_err(err)?;
-    let mut positions = HashMap::new();
-    positions.insert(
-        VMLINUX.to_owned(),
-        Positions::read(opts.vmlinux, true).map_err(err)?,
-    );
-    let mut module_notes = String::new();
-    for target in cmp.targets.keys().filter(|t| *t != VMLINUX) {
-        let ko = match opts.modules {
-            Some(dir) => find_module(dir, target).ok_or_else(|| {
-                CommandError(format!(
-                    "no {target}.ko under {}: --modules must hold the running kernel's modules",
-                    dir.display()
-                ))
-            })?,
-            None => {
-                let ko = tree
-                    .linked
-                    .get(target)
-                    .ok_or_else(|| CommandError(format!("no .ko known for module {target}")))?;
-                module_notes.push_str(&format!(
-                    "klp-link: note: sympos in {target} comes from {}, which the patch may \
-                     have changed; give --modules DIR with the running kernel's modules\n",
-                    ko.display()
-                ));
-                tree.objtree.join(ko)
-            }
-        };
-        positions.insert(target.clone(), Positions::read(&ko, false).map_err(err)?);
-    }
-    report.push_str(&module_notes);
-    let symbols = started.elapsed();
+    let out = phase();
+    *slot = started.elapsed();
+    out
+}
 
-    // One source per object with changes, keeping the objects' bytes alive.
+/// How long `build`'s own phases took (kbuild and the klp rewrite are
+/// timed by [`module::build`]).
+#[derive(Default)]
+struct Times {
+    compare: Duration,
+    symbols: Duration,
+    extract: Duration,
+}
+
+/// `build`'s report: the comparison's, the notes of the later phases, then
+/// what the module replaces and how long each phase took.
+struct BuildReport {
+    text: String,
+}
+
+impl BuildReport {
+    fn new(cmp: &Comparison) -> Self {
+        BuildReport {
+            text: report::human(cmp),
+        }
+    }
+
+    fn note(&mut self, note: &str) {
+        self.text.push_str(&format!("klp-link: note: {note}\n"));
+    }
+
+    fn without_module(mut self) -> String {
+        self.text.push_str("klp-link: no module built\n");
+        self.text
+    }
+
+    fn with_module(
+        mut self,
+        extracted: &Extracted,
+        built: &Built,
+        output: &Path,
+        times: &Times,
+    ) -> String {
+        self.text.push_str(&replacements(extracted));
+        self.text.push_str(&format!(
+            "klp-link: wrote {} ({} function(s) replaced, {} klp relocation(s))\n",
+            output.display(),
+            extracted.funcs.len(),
+            built.klp_relocs
+        ));
+        self.text.push_str(&format!(
+            "klp-link: time: compare {:.3} s, symbol tables {:.3} s, extract {:.3} s, kbuild \
+             {:.2} s, klp rewrite {:.3} s\n",
+            times.compare.as_secs_f64(),
+            times.symbols.as_secs_f64(),
+            times.extract.as_secs_f64(),
+            built.kbuild.as_secs_f64(),
+            built.rewrite.as_secs_f64()
+        ));
+        self.text
+    }
+}
+
+/// What the running kernel has that references from patched code need.
+struct Running {
+    exports: Exports,
+    positions: HashMap<String, Positions>,
+}
+
+impl Running {
+    fn kernel(&self) -> RunningKernel<'_> {
+        RunningKernel {
+            exports: &self.exports,
+            positions: &self.positions,
+        }
+    }
+}
+
+/// The exports and symbol tables of the running kernel, for every target
+/// with changes.
+fn running_kernel(
+    snapshot: &Path,
+    snap: &Snapshot,
+    tree: &Tree,
+    cmp: &Comparison,
+    opts: &BuildOptions,
+    report: &mut BuildReport,
+) -> Result<Running, CommandError> {
+    let exports = original_exports(snapshot, tree, report)?;
+    let mut positions = HashMap::new();
+    if opts.vmlinux.is_some() || cmp.targets.contains_key(VMLINUX) {
+        positions.insert(
+            VMLINUX.to_owned(),
+            vmlinux_positions(snapshot, snap, opts.vmlinux, report)?,
+        );
+    }
+    for target in cmp.targets.keys().filter(|t| *t != VMLINUX) {
+        let p = module_positions(snapshot, tree, target, opts.modules, report)?;
+        positions.insert(target.clone(), p);
+    }
+    Ok(Running { exports, positions })
+}
+
+/// The original build's exports: the patched tree's may differ.
+fn original_exports(
+    snapshot: &Path,
+    tree: &Tree,
+    report: &mut BuildReport,
+) -> Result<Exports, CommandError> {
+    if let Some(path) = snapshot_symvers(snapshot) {
+        return Ok(Exports::read(&path)?);
+    }
+    report.note(
+        "the snapshot has no Module.symvers (the tree had none when it was taken, or an older \
+         klp-link took it); exports come from the tree's, which the patch may have changed",
+    );
+    Ok(Exports::read(&tree.objtree.join("Module.symvers"))?)
+}
+
+/// vmlinux's symbols: the running kernel's, which must be the release the
+/// snapshot was taken of, or the snapshot's own in one-build mode.
+fn vmlinux_positions(
+    snapshot: &Path,
+    snap: &Snapshot,
+    vmlinux: Option<&Path>,
+    report: &mut BuildReport,
+) -> Result<Positions, CommandError> {
+    let Some(path) = vmlinux else {
+        let symbols = snapshot_symbols(snapshot, VMLINUX)?;
+        return match symbols {
+            Some(s) if s.has_files() => {
+                report.note(
+                    "sympos in vmlinux comes from the snapshot's vmlinux: the tree it was taken \
+                     of must be the running kernel (otherwise give --vmlinux)",
+                );
+                Ok(Positions::of(&s.symbols, true))
+            }
+            other => Err(CommandError::NoVmlinuxSymbols {
+                snapshot: snapshot.to_owned(),
+                old: other.is_some(),
+            }),
+        };
+    };
+    let running = Vmlinux::read(path)?;
+    match (&running.release, &snap.release) {
+        (Some(running), Some(original)) if running != original => {
+            return Err(CommandError::ReleaseDiffers {
+                vmlinux: path.to_owned(),
+                running: running.clone(),
+                snapshot: original.clone(),
+            })
+        }
+        (None, Some(original)) => report.note(&format!(
+            "cannot tell which release {} is (no readable linux_banner); it must be {original}",
+            path.display()
+        )),
+        _ => {}
+    }
+    Ok(running.positions)
+}
+
+/// A module's symbols: from `--modules`, else the snapshot's, else (a
+/// snapshot older than its file symbols) the tree's `.ko`.
+fn module_positions(
+    snapshot: &Path,
+    tree: &Tree,
+    target: &str,
+    modules: Option<&Path>,
+    report: &mut BuildReport,
+) -> Result<Positions, CommandError> {
+    if let Some(dir) = modules {
+        let ko = find_module(dir, target).ok_or_else(|| CommandError::NoModule {
+            target: target.to_owned(),
+            dir: dir.to_owned(),
+        })?;
+        return Ok(Positions::read(&ko, false)?);
+    }
+    if let Some(s) = snapshot_symbols(snapshot, target)?.filter(|s| s.has_files()) {
+        return Ok(Positions::of(&s.symbols, false));
+    }
+    let ko = tree
+        .linked
+        .get(target)
+        .ok_or_else(|| CommandError::NoLinkedModule {
+            target: target.to_owned(),
+        })?;
+    report.note(&format!(
+        "sympos in {target} comes from {}, which the patch may have changed; give --modules \
+         DIR with the running kernel's modules",
+        ko.display()
+    ));
+    Ok(Positions::read(&tree.objtree.join(ko), false)?)
+}
+
+/// One patched object with changes, its bytes read.
+struct ChangedObject<'c> {
+    target: &'c str,
+    object: &'c Path,
+    data: Vec<u8>,
+    changed: Vec<String>,
+    new: Vec<String>,
+    new_data: BTreeSet<String>,
+}
+
+/// Reads every patched object that has changed or new functions.
+fn load_changed_objects<'c>(
+    tree: &Tree,
+    cmp: &'c Comparison,
+) -> Result<Vec<ChangedObject<'c>>, CommandError> {
     type ChangedAndNew = (Vec<String>, Vec<String>);
     let mut per_object: BTreeMap<(&str, &Path), ChangedAndNew> = BTreeMap::new();
     for (target, r) in &cmp.targets {
         for f in &r.changed {
-            per_object
-                .entry((target, &f.object))
-                .or_default()
-                .0
-                .push(f.name.clone());
+            let entry = per_object.entry((target, &f.object)).or_default();
+            entry.0.push(f.name.clone());
         }
         for f in &r.new {
-            per_object
-                .entry((target, &f.object))
-                .or_default()
-                .1
-                .push(f.name.clone());
+            let entry = per_object.entry((target, &f.object)).or_default();
+            entry.1.push(f.name.clone());
         }
     }
-    let mut loaded = Vec::new();
-    for ((target, object), (changed, new)) in per_object {
-        let path = tree.objtree.join(object);
-        let data =
-            std::fs::read(&path).map_err(|e| CommandError(format!("{}: {e}", path.display())))?;
-        let new_data = new_data_of(&snap, &path, object);
-        loaded.push((target, object, data, changed, new, new_data));
-    }
-    let sources: Vec<Source> = loaded
-        .iter()
-        .map(|(target, object, data, changed, new, new_data)| Source {
-            target,
-            object_name: object.display().to_string(),
-            data,
-            changed: changed.clone(),
-            new: new.clone(),
-            new_data: new_data.clone(),
+    per_object
+        .into_iter()
+        .map(|((target, object), (changed, new))| {
+            let path = tree.objtree.join(object);
+            let data = std::fs::read(&path).map_err(|error| CommandError::Read { path, error })?;
+            let new_data = cmp.targets[target]
+                .new_data
+                .get(object)
+                .cloned()
+                .unwrap_or_default();
+            Ok(ChangedObject {
+                target,
+                object,
+                data,
+                changed,
+                new,
+                new_data,
+            })
         })
-        .collect();
-    let kernel = RunningKernel {
-        exports: &exports,
-        positions: &positions,
-    };
-    let started = Instant::now();
-    let extracted = extract(&sources, &kernel).map_err(err)?;
-    let extracted_in = started.elapsed();
-    let spec = ModuleSpec {
-        name: opts.name,
-        funcs: &extracted.funcs,
-        replace: opts.replace,
-        patch_object: &extracted.object,
-    };
-    let built = module::build(&spec, &tree.objtree, opts.output).map_err(CommandError)?;
-    report.push_str(&replacements(&extracted));
-    report.push_str(&format!(
-        "klp-link: wrote {} ({} function(s) replaced, {} klp relocation(s))\n",
-        opts.output.display(),
-        extracted.funcs.len(),
-        built.klp_relocs
-    ));
-    report.push_str(&format!(
-        "klp-link: time: compare {:.3} s, symbol tables {:.3} s, extract {:.3} s, kbuild {:.2} s, \
-         klp rewrite {:.3} s\n",
-        compared.as_secs_f64(),
-        symbols.as_secs_f64(),
-        extracted_in.as_secs_f64(),
-        built.kbuild.as_secs_f64(),
-        built.rewrite.as_secs_f64()
-    ));
-    Ok((report, Outcome::Changes))
+        .collect()
+}
+
+fn sources<'a>(loaded: &'a [ChangedObject]) -> Vec<Source<'a>> {
+    loaded
+        .iter()
+        .map(|o| Source {
+            target: o.target,
+            object_name: o.object.display().to_string(),
+            data: &o.data,
+            changed: o.changed.clone(),
+            new: o.new.clone(),
+            new_data: o.new_data.clone(),
+        })
+        .collect()
 }
 
 /// What the module replaces, per target, with the functions replaced only
 /// to deliver one livepatch cannot hook, and the extraction's notes.
-fn replacements(extracted: &super::extract::Extracted) -> String {
+fn replacements(extracted: &Extracted) -> String {
     let mut out = String::from("klp-link: the module replaces:\n");
     for f in &extracted.funcs {
         let pos = if f.sympos > 0 {
@@ -454,48 +836,4 @@ fn valid_module_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// The `.ko` of module `name` under `dir`, at any depth; kbuild's module
-/// names treat `-` and `_` alike.
-fn find_module(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
-    let want = format!("{}.ko", name.replace('-', "_"));
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => todo.push(path),
-                Ok(_) if e.file_name().to_string_lossy().replace('-', "_") == want => {
-                    return Some(path)
-                }
-                _ => {}
-            }
-        }
-    }
-    None
-}
-
-/// The data objects of `object` that the original build did not have.
-fn new_data_of(snap: &Snapshot, path: &Path, object: &Path) -> BTreeSet<String> {
-    let patched = shim::compute(path);
-    let orig = snap.objects.get(object).and_then(|o| o.manifest().ok());
-    match (orig.map(|m| m.content), &patched.content) {
-        (Some(Content::Checksums(o)), Content::Checksums(p)) => correlate(&o, p)
-            .into_iter()
-            .filter_map(|c| match c {
-                Change::New(s) if s.kind == SymbolKind::Data => Some(s.name.clone()),
-                _ => None,
-            })
-            .collect(),
-        (None, Content::Checksums(p)) => p
-            .iter()
-            .filter(|s| s.kind == SymbolKind::Data)
-            .map(|s| s.name.clone())
-            .collect(),
-        _ => BTreeSet::new(),
-    }
 }

@@ -2,13 +2,14 @@
 //! per target (vmlinux or a module).
 //!
 //! Functions that changed or are new are what the patch will carry; the
-//! patch author reviews exactly that list. What a live patch cannot do is a
+//! patch author reviews exactly that list. Functions that differ only in
+//! line numbers are listed apart: the patch leaves them alone. What a live patch cannot do is a
 //! [`Problem`] and makes klp-link refuse: a changed data object (the running
 //! kernel already holds its value), an object whose checksums could not be
 //! computed, or objects built by different compilers or with different
 //! flags in the two builds.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -68,14 +69,22 @@ pub struct TargetReport {
     pub changed: Vec<FuncEntry>,
     pub new: Vec<FuncEntry>,
     pub removed: Vec<FuncEntry>,
+    /// Functions whose only differences are proven line numbers.
+    pub line_only: Vec<FuncEntry>,
     /// Changed data the patch carries, to be checked against the patched
     /// objects ([`check_carried_data`]).
     pub carried: Vec<CarriedData>,
+    /// Per object, the data objects the original build did not have: the
+    /// patch carries its own copy of those its functions use.
+    pub new_data: BTreeMap<PathBuf, BTreeSet<String>>,
 }
 
 impl TargetReport {
     fn is_empty(&self) -> bool {
-        self.changed.is_empty() && self.new.is_empty() && self.removed.is_empty()
+        self.changed.is_empty()
+            && self.new.is_empty()
+            && self.removed.is_empty()
+            && self.line_only.is_empty()
     }
 }
 
@@ -289,10 +298,19 @@ pub fn compare_manifests(
     for change in correlate(o, p) {
         let s = change.symbol();
         if s.kind == SymbolKind::Data {
+            if let Change::New(_) = change {
+                target
+                    .new_data
+                    .entry(object.to_owned())
+                    .or_default()
+                    .insert(s.name.clone());
+            }
             data_change(object, &change, problems, notes, &mut target.carried);
             continue;
         }
-        if is_init_section(&s.section) && !matches!(change, Change::Removed(_)) {
+        if is_init_section(&s.section)
+            && !matches!(change, Change::Removed(_) | Change::LineOnly { .. })
+        {
             problems.push(Problem::InitChanged {
                 object: object.to_owned(),
                 name: s.name.clone(),
@@ -302,6 +320,11 @@ pub fn compare_manifests(
             Change::Changed { orig, patched } => {
                 target
                     .changed
+                    .push(FuncEntry::of(object, patched, Some(orig)))
+            }
+            Change::LineOnly { orig, patched } => {
+                target
+                    .line_only
                     .push(FuncEntry::of(object, patched, Some(orig)))
             }
             Change::New(s) => target.new.push(FuncEntry::of(object, s, None)),
@@ -362,7 +385,7 @@ fn data_change(
                 kind: Carried::Const,
             });
         }
-        Change::Changed { .. } => problems.push(Problem::ChangedData {
+        Change::Changed { .. } | Change::LineOnly { .. } => problems.push(Problem::ChangedData {
             object: object.to_owned(),
             name: s.name.clone(),
             section: s.section.clone(),
@@ -487,7 +510,7 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
     check_carried_data(&mut cmp, &tree.objtree);
     cmp.targets.retain(|_, r| !r.is_empty());
     for r in cmp.targets.values_mut() {
-        for list in [&mut r.changed, &mut r.new, &mut r.removed] {
+        for list in [&mut r.changed, &mut r.new, &mut r.removed, &mut r.line_only] {
             list.sort_by(|a, b| (&a.object, &a.name).cmp(&(&b.object, &b.name)));
         }
     }

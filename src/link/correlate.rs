@@ -8,7 +8,8 @@
 //! of one object), equal checksums pair first and the rest pair in the
 //! order of their names with numbers compared as numbers (`ddebug9` before
 //! `ddebug10`: the order of the counter, which is source order); whatever is
-//! left over is new or removed.
+//! left over is new or removed. Equal line-insensitive checksums pair right
+//! after equal checksums: such a pair differs only in line numbers.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +23,12 @@ pub enum Change<'a> {
         orig: &'a SymbolRecord,
         patched: &'a SymbolRecord,
     },
+    /// Different only in proven line numbers (see `checksum::lines`): not
+    /// a change the patch carries, but shown, since it is not nothing.
+    LineOnly {
+        orig: &'a SymbolRecord,
+        patched: &'a SymbolRecord,
+    },
     New(&'a SymbolRecord),
     Removed(&'a SymbolRecord),
 }
@@ -30,7 +37,7 @@ impl<'a> Change<'a> {
     /// The symbol as it is after the patch (before it, when removed).
     pub fn symbol(&self) -> &'a SymbolRecord {
         match self {
-            Change::Changed { patched, .. } => patched,
+            Change::Changed { patched, .. } | Change::LineOnly { patched, .. } => patched,
             Change::New(s) | Change::Removed(s) => s,
         }
     }
@@ -94,7 +101,7 @@ fn several_files(symbols: &[SymbolRecord]) -> bool {
 /// before (`apply_one` calling `apply.constprop.0` where it called the clone
 /// that is now `apply.constprop.1`): clone numbers are not stable, so the
 /// checksum names clones by demangled name and the exact ones are matched
-/// here.
+/// here. The same holds for a pair that differs only in line numbers.
 pub fn correlate<'a>(orig: &'a [SymbolRecord], patched: &'a [SymbolRecord]) -> Vec<Change<'a>> {
     let mut groups: BTreeMap<Key<'a>, (Vec<&'a SymbolRecord>, Vec<&'a SymbolRecord>)> =
         BTreeMap::new();
@@ -112,12 +119,25 @@ pub fn correlate<'a>(orig: &'a [SymbolRecord], patched: &'a [SymbolRecord]) -> V
         before.retain(
             |b| match after.iter().position(|a| a.checksum == b.checksum) {
                 Some(i) => {
-                    same.push((*b, after.remove(i)));
+                    same.push((*b, after.remove(i), false));
                     false
                 }
                 None => true,
             },
         );
+        before.retain(|b| {
+            // Data never has line sites; a manifest saying so is not believed.
+            let line_only = |a: &&SymbolRecord| {
+                b.kind != SymbolKind::Data && b.lines.is_some() && a.lines == b.lines
+            };
+            match after.iter().position(line_only) {
+                Some(i) => {
+                    same.push((*b, after.remove(i), true));
+                    false
+                }
+                None => true,
+            }
+        });
         before.sort_by(|a, b| natural_cmp(&a.name, &b.name));
         after.sort_by(|a, b| natural_cmp(&a.name, &b.name));
         let pairs = before.len().min(after.len());
@@ -133,13 +153,13 @@ pub fn correlate<'a>(orig: &'a [SymbolRecord], patched: &'a [SymbolRecord]) -> V
 
     let counterpart: HashMap<&str, &str> = same
         .iter()
-        .map(|(b, a)| (b.name.as_str(), a.name.as_str()))
+        .map(|(b, a, _)| (b.name.as_str(), a.name.as_str()))
         .chain(changes.iter().filter_map(|c| match c {
             Change::Changed { orig, patched } => Some((orig.name.as_str(), patched.name.as_str())),
             _ => None,
         }))
         .collect();
-    for (b, a) in same {
+    for (b, a, line_only) in same {
         let mapped: Option<Vec<&str>> = b
             .clone_refs
             .iter()
@@ -157,6 +177,11 @@ pub fn correlate<'a>(orig: &'a [SymbolRecord], patched: &'a [SymbolRecord]) -> V
         };
         if moved {
             changes.push(Change::Changed {
+                orig: b,
+                patched: a,
+            });
+        } else if line_only {
+            changes.push(Change::LineOnly {
                 orig: b,
                 patched: a,
             });
@@ -206,6 +231,7 @@ mod tests {
         SymbolRecord {
             kind,
             checksum,
+            lines: None,
             binding: Binding::Local,
             size: 8,
             section: format!(".text.{name}"),
@@ -223,6 +249,9 @@ mod tests {
             .map(|c| match c {
                 Change::Changed { orig, patched } => {
                     format!("changed {}>{}", orig.name, patched.name)
+                }
+                Change::LineOnly { orig, patched } => {
+                    format!("line-only {}>{}", orig.name, patched.name)
                 }
                 Change::New(s) => format!("new {}", s.name),
                 Change::Removed(s) => format!("removed {}", s.name),
@@ -322,6 +351,44 @@ mod tests {
             user("store", "__UNIQUE_ID_ddebug10.2"),
         ]);
         assert_eq!(names(&correlate(&orig, &swapped)), ["changed open>open"]);
+    }
+
+    #[test]
+    fn equal_line_checksums_are_line_only_unless_a_clone_switched() {
+        let f = SymbolKind::Func;
+        let lined = |name: &str, checksum, lines, clones: &[&str]| SymbolRecord {
+            lines,
+            clone_refs: clones.iter().map(|c| c.to_string()).collect(),
+            ..sym(f, name, name, checksum)
+        };
+        let orig = [
+            lined("a", 1, Some(10), &[]),
+            lined("b", 2, Some(20), &[]),
+            lined("c", 3, None, &[]),
+            sym(f, "h.isra.0", "h.isra", 5),
+            sym(f, "h.isra.1", "h.isra", 6),
+            lined("d", 4, Some(40), &["h.isra.0"]),
+        ];
+        let patched = [
+            lined("a", 11, Some(10), &[]),
+            lined("b", 12, Some(21), &[]),
+            // Without line sites on one side, nothing is proven.
+            lined("c", 13, Some(30), &[]),
+            sym(f, "h.isra.0", "h.isra", 5),
+            sym(f, "h.isra.1", "h.isra", 6),
+            lined("d", 14, Some(40), &["h.isra.1"]),
+        ];
+        assert_eq!(
+            names(&correlate(&orig, &patched)),
+            ["changed b>b", "changed c>c", "line-only a>a", "changed d>d"]
+        );
+        // Data has no line sites, whatever a manifest says.
+        let d = SymbolKind::Data;
+        let data = |checksum| SymbolRecord {
+            lines: Some(7),
+            ..sym(d, "x", "x", checksum)
+        };
+        assert_eq!(names(&correlate(&[data(1)], &[data(2)])), ["changed x>x"]);
     }
 
     #[test]

@@ -17,8 +17,7 @@
 
 use std::fmt;
 
-use iced_x86::{Decoder, DecoderOptions, Formatter as _, GasFormatter, Mnemonic, OpKind};
-
+use crate::arch::{insn_at, x86_64::X86_64, Arch as _};
 use crate::checksum::elf_index::{ElfIndex, SectionKind, SymType};
 
 /// Static locals that each belong to one call site, by demangled name:
@@ -166,27 +165,18 @@ fn code_use(index: &ElfIndex, sec: usize, offset: u64) -> Option<EscapingUse> {
     else {
         return escapes("its address is used by code klp-link cannot read".to_owned());
     };
-    let mut decoder = Decoder::with_ip(64, bytes, func.value, DecoderOptions::NONE);
-    while decoder.can_decode() {
-        let insn = decoder.decode();
-        if insn.next_ip() <= offset {
-            continue;
-        }
-        if insn.ip() > offset || insn.is_invalid() {
-            break;
-        }
-        let offsets = decoder.get_constant_offsets(&insn);
-        let in_displacement = offsets.has_displacement()
-            && insn.ip() + offsets.displacement_offset() as u64 == offset;
-        let reads_memory = (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory);
-        if in_displacement && reads_memory && insn.mnemonic() != Mnemonic::Lea {
-            return None;
-        }
-        let mut text = String::new();
-        GasFormatter::new().format(&insn, &mut text);
-        return escapes(format!("its address is taken by `{text}`"));
+    let Some(insn) = insn_at(&X86_64, bytes, func.value, offset) else {
+        return escapes("its address is used where no instruction starts".to_owned());
+    };
+    let in_displacement = insn
+        .displacement
+        .is_some_and(|d| u64::from(d.field.offset) == offset - insn.ip);
+    if insn.valid && in_displacement && insn.accesses_memory {
+        return None;
     }
-    escapes("its address is used where no instruction starts".to_owned())
+    let start = (insn.ip - func.value) as usize;
+    let text = X86_64.format(&bytes[start..], insn.ip);
+    escapes(format!("its address is taken by `{text}`"))
 }
 
 fn place_name(index: &ElfIndex, sec: usize, offset: u64) -> String {

@@ -12,6 +12,7 @@
 //!   loader leaves alone and livepatch applies when the target is loaded.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
 use object::build::elf::{Builder, SectionData};
 use object::build::Id as _;
@@ -21,10 +22,42 @@ pub const SHN_LIVEPATCH: u16 = 0xff20;
 pub const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;
 pub const KLP_SYM_PREFIX: &str = ".klp.sym.";
 
+/// Why a linked module cannot be rewritten.
+#[derive(Debug)]
+pub enum RewriteError {
+    Read(object::build::Error),
+    /// A `.klp.sym.*` symbol that the module defines.
+    Defined(String),
+    NoSymbolTable,
+    Write(object::build::Error),
+}
+
+impl fmt::Display for RewriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RewriteError::Read(e) => write!(f, "reading the linked module: {e}"),
+            RewriteError::Defined(name) => {
+                write!(f, "{name} is defined in the module; it must be undefined")
+            }
+            RewriteError::NoSymbolTable => f.write_str("the linked module has no symbol table"),
+            RewriteError::Write(e) => write!(f, "writing the rewritten module: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RewriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RewriteError::Read(e) | RewriteError::Write(e) => Some(e),
+            RewriteError::Defined(_) | RewriteError::NoSymbolTable => None,
+        }
+    }
+}
+
 /// Rewrites the linked module `ko`; returns the new file and the number of
 /// klp relocations written.
-pub fn rewrite(ko: &[u8]) -> Result<(Vec<u8>, usize), String> {
-    let mut b = Builder::read(ko).map_err(|e| format!("reading the linked module: {e}"))?;
+pub fn rewrite(ko: &[u8]) -> Result<(Vec<u8>, usize), RewriteError> {
+    let mut b = Builder::read(ko).map_err(RewriteError::Read)?;
     let mut target_of = HashMap::new();
     for sym in b.symbols.iter_mut() {
         let name = String::from_utf8_lossy(&sym.name).into_owned();
@@ -33,9 +66,7 @@ pub fn rewrite(ko: &[u8]) -> Result<(Vec<u8>, usize), String> {
         };
         let target = rest.split('.').next().unwrap_or_default().to_owned();
         if sym.st_shndx != elf::SHN_UNDEF {
-            return Err(format!(
-                "{name} is defined in the module; it must be undefined"
-            ));
+            return Err(RewriteError::Defined(name));
         }
         sym.st_shndx = elf::SymbolSection(SHN_LIVEPATCH);
         sym.section = None;
@@ -46,7 +77,7 @@ pub fn rewrite(ko: &[u8]) -> Result<(Vec<u8>, usize), String> {
         .iter()
         .find(|s| matches!(s.data, SectionData::Symbol))
         .map(|s| s.id())
-        .ok_or("the linked module has no symbol table")?;
+        .ok_or(RewriteError::NoSymbolTable)?;
 
     let mut moved = 0;
     let mut new_sections = Vec::new();
@@ -86,8 +117,7 @@ pub fn rewrite(ko: &[u8]) -> Result<(Vec<u8>, usize), String> {
         sec.data = SectionData::Relocation(relocs);
     }
     let mut out = Vec::new();
-    b.write(&mut out)
-        .map_err(|e| format!("writing the rewritten module: {e}"))?;
+    b.write(&mut out).map_err(RewriteError::Write)?;
     Ok((out, moved))
 }
 
@@ -194,6 +224,6 @@ mod tests {
             flags: SymbolFlags::None,
         });
         let e = rewrite(&obj.write().unwrap()).unwrap_err();
-        assert!(e.contains("must be undefined"), "{e}");
+        assert!(e.to_string().contains("must be undefined"), "{e}");
     }
 }

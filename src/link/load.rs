@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use crate::checksum::fingerprint_object;
+use crate::checksum::manifest_of;
 use crate::manifest::{self, Content, Manifest};
-use crate::shim;
 
 /// How the manifest of an object was obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +105,7 @@ pub fn load(objtree: &Path, rel: &Path) -> Result<ObjectRecord, LoadError> {
             _ => "stale manifest (the object changed after klp-cc wrote it)".to_owned(),
         },
     };
-    let mut m = shim::compute(&object);
+    let mut m = manifest_of(&object);
     m.object = rel.to_owned();
     Ok(ObjectRecord {
         path: rel.to_owned(),

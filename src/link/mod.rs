@@ -14,7 +14,8 @@
 //! - [`explain`] shows where two versions of a function first differ.
 //! - [`fix_lines`] keeps a source patch from moving the line numbers of
 //!   code it does not change.
-//! - [`extract`], [`module`] and [`klp_rewrite`] make the livepatch module.
+//! - [`extract`], [`module`] and [`klp_rewrite`] make the livepatch module;
+//!   [`sympos`], [`symvers`] and [`running`] say what the running kernel has.
 //! - [`commands`] ties these together for the `klp-link` binary.
 
 pub mod commands;
@@ -30,6 +31,7 @@ pub mod klp_rewrite;
 pub mod load;
 pub mod module;
 pub mod report;
+pub mod running;
 pub mod snapshot;
 pub mod sympos;
 pub mod symvers;

@@ -4,13 +4,13 @@
 //! registration code come from `kbuild-snippets/`, embedded here so an
 //! installed klp-link needs nothing beside it. The kernel tree is only read.
 
-use std::fmt::Write as _;
-use std::path::Path;
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::extract::KlpFunc;
-use super::klp_rewrite;
+use super::klp_rewrite::{self, RewriteError};
 use super::tree::VMLINUX;
 
 const KBUILD: &str = include_str!("../../kbuild-snippets/Kbuild.in");
@@ -71,15 +71,75 @@ pub struct Built {
     pub rewrite: Duration,
 }
 
+/// Why the module could not be built.
+#[derive(Debug)]
+pub enum ModuleError {
+    BuildFolder(std::io::Error),
+    WriteInput {
+        name: String,
+        error: std::io::Error,
+    },
+    RunMake(std::io::Error),
+    /// kbuild failed; its output says why.
+    Kbuild {
+        kernel: PathBuf,
+        output: String,
+    },
+    ReadModule {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    Rewrite(RewriteError),
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+impl fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModuleError::BuildFolder(e) => write!(f, "creating a build folder: {e}"),
+            ModuleError::WriteInput { name, error } => write!(f, "{name}: {error}"),
+            ModuleError::RunMake(e) => write!(f, "could not run make: {e}"),
+            ModuleError::Kbuild { kernel, output } => write!(
+                f,
+                "building the module with `make -C {} M=...` failed:\n{output}",
+                kernel.display()
+            ),
+            ModuleError::ReadModule { path, error } | ModuleError::Write { path, error } => {
+                write!(f, "{}: {error}", path.display())
+            }
+            ModuleError::Rewrite(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ModuleError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ModuleError::BuildFolder(e) | ModuleError::RunMake(e) => Some(e),
+            ModuleError::WriteInput { error, .. }
+            | ModuleError::ReadModule { error, .. }
+            | ModuleError::Write { error, .. } => Some(error),
+            ModuleError::Rewrite(e) => Some(e),
+            ModuleError::Kbuild { .. } => None,
+        }
+    }
+}
+
 /// Builds the module in a temporary folder with the kernel tree `kernel`'s
 /// kbuild and writes the rewritten `.ko` to `out` (atomically).
-pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<Built, String> {
+pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<Built, ModuleError> {
     let dir = tempfile::Builder::new()
         .prefix("klp-link-module.")
         .tempdir()
-        .map_err(|e| format!("creating a build folder: {e}"))?;
+        .map_err(ModuleError::BuildFolder)?;
     let write = |name: &str, data: &[u8]| {
-        std::fs::write(dir.path().join(name), data).map_err(|e| format!("{name}: {e}"))
+        std::fs::write(dir.path().join(name), data).map_err(|error| ModuleError::WriteInput {
+            name: name.to_owned(),
+            error,
+        })
     };
     write(
         "Kbuild",
@@ -100,22 +160,28 @@ pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<Built, Stri
         .arg("KBUILD_MODPOST_WARN=1")
         .arg("modules")
         .output()
-        .map_err(|e| format!("could not run make: {e}"))?;
+        .map_err(ModuleError::RunMake)?;
     if !output.status.success() {
-        return Err(format!(
-            "building the module with `make -C {} M=...` failed:\n{}{}",
-            kernel.display(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(ModuleError::Kbuild {
+            kernel: kernel.to_owned(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        });
     }
     let kbuild = started.elapsed();
     let started = Instant::now();
     let ko = dir.path().join(format!("{}.ko", spec.name));
-    let data = std::fs::read(&ko).map_err(|e| format!("{}: {e}", ko.display()))?;
-    let (rewritten, klp_relocs) = klp_rewrite::rewrite(&data)?;
-    crate::atomic_file::write(out, &rewritten, ".klp-link-ko")
-        .map_err(|e| format!("{}: {e}", out.display()))?;
+    let data = std::fs::read(&ko).map_err(|error| ModuleError::ReadModule { path: ko, error })?;
+    let (rewritten, klp_relocs) = klp_rewrite::rewrite(&data).map_err(ModuleError::Rewrite)?;
+    crate::atomic_file::write(out, &rewritten, ".klp-link-ko").map_err(|error| {
+        ModuleError::Write {
+            path: out.to_owned(),
+            error,
+        }
+    })?;
     Ok(Built {
         klp_relocs,
         kbuild,

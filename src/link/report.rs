@@ -1,7 +1,8 @@
 //! The report a patch author reads: per target, the functions that changed,
-//! are new or were removed, then notes and errors. Also as JSON for
-//! scripts: one object with top-level `changed` and `new` arrays of function
-//! names, the per-target detail, `notes` and `errors`.
+//! are new or were removed, and apart from them those that differ only in
+//! line numbers, then notes and errors. Also as JSON for scripts: one
+//! object with top-level `changed`, `new`, `removed` and `line_only` arrays
+//! of function names, the per-target detail, `notes` and `errors`.
 
 use std::fmt::Write as _;
 
@@ -10,6 +11,22 @@ use serde_json::{json, Value};
 use super::compare::{Comparison, FuncEntry};
 use crate::manifest::escape_path_line;
 
+/// How a function was proven to differ only in line numbers, for the
+/// reader to judge (`checksum::lines`): no patch line map is consulted.
+pub const LINE_ONLY_RULE: &str = "line-only by the call-site rule: they differ only in \
+     `__LINE__` values passed to __might_sleep() and the like, or kept in __bug_table entries";
+
+fn display_name(f: &FuncEntry) -> String {
+    let mut name = f.name.clone();
+    if let Some(o) = &f.orig_name {
+        let _ = write!(name, " (was {o})");
+    }
+    if f.is_init() {
+        name.push_str(" [init]");
+    }
+    name
+}
+
 pub fn human(cmp: &Comparison) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -17,7 +34,11 @@ pub fn human(cmp: &Comparison) -> String {
         "klp-link: {} objects compared, {} rebuilt",
         cmp.objects, cmp.rebuilt
     );
-    if cmp.targets.is_empty() {
+    let changes = cmp
+        .targets
+        .values()
+        .any(|r| !r.changed.is_empty() || !r.new.is_empty() || !r.removed.is_empty());
+    if !changes {
         out.push_str("no function changed\n");
     }
     for (target, r) in &cmp.targets {
@@ -28,19 +49,21 @@ pub fn human(cmp: &Comparison) -> String {
             ("removed", &r.removed),
         ] {
             for f in list {
-                let mut name = f.name.clone();
-                if let Some(o) = &f.orig_name {
-                    let _ = write!(name, " (was {o})");
-                }
-                if f.is_init() {
-                    name.push_str(" [init]");
-                }
+                let name = display_name(f);
                 let _ = writeln!(
                     out,
                     "  {what:<8} {name:<40} {}",
                     escape_path_line(&f.object)
                 );
             }
+        }
+        if !r.line_only.is_empty() {
+            out.push_str("  line-only, ignored:\n");
+            for f in &r.line_only {
+                let name = display_name(f);
+                let _ = writeln!(out, "    {name:<47} {}", escape_path_line(&f.object));
+            }
+            let _ = writeln!(out, "  ({LINE_ONLY_RULE})");
         }
     }
     if !cmp.notes.is_empty() {
@@ -88,6 +111,7 @@ pub fn json(cmp: &Comparison) -> Value {
                 "changed": r.changed.iter().map(entry).collect::<Vec<_>>(),
                 "new": r.new.iter().map(entry).collect::<Vec<_>>(),
                 "removed": r.removed.iter().map(entry).collect::<Vec<_>>(),
+                "line_only": r.line_only.iter().map(entry).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -95,6 +119,8 @@ pub fn json(cmp: &Comparison) -> Value {
         "changed": names(|r| &r.changed),
         "new": names(|r| &r.new),
         "removed": names(|r| &r.removed),
+        "line_only": names(|r| &r.line_only),
+        "line_only_rule": LINE_ONLY_RULE,
         "targets": targets,
         "notes": cmp.notes,
         "errors": cmp.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
@@ -111,6 +137,7 @@ pub fn json_failure(error: &str) -> Value {
         "changed": [],
         "new": [],
         "removed": [],
+        "line_only": [],
         "targets": [],
         "notes": [],
         "errors": [error],

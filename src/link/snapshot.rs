@@ -7,8 +7,15 @@
 //! SNAP/targets         "<target> <object>" per line (vmlinux, then modules)
 //! SNAP/objects         per object: "object <path> <size> <mtime_ns> <source>"
 //!                      then its manifest (which ends with its `end` line)
-//! SNAP/Module.symvers  copied from the tree, if it has one
-//! SNAP/symbols/<target>.syms   the linked symbol table: "<type> <bind> <addr> <size> <name>"
+//! SNAP/Module.symvers  copied from the tree, if it has one: what the original
+//!                      build exports (the patched tree's may differ)
+//! SNAP/symbols/<target>.syms   the linked symbol table of vmlinux and each
+//!                      module, in table order: "<type> <bind> <addr> <size> <name>"
+//!                      per symbol and "f <name>" per STT_FILE symbol (which
+//!                      starts one source file's local symbols), for sympos;
+//!                      snapshots from before the `f` lines have none, so
+//!                      `build` needs `--vmlinux` with them (the format's
+//!                      version stays 1: older readers ignored `.syms`)
 //! SNAP/objects.d/<object>      with --with-objects: the original objects, for --explain
 //! ```
 //!
@@ -21,10 +28,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use object::{Object, ObjectSymbol, SymbolKind};
-
 use super::destination::{DestinationError, SnapshotDestination, SNAPSHOT_MAGIC};
 use super::load::{self, Source, Stamp};
+use super::sympos::{linked_symbols, LinkedSymbol, SymbolTableError};
 use super::tree::{Tree, TreeError};
 use crate::manifest::{
     escape_path_field, escape_path_line, unescape_path, Content, Manifest, ParseError,
@@ -46,10 +52,7 @@ pub enum SnapshotError {
         what: String,
     },
     Destination(DestinationError),
-    Symbols {
-        path: PathBuf,
-        error: String,
-    },
+    Symbols(SymbolTableError),
 }
 
 impl std::fmt::Display for SnapshotError {
@@ -64,34 +67,28 @@ impl std::fmt::Display for SnapshotError {
                 path.display()
             ),
             SnapshotError::Destination(e) => e.fmt(f),
-            SnapshotError::Symbols { path, error } => {
-                write!(
-                    f,
-                    "cannot read the symbol table of {}: {error}",
-                    path.display()
-                )
-            }
+            SnapshotError::Symbols(e) => e.fmt(f),
         }
     }
 }
 
-impl std::error::Error for SnapshotError {}
+impl std::error::Error for SnapshotError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SnapshotError::Tree(e) => Some(e),
+            SnapshotError::Io { error, .. } => Some(error),
+            SnapshotError::Format { .. } => None,
+            SnapshotError::Destination(e) => Some(e),
+            SnapshotError::Symbols(e) => Some(e),
+        }
+    }
+}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
     move |error| SnapshotError::Io {
         path: path.to_owned(),
         error,
     }
-}
-
-/// One symbol of a linked vmlinux or module, in symbol-table order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkedSymbol {
-    pub kind: char,
-    pub local: bool,
-    pub address: u64,
-    pub size: u64,
-    pub name: String,
 }
 
 /// One object of the original build. Its manifest is kept as text and only
@@ -240,7 +237,8 @@ impl Snapshot {
             if !file.is_file() {
                 continue;
             }
-            let text = render_symbols(&linked_symbols(&file)?);
+            let symbols = linked_symbols(&file).map_err(SnapshotError::Symbols)?;
+            let text = render_symbols(&symbols);
             write_file(&dir.join("symbols").join(format!("{target}.syms")), &text)?;
         }
 
@@ -405,49 +403,102 @@ fn kernel_release(objtree: &Path) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-/// The function and data symbols of a linked ELF file, in table order.
-pub fn linked_symbols(path: &Path) -> Result<Vec<LinkedSymbol>, SnapshotError> {
-    let err = |error: String| SnapshotError::Symbols {
-        path: path.to_owned(),
-        error,
-    };
-    let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let file = object::File::parse(&*data).map_err(|e| err(e.to_string()))?;
-    let mut out = Vec::new();
-    for s in file.symbols() {
-        let kind = match s.kind() {
-            SymbolKind::Text => 't',
-            SymbolKind::Data => 'd',
-            SymbolKind::Tls => 'l',
-            _ => continue,
-        };
-        let Ok(name) = s.name() else { continue };
-        if name.is_empty() {
-            continue;
-        }
-        out.push(LinkedSymbol {
-            kind,
-            local: s.is_local(),
-            address: s.address(),
-            size: s.size(),
-            name: name.to_owned(),
-        });
-    }
-    Ok(out)
-}
-
 fn render_symbols(symbols: &[LinkedSymbol]) -> String {
     let mut out = String::new();
     for s in symbols {
+        let name = escape_path_line(Path::new(&s.name));
+        if s.is_file() {
+            let _ = writeln!(out, "{} {name}", LinkedSymbol::FILE);
+            continue;
+        }
         let _ = writeln!(
             out,
-            "{} {} {:016x} {} {}",
+            "{} {} {:016x} {} {name}",
             s.kind,
             if s.local { "local" } else { "global" },
             s.address,
             s.size,
-            s.name
         );
     }
     out
+}
+
+/// The symbol table of `target` as the snapshot at `snapshot` keeps it, or
+/// `None` when it has none (the target was not linked when it was taken).
+pub fn snapshot_symbols(
+    snapshot: &Path,
+    target: &str,
+) -> Result<Option<SnapshotSymbols>, SnapshotError> {
+    let path = snapshot.join("symbols").join(format!("{target}.syms"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let fmt = |line: usize, what: &str| SnapshotError::Format {
+        path: path.clone(),
+        line: line + 1,
+        what: what.to_owned(),
+    };
+    let name = |line: usize, v: &str| {
+        unescape_path(v)
+            .ok()
+            .and_then(|p| p.into_os_string().into_string().ok())
+            .ok_or_else(|| fmt(line, "bad symbol name"))
+    };
+    let mut symbols = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        if let Some(file) = l.strip_prefix("f ") {
+            symbols.push(LinkedSymbol {
+                kind: LinkedSymbol::FILE,
+                local: true,
+                address: 0,
+                size: 0,
+                name: name(i, file)?,
+            });
+            continue;
+        }
+        let mut f = l.splitn(5, ' ');
+        let (Some(kind), Some(bind), Some(address), Some(size), Some(n)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return Err(fmt(i, "expected `<type> <bind> <addr> <size> <name>`"));
+        };
+        let kind = match kind {
+            "t" | "d" | "l" => kind.chars().next().expect("one letter"),
+            _ => return Err(fmt(i, "bad symbol type")),
+        };
+        symbols.push(LinkedSymbol {
+            kind,
+            local: match bind {
+                "local" => true,
+                "global" => false,
+                _ => return Err(fmt(i, "bad binding")),
+            },
+            address: u64::from_str_radix(address, 16).map_err(|_| fmt(i, "bad address"))?,
+            size: size.parse().map_err(|_| fmt(i, "bad size"))?,
+            name: name(i, n)?,
+        });
+    }
+    Ok(Some(SnapshotSymbols { symbols }))
+}
+
+/// A target's symbol table as a snapshot keeps it.
+pub struct SnapshotSymbols {
+    pub symbols: Vec<LinkedSymbol>,
+}
+
+impl SnapshotSymbols {
+    /// Whether it says which source file each local symbol comes from: a
+    /// snapshot taken before klp-link kept the `f` lines does not, and
+    /// every linked kernel image has file symbols.
+    pub fn has_files(&self) -> bool {
+        self.symbols.iter().any(LinkedSymbol::is_file)
+    }
+}
+
+/// The snapshot's copy of the original build's Module.symvers, if it has
+/// one.
+pub fn snapshot_symvers(snapshot: &Path) -> Option<PathBuf> {
+    Some(snapshot.join("Module.symvers")).filter(|p| p.is_file())
 }

@@ -4,11 +4,167 @@
 //! for vmlinux is address order and for a module its symbol-table order.
 //! Which one is ours is told by the `STT_FILE` symbol that precedes a local
 //! symbol in the linked symbol table (the source file it came from).
+//!
+//! The table comes from a linked ELF file (the running kernel's vmlinux or
+//! module) or from a snapshot, which keeps the same symbols and file
+//! boundaries as [`LinkedSymbol`]s.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSymbol, SymbolKind};
+
+/// One entry of a linked symbol table, in table order: a function, data or
+/// TLS symbol, or (`kind` `'f'`) the `STT_FILE` symbol that starts the
+/// local symbols of one source file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedSymbol {
+    pub kind: char,
+    pub local: bool,
+    pub address: u64,
+    pub size: u64,
+    pub name: String,
+}
+
+impl LinkedSymbol {
+    pub const FILE: char = 'f';
+
+    pub fn is_file(&self) -> bool {
+        self.kind == Self::FILE
+    }
+}
+
+/// A linked file whose symbol table cannot be read.
+#[derive(Debug)]
+pub enum SymbolTableError {
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    Elf {
+        path: PathBuf,
+        error: object::read::Error,
+    },
+}
+
+impl fmt::Display for SymbolTableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (path, error): (_, &dyn fmt::Display) = match self {
+            SymbolTableError::Io { path, error } => (path, error),
+            SymbolTableError::Elf { path, error } => (path, error),
+        };
+        write!(
+            f,
+            "cannot read the symbol table of {}: {error}",
+            path.display()
+        )
+    }
+}
+
+impl std::error::Error for SymbolTableError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SymbolTableError::Io { error, .. } => Some(error),
+            SymbolTableError::Elf { error, .. } => Some(error),
+        }
+    }
+}
+
+/// The function, data and file symbols of a linked ELF file, in table
+/// order.
+pub fn linked_symbols(path: &Path) -> Result<Vec<LinkedSymbol>, SymbolTableError> {
+    let data = std::fs::read(path).map_err(|error| SymbolTableError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    let file = object::File::parse(&*data).map_err(|error| SymbolTableError::Elf {
+        path: path.to_owned(),
+        error,
+    })?;
+    Ok(symbols_of(&file))
+}
+
+/// The function, data and file symbols of `file`, in table order.
+pub fn symbols_of(file: &object::File) -> Vec<LinkedSymbol> {
+    let mut out = Vec::new();
+    for s in file.symbols() {
+        let kind = match s.kind() {
+            SymbolKind::Text => 't',
+            SymbolKind::Data => 'd',
+            SymbolKind::Tls => 'l',
+            SymbolKind::File => LinkedSymbol::FILE,
+            _ => continue,
+        };
+        let Ok(name) = s.name() else { continue };
+        if name.is_empty() && kind != LinkedSymbol::FILE {
+            continue;
+        }
+        out.push(LinkedSymbol {
+            kind,
+            local: s.is_local(),
+            address: s.address(),
+            size: s.size(),
+            name: name.to_owned(),
+        });
+    }
+    out
+}
+
+/// Why a symbol's sympos cannot be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SymposError {
+    Absent {
+        name: String,
+    },
+    NoneFromFile {
+        name: String,
+        count: usize,
+        file: Option<String>,
+    },
+    Ambiguous {
+        name: String,
+        count: usize,
+        mine: usize,
+        file: Option<String>,
+        address_order: bool,
+    },
+}
+
+impl fmt::Display for SymposError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SymposError::Absent { name } => {
+                write!(f, "`{name}` is not in the running kernel's symbol table")
+            }
+            SymposError::NoneFromFile { name, count, file } => write!(
+                f,
+                "`{name}` occurs {count} times in the running kernel and none comes from {}; \
+                 cannot tell which one to patch",
+                file.as_deref().unwrap_or("an unknown file")
+            ),
+            SymposError::Ambiguous {
+                name,
+                count,
+                mine,
+                file,
+                address_order,
+            } => write!(
+                f,
+                "`{name}` occurs {count} times in the running kernel, {mine} of them from {}; \
+                 cannot tell which one to patch (in {} order)",
+                file.as_deref().unwrap_or("?"),
+                if *address_order {
+                    "address"
+                } else {
+                    "symbol-table"
+                }
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SymposError {}
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -27,29 +183,23 @@ pub struct Positions {
 impl Positions {
     /// Reads a linked ELF file; `address_order` for vmlinux, table order
     /// for modules.
-    pub fn read(path: &Path, address_order: bool) -> Result<Positions, String> {
-        let err = |e: String| format!("{}: {e}", path.display());
-        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let file = object::File::parse(&*data).map_err(|e| err(e.to_string()))?;
+    pub fn read(path: &Path, address_order: bool) -> Result<Positions, SymbolTableError> {
+        Ok(Positions::of(&linked_symbols(path)?, address_order))
+    }
+
+    /// From a symbol table in table order, file symbols included.
+    pub fn of(symbols: &[LinkedSymbol], address_order: bool) -> Positions {
         let mut by_name: HashMap<String, Vec<Entry>> = HashMap::new();
         let mut current_file = None;
-        for s in file.symbols() {
-            let Ok(name) = s.name() else { continue };
-            if s.kind() == SymbolKind::File {
-                current_file = Some(name.to_owned());
+        for s in symbols {
+            if s.is_file() {
+                current_file = Some(s.name.clone());
                 continue;
             }
-            if !matches!(
-                s.kind(),
-                SymbolKind::Text | SymbolKind::Data | SymbolKind::Tls
-            ) || name.is_empty()
-            {
-                continue;
-            }
-            by_name.entry(name.to_owned()).or_default().push(Entry {
-                address: s.address(),
-                file: s.is_local().then(|| current_file.clone()).flatten(),
-                local: s.is_local(),
+            by_name.entry(s.name.clone()).or_default().push(Entry {
+                address: s.address,
+                file: s.local.then(|| current_file.clone()).flatten(),
+                local: s.local,
             });
         }
         if address_order {
@@ -57,24 +207,19 @@ impl Positions {
                 v.sort_by_key(|e| e.address);
             }
         }
-        Ok(Positions {
+        Positions {
             by_name,
             address_order,
-        })
+        }
     }
 
     /// The sympos of `name`, a symbol of source file `file` (for a local
-    /// symbol), or an error saying why it cannot be told.
-    pub fn sympos(&self, name: &str, file: Option<&str>) -> Result<u64, String> {
-        let order = if self.address_order {
-            "address"
-        } else {
-            "symbol-table"
-        };
+    /// symbol).
+    pub fn sympos(&self, name: &str, file: Option<&str>) -> Result<u64, SymposError> {
         let Some(all) = self.by_name.get(name) else {
-            return Err(format!(
-                "`{name}` is not in the running kernel's symbol table"
-            ));
+            return Err(SymposError::Absent {
+                name: name.to_owned(),
+            });
         };
         if all.len() == 1 {
             return Ok(0);
@@ -88,19 +233,18 @@ impl Positions {
             .collect();
         match mine.as_slice() {
             [i] => Ok(*i as u64 + 1),
-            [] => Err(format!(
-                "`{name}` occurs {} times in the running kernel and none comes from {}; \
-                 cannot tell which one to patch",
-                all.len(),
-                file.unwrap_or("an unknown file")
-            )),
-            _ => Err(format!(
-                "`{name}` occurs {} times in the running kernel, {} of them from {}; \
-                 cannot tell which one to patch (in {order} order)",
-                all.len(),
-                mine.len(),
-                file.unwrap_or("?")
-            )),
+            [] => Err(SymposError::NoneFromFile {
+                name: name.to_owned(),
+                count: all.len(),
+                file: file.map(str::to_owned),
+            }),
+            _ => Err(SymposError::Ambiguous {
+                name: name.to_owned(),
+                count: all.len(),
+                mine: mine.len(),
+                file: file.map(str::to_owned),
+                address_order: self.address_order,
+            }),
         }
     }
 }

@@ -3,7 +3,27 @@
 //! when the livepatch module loads; anything else needs a klp relocation.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A Module.symvers that cannot be read.
+#[derive(Debug)]
+pub struct SymversError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+impl fmt::Display for SymversError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.error)
+    }
+}
+
+impl std::error::Error for SymversError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Exports {
@@ -12,8 +32,11 @@ pub struct Exports {
 }
 
 impl Exports {
-    pub fn read(path: &Path) -> Result<Exports, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Exports, SymversError> {
+        let text = std::fs::read_to_string(path).map_err(|error| SymversError {
+            path: path.to_owned(),
+            error,
+        })?;
         Ok(Exports::parse(&text))
     }
 

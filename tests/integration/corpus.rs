@@ -23,7 +23,10 @@
 //! (functions, `.cold` parts, data objects alike) are compared as a
 //! multiset of checksums:
 //!
-//! - `changed NAME`: in both, and the checksums differ;
+//! - `changed NAME`: in both, and the checksums differ in more than line
+//!   numbers;
+//! - `line-only NAME`: in both, the checksums differ, and the
+//!   line-insensitive ones (`lines=`) are equal;
 //! - `same NAME`: in both, with equal checksums;
 //! - `new NAME`: only in patched;
 //! - `removed NAME`: only in orig;
@@ -125,6 +128,7 @@ corpus_cases! {
     jump_table_unrelated,
     line_directive,
     line_macro,
+    line_only,
     neighbour_grew,
     ops_table,
     part_clone,
@@ -182,6 +186,7 @@ fn every_fixture_folder_is_a_listed_case() {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
     Changed,
+    LineOnly,
     Same,
     New,
     Removed,
@@ -192,6 +197,7 @@ impl Verdict {
     fn word(self) -> &'static str {
         match self {
             Verdict::Changed => "changed",
+            Verdict::LineOnly => "line-only",
             Verdict::Same => "same",
             Verdict::New => "new",
             Verdict::Removed => "removed",
@@ -309,6 +315,7 @@ impl Expect {
             let err = |what: &str| Err(format!("{line}: {what}: `{raw}`"));
             let verdict = match words[0] {
                 "changed" => Some(Verdict::Changed),
+                "line-only" => Some(Verdict::LineOnly),
                 "same" => Some(Verdict::Same),
                 "new" => Some(Verdict::New),
                 "removed" => Some(Verdict::Removed),
@@ -463,6 +470,13 @@ fn sums(recs: &[&SymbolRecord]) -> Vec<u64> {
     v
 }
 
+/// The line-insensitive checksums, if every record has one.
+fn line_sums(recs: &[&SymbolRecord]) -> Option<Vec<u64>> {
+    let mut v: Vec<u64> = recs.iter().map(|r| r.lines).collect::<Option<_>>()?;
+    v.sort_unstable();
+    Some(v)
+}
+
 /// `small` is a proper sub-multiset of `big` (both sorted).
 fn proper_submultiset(small: &[u64], big: &[u64]) -> bool {
     if small.len() >= big.len() {
@@ -485,7 +499,10 @@ fn describe_group(recs: &[&SymbolRecord]) -> String {
         return "absent".into();
     }
     recs.iter()
-        .map(|r| format!("{} {:016x}", r.name, r.checksum))
+        .map(|r| match r.lines {
+            Some(l) => format!("{} {:016x} lines={l:016x}", r.name, r.checksum),
+            None => format!("{} {:016x}", r.name, r.checksum),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -655,8 +672,12 @@ fn check(expect: &Expect, orig: &Built, patched: &Built) -> Vec<Problem> {
         // Equal checksums with a different exact clone referred to (see
         // `correlate`) are a change too.
         let switched = names.iter().any(|n| switched_clones.contains(n));
+        let line_only = os != ps && line_sums(&o).is_some() && line_sums(&o) == line_sums(&p);
         let ok = match verdict {
-            Verdict::Changed => !o.is_empty() && !p.is_empty() && (os != ps || switched),
+            Verdict::Changed => {
+                !o.is_empty() && !p.is_empty() && ((os != ps && !line_only) || switched)
+            }
+            Verdict::LineOnly => line_only && !switched,
             Verdict::Same => !o.is_empty() && !p.is_empty() && os == ps && !switched,
             Verdict::New => o.is_empty() && !p.is_empty(),
             Verdict::Removed => !o.is_empty() && p.is_empty(),
@@ -671,6 +692,8 @@ fn check(expect: &Expect, orig: &Built, patched: &Built) -> Vec<Problem> {
                 "changed (it refers to another clone)".to_owned()
             } else if os == ps {
                 "the same".to_owned()
+            } else if line_only {
+                "line-only".to_owned()
             } else if proper_submultiset(&os, &ps) {
                 "extra (patched has orig's checksums and more)".to_owned()
             } else {

@@ -570,13 +570,13 @@ impl Diff {
     }
 
     /// One line per reported function:
-    /// `<target> <changed|new|removed> <name> <object>`, plus ` (was
+    /// `<target> <changed|new|removed|line_only> <name> <object>`, plus ` (was
     /// <orig_name>)` and ` [init]` when they apply; in report order.
     fn entries(&self) -> Vec<String> {
         let mut out = Vec::new();
         for t in self.json["targets"].as_array().into_iter().flatten() {
             let target = t["name"].as_str().unwrap_or("?");
-            for kind in ["changed", "new", "removed"] {
+            for kind in ["changed", "new", "removed", "line_only"] {
                 for e in t[kind].as_array().into_iter().flatten() {
                     let name = e["name"].as_str().unwrap_or("?");
                     let mut line = format!(
@@ -607,7 +607,7 @@ impl Diff {
             "reported functions\n{}",
             self.context()
         );
-        for kind in ["changed", "new", "removed"] {
+        for kind in ["changed", "new", "removed", "line_only"] {
             let mut names: Vec<String> = self.json["targets"]
                 .as_array()
                 .into_iter()
@@ -1165,6 +1165,100 @@ fn init_function_change_is_refused() {
         errors.len() == 1 && errors[0].contains("core_setup") && errors[0].contains("__init"),
         "{}",
         d.context()
+    );
+}
+
+/// What kernel/core.c gains for the line-only test: 6.1-style
+/// might_sleep() and WARN_ON() (`__bug_table`) sites, one in an __init
+/// function.
+const CORE_LINE_SITES: &str = r#"
+extern void __might_sleep(const char *file, int line);
+#define might_sleep() __might_sleep(__FILE__, __LINE__)
+#define WARN_ON(cond) ({						\
+	int __c = !!(cond);						\
+	if (__builtin_expect(__c, 0))					\
+		asm volatile("1: ud2\n\t"				\
+			     ".pushsection __bug_table,\"aw\"\n"	\
+			     "2: .long 1b - ., %c0 - .\n\t"		\
+			     ".word %c1, %c2\n\t.org 2b + %c3\n\t"	\
+			     ".popsection" : : "i" (__FILE__),		\
+			     "i" (__LINE__), "i" (1 << 9 | 1), "i" (12));	\
+	__builtin_expect(__c, 0); })
+
+int core_sleeper(int x)
+{
+	might_sleep();
+	return x + 5;
+}
+
+int core_warner(int x)
+{
+	if (WARN_ON(x > 1000))
+		return 0;
+	return x;
+}
+
+__attribute__((section(".init.text"), cold)) int core_early(int x)
+{
+	might_sleep();
+	return WARN_ON(x == 3);
+}
+"#;
+
+/// A fix that adds lines above functions whose code holds `__LINE__`
+/// (applied as packaging does, without fix-lines): they are listed apart
+/// as line-only, not as changed, and an __init one is no refusal.
+#[test]
+fn line_only_functions_are_listed_apart() {
+    let Some(mut fx) = Fixture::new("line_only_functions_are_listed_apart") else {
+        return;
+    };
+    let core = format!("{CORE_C}{CORE_LINE_SITES}");
+    fx.write("kernel/core.c", &core);
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    fx.snapshot();
+    fx.edit(
+        "kernel/core.c",
+        "\treturn a * 2 + b;\n",
+        "\tint r = a * 2 + b;\n\n\t/* the fix */\n\treturn r + 1;\n",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let d = fx.diff();
+    d.expect(
+        0,
+        &[
+            "vmlinux changed core_add kernel/core.o",
+            "vmlinux line_only core_early kernel/core.o [init]",
+            "vmlinux line_only core_sleeper kernel/core.o",
+            "vmlinux line_only core_warner kernel/core.o",
+        ],
+    );
+    d.expect_no_errors();
+    let human = d.human.stdout();
+    assert!(
+        human.contains("line-only, ignored") && human.contains("call-site rule"),
+        "{}",
+        d.context()
+    );
+    assert!(
+        d.json["line_only_rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("call-site rule")),
+        "{}",
+        d.context()
+    );
+
+    // A real change beside a line shift is a change.
+    fx.edit("kernel/core.c", "return x + 5;", "return x + 6;");
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    fx.diff().expect(
+        0,
+        &[
+            "vmlinux changed core_add kernel/core.o",
+            "vmlinux changed core_sleeper kernel/core.o",
+            "vmlinux line_only core_early kernel/core.o [init]",
+            "vmlinux line_only core_warner kernel/core.o",
+        ],
     );
 }
 
@@ -1913,4 +2007,223 @@ fn diff_explains_a_change_in_the_tree_when_the_snapshot_kept_the_objects() {
         "{}",
         r.describe()
     );
+}
+
+/// What the fixture's code calls, as vmlinux's exports.
+const FIXTURE_SYMVERS: &str = "0x0\t__fentry__\tvmlinux\tEXPORT_SYMBOL\t\n\
+    0x0\t__x86_return_thunk\tvmlinux\tEXPORT_SYMBOL\t\n\
+    0x0\tshared_log\tvmlinux\tEXPORT_SYMBOL\t\n";
+
+/// What `klp-link build` needs of the fixture besides its objects: a
+/// Module.symvers and a stand-in for the kernel's kbuild, whose `make -C
+/// tree M=DIR modules` "links" the module as the patch object alone.
+fn buildable(test: &str) -> Option<Fixture> {
+    let fx = Fixture::new(test)?;
+    for program in ["ld", "make"] {
+        if find_program(program).is_none() {
+            skip(test, &format!("no `{program}` on PATH"));
+            return None;
+        }
+    }
+    fx.write("Module.symvers", FIXTURE_SYMVERS);
+    fx.write(
+        "Makefile",
+        "modules:\n\
+         \tname=$$(sed -n 's/^obj-m := \\(.*\\)\\.o$$/\\1/p' $(M)/Kbuild) && \
+         cp $(M)/klp-patch.o_shipped $(M)/$$name.ko\n",
+    );
+    fx.write("include/config/kernel.release", "6.1.0-klp\n");
+    Some(fx)
+}
+
+impl Fixture {
+    /// `klp-link build snap --name NAME -o NAME.ko` with `extra` arguments.
+    fn build(&self, name: &str, extra: &[&OsStr]) -> Run {
+        let ko = format!("{name}.ko");
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("build"),
+            OsStr::new("snap"),
+            OsStr::new("--name"),
+            OsStr::new(name),
+            OsStr::new("-o"),
+            OsStr::new(&ko),
+        ];
+        args.extend(extra);
+        self.link(args)
+    }
+
+    /// The running kernel's vmlinux for `--vmlinux`: the fixture's, with a
+    /// `linux_banner` of `release`.
+    fn running_vmlinux(&self, release: &str) -> PathBuf {
+        use object::write::{Object, Symbol, SymbolSection};
+        use object::{
+            Architecture, BinaryFormat, Endianness, SectionKind, SymbolFlags, SymbolKind,
+            SymbolScope,
+        };
+        let mut obj = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+        let rodata = obj.add_section(Vec::new(), b".rodata".to_vec(), SectionKind::ReadOnlyData);
+        let banner = format!("Linux version {release} (u@h) (gcc) #1 SMP\n\0");
+        obj.set_section_data(rodata, banner.as_bytes().to_vec(), 1);
+        obj.add_symbol(Symbol {
+            name: b"linux_banner".to_vec(),
+            value: 0,
+            size: banner.len() as u64,
+            kind: SymbolKind::Data,
+            scope: SymbolScope::Dynamic,
+            weak: false,
+            section: SymbolSection::Section(rodata),
+            flags: SymbolFlags::None,
+        });
+        let banner_o = self.root.join(format!("banner-{release}.o"));
+        std::fs::write(&banner_o, obj.write().unwrap()).unwrap();
+        let out = self.root.join(format!("vmlinux-{release}"));
+        let mut cmd = Command::new("ld");
+        cmd.arg("-r")
+            .arg("-o")
+            .arg(&out)
+            .arg(self.path("vmlinux"))
+            .arg(&banner_o);
+        run(cmd).assert_success();
+        out
+    }
+}
+
+/// The lines of `build`'s report that say what the module replaces.
+fn replaced(r: &Run) -> Vec<String> {
+    let err = r.stderr();
+    err.lines()
+        .skip_while(|l| !l.starts_with("klp-link: the module replaces:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[track_caller]
+fn expect_built(r: &Run, replaces: &[&str]) {
+    assert_no_panic(r);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+    assert_eq!(replaced(r), replaces, "{}", r.describe());
+}
+
+#[test]
+fn build_without_vmlinux_takes_sympos_from_the_snapshot() {
+    let test = "build_without_vmlinux_takes_sympos_from_the_snapshot";
+    let Some(mut fx) = buildable(test) else {
+        return;
+    };
+    fx.snapshot();
+    fx.edit("mm/alloc.c", "return x + 2;", "return x + 5;");
+    assert_eq!(fx.rebuild(), ["mm/alloc.o"]);
+    // `tidy` is also a static of kernel/core.c, linked before mm/alloc.c.
+    let want = ["  vmlinux: tidy (sympos 2)"];
+    let one_build = fx.build("lp1", &[]);
+    expect_built(&one_build, &want);
+    assert!(
+        one_build
+            .stderr()
+            .contains("sympos in vmlinux comes from the snapshot's vmlinux"),
+        "{}",
+        one_build.describe()
+    );
+    let running = fx.running_vmlinux("6.1.0-klp");
+    let with_vmlinux = fx.build("lp2", &[OsStr::new("--vmlinux"), running.as_os_str()]);
+    expect_built(&with_vmlinux, &want);
+
+    // A snapshot older than its file symbols cannot tell the two apart.
+    let syms = fx.snap().join("symbols/vmlinux.syms");
+    let text = std::fs::read_to_string(&syms).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("f ")), "{text}");
+    let old: String = text
+        .lines()
+        .filter(|l| !l.starts_with("f "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&syms, old).unwrap();
+    let r = fx.build("lp3", &[]);
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.describe());
+    assert!(
+        r.stderr().contains("older klp-link") && r.stderr().contains("--vmlinux"),
+        "{}",
+        r.describe()
+    );
+    expect_built(
+        &fx.build("lp4", &[OsStr::new("--vmlinux"), running.as_os_str()]),
+        &want,
+    );
+}
+
+#[test]
+fn build_refuses_a_vmlinux_of_another_release() {
+    let Some(mut fx) = buildable("build_refuses_a_vmlinux_of_another_release") else {
+        return;
+    };
+    fx.snapshot();
+    fx.edit("kernel/core.c", "return a * 2 + b;", "return a * 3 + b;");
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let other = fx.running_vmlinux("6.1.0-other");
+    let r = fx.build("lp", &[OsStr::new("--vmlinux"), other.as_os_str()]);
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.describe());
+    assert!(
+        r.stderr().contains("is Linux 6.1.0-other")
+            && r.stderr().contains("6.1.0-klp")
+            && r.stderr().contains("running kernel"),
+        "{}",
+        r.describe()
+    );
+    assert!(!fx.root.join("lp.ko").exists());
+}
+
+#[test]
+fn build_takes_module_sympos_and_exports_from_the_snapshot() {
+    let test = "build_takes_module_sympos_and_exports_from_the_snapshot";
+    let Some(mut fx) = buildable(test) else {
+        return;
+    };
+    fx.snapshot();
+    // The original build's exports count, not the patched tree's.
+    std::fs::remove_file(fx.path("Module.symvers")).unwrap();
+    fx.edit("drivers/mymod_util.c", "x * 11 + 5", "x * 13 + 5");
+    assert_eq!(fx.rebuild(), ["drivers/mymod_util.o"]);
+    let r = fx.build("lp1", &[]);
+    expect_built(&r, &["  my_mod: mymod_calc"]);
+    assert!(
+        !r.stderr().contains("which the patch may have changed"),
+        "{}",
+        r.describe()
+    );
+
+    // A snapshot without Module.symvers falls back to the tree's, saying so.
+    std::fs::remove_file(fx.snap().join("Module.symvers")).unwrap();
+    fx.write("Module.symvers", FIXTURE_SYMVERS);
+    let r = fx.build("lp2", &[]);
+    expect_built(&r, &["  my_mod: mymod_calc"]);
+    assert!(
+        r.stderr().contains("the snapshot has no Module.symvers"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
+fn build_refuses_an_init_change_in_its_report() {
+    let Some(mut fx) = buildable("build_refuses_an_init_change_in_its_report") else {
+        return;
+    };
+    fx.snapshot();
+    fx.edit("kernel/core.c", "\"core: setup\", 1", "\"core: setup\", 2");
+    fx.edit("kernel/core.c", "return a * 2 + b;", "return a * 3 + b;");
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    // The comparison refuses it, so `build` stops with the report: no
+    // changed `__init` function ever reaches extraction.
+    let r = fx.build("lp", &[]);
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.describe());
+    let err = r.stderr();
+    assert!(
+        err.contains("`core_setup` is an __init/__exit function and changed")
+            && err.contains("klp-link: no module built"),
+        "{}",
+        r.describe()
+    );
+    assert!(!fx.root.join("lp.ko").exists());
 }

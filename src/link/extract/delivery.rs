@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use iced_x86::{Decoder, DecoderOptions, OpKind};
+use crate::arch::{x86_64::X86_64, Arch as _, Insn};
 use object::elf;
 
 use super::{tables, Copier, ExtractError};
@@ -129,7 +129,14 @@ impl Copier<'_, '_> {
             // Only a direct call or jump is delivered by replacing the
             // caller: a taken address (a timer or work callback, an ops
             // table filled at run time) keeps reaching the old copy.
-            if let Some(&at) = refs.iter().find(|&&at| !is_direct_branch(code.data, at)) {
+            // Decoded once per section: the references are few, the
+            // section may be large.
+            let insns: Vec<Insn> = X86_64.decode(code.data, 0).collect();
+            let is_direct_branch = |at: u64| {
+                let i = insns.partition_point(|i| i.end() <= at);
+                insns.get(i).is_some_and(|insn| insn.is_branch_field(at, 1))
+            };
+            if let Some(&at) = refs.iter().find(|&&at| !is_direct_branch(at)) {
                 return Err(self.refuse(format!(
                     "`{name}` changed, but {why}; `{caller}` takes its address (at {}+{at:#x}), \
                      so the running kernel may keep calling the old copy: klp-link cannot \
@@ -146,22 +153,4 @@ impl Copier<'_, '_> {
         }
         Ok(callers.into_iter().collect())
     }
-}
-
-/// Whether the relocated field at `at` of `code` is the target of a direct
-/// call or jump.
-fn is_direct_branch(code: &[u8], at: u64) -> bool {
-    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
-    while decoder.can_decode() {
-        let insn = decoder.decode();
-        if insn.next_ip() <= at {
-            continue;
-        }
-        return insn.ip() <= at
-            && matches!(
-                insn.op0_kind(),
-                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-            );
-    }
-    false
 }

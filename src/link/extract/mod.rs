@@ -33,6 +33,7 @@ use super::data_uses::{escaping_use, is_callsite_metadata};
 use super::sympos::Positions;
 use super::symvers::Exports;
 use super::tree::VMLINUX;
+use crate::arch::{instruction_ends, x86_64::X86_64};
 use crate::checksum::demangle::{cold_parent, demangle};
 use crate::checksum::elf_index::{DefinedFunction, ElfIndex, SectionKind as Kind, SymType};
 use delivery::Replaced;
@@ -322,10 +323,11 @@ impl Copier<'_, '_> {
         while let Some(p) = self.pending.pop() {
             self.in_table = p.in_table;
             let section = &self.index.sections[p.sec];
-            let ends = if section.kind == Kind::Code {
-                instruction_ends(section.data, p.start, p.end)
-            } else {
-                Vec::new()
+            let ends = match section.data.get(p.start as usize..p.end as usize) {
+                Some(code) if section.kind == Kind::Code => {
+                    instruction_ends(&X86_64, code, p.start)
+                }
+                _ => Vec::new(),
             };
             for r in self.index.relocs_in(p.sec, p.start, p.end) {
                 // A PC-relative operand means the place its instruction's end
@@ -592,7 +594,7 @@ impl Copier<'_, '_> {
             .ok_or_else(|| self.malformed(format!("no symbol table of `{target}`")))?;
         positions
             .sympos(name, if local { file } else { None })
-            .map_err(|e| self.refuse(e))
+            .map_err(|e| self.refuse(e.to_string()))
     }
 }
 
@@ -602,20 +604,6 @@ fn has_named_data(index: &ElfIndex, sec: usize) -> bool {
         .named
         .iter()
         .any(|&i| index.symbols[i].sym_type == SymType::Object)
-}
-
-/// The offsets at which the instructions of `code[start..end]` end,
-/// ascending (decoding starts at `start`).
-fn instruction_ends(code: &[u8], start: u64, end: u64) -> Vec<u64> {
-    let Some(bytes) = code.get(start as usize..end as usize) else {
-        return Vec::new();
-    };
-    let mut decoder = iced_x86::Decoder::with_ip(64, bytes, start, iced_x86::DecoderOptions::NONE);
-    let mut ends = Vec::new();
-    while decoder.can_decode() {
-        ends.push(decoder.decode().next_ip());
-    }
-    ends
 }
 
 impl Copier<'_, '_> {

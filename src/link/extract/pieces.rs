@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
+use crate::arch::{x86_64::X86_64, Arch as _, Insn};
 use object::write::{SectionId, SymbolId};
 
 use super::{Copier, ExtractError, Pending};
@@ -209,26 +209,22 @@ fn reachable_span(index: &ElfIndex, sec: usize, entry: u64) -> Result<(u64, u64)
         if at >= section.size || decoded.contains(&at) {
             continue;
         }
-        let mut decoder =
-            Decoder::with_ip(64, &section.data[at as usize..], at, DecoderOptions::NONE);
-        while decoder.can_decode() {
-            let insn = decoder.decode();
-            if insn.is_invalid() {
+        for insn in X86_64.decode(&section.data[at as usize..], at) {
+            if !insn.valid {
                 return Err(format!(
                     "cannot decode the instruction at {}+{:#x}",
-                    section.name,
-                    insn.ip()
+                    section.name, insn.ip
                 ));
             }
-            if !decoded.insert(insn.ip()) {
+            if !decoded.insert(insn.ip) {
                 break;
             }
-            lo = lo.min(insn.ip());
-            hi = hi.max(insn.next_ip());
+            lo = lo.min(insn.ip);
+            hi = hi.max(insn.end());
             if let Some(t) = branch_target_in_section(index, sec, &insn) {
                 todo.push(t);
             }
-            if ends_path(&insn) {
+            if insn.ends_path {
                 break;
             }
         }
@@ -236,43 +232,19 @@ fn reachable_span(index: &ElfIndex, sec: usize, entry: u64) -> Result<(u64, u64)
     Ok((lo, hi))
 }
 
-/// Whether execution never falls through to the next instruction.
-fn ends_path(insn: &Instruction) -> bool {
-    matches!(
-        insn.mnemonic(),
-        Mnemonic::Jmp
-            | Mnemonic::Ret
-            | Mnemonic::Retf
-            | Mnemonic::Iret
-            | Mnemonic::Iretd
-            | Mnemonic::Iretq
-            | Mnemonic::Sysret
-            | Mnemonic::Sysretq
-            | Mnemonic::Sysexit
-            | Mnemonic::Sysexitq
-            | Mnemonic::Int3
-            | Mnemonic::Hlt
-    )
-}
-
 /// Where a direct branch goes, when that is inside section `sec`: from its
 /// relocation if it has one, else from its encoded displacement.
-fn branch_target_in_section(index: &ElfIndex, sec: usize, insn: &Instruction) -> Option<u64> {
-    if !matches!(
-        insn.op0_kind(),
-        OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-    ) {
-        return None;
-    }
-    match index.relocs_in(sec, insn.ip(), insn.next_ip()).first() {
+fn branch_target_in_section(index: &ElfIndex, sec: usize, insn: &Insn) -> Option<u64> {
+    let branch = insn.branch?;
+    match index.relocs_in(sec, insn.ip, insn.end()).first() {
         Some(r) => {
             let s = &index.symbols[r.symbol];
             (s.section == Some(sec)).then(|| {
                 s.value
                     .wrapping_add(r.addend as u64)
-                    .wrapping_add(insn.next_ip() - r.offset)
+                    .wrapping_add(insn.end() - r.offset)
             })
         }
-        None => Some(insn.near_branch_target()),
+        None => Some(branch.target),
     }
 }

@@ -12,8 +12,10 @@
 //! whose fields are all relocated (a static call site) from several
 //! entries, which is why `sh_entsize` comes first. `.orc_unwind` is split by
 //! the number of `.orc_unwind_ip` entries.
-//! A section that is not data, refers to copied code and is in neither list
-//! below makes klp-link refuse: dropping entries it does not understand
+//! Which tables are carried and which dropped is
+//! [`crate::special_sections`]'s table, shared with the checksums. A section
+//! that is not data, refers to copied code and is not carried or dropped
+//! there makes klp-link refuse: dropping entries it does not understand
 //! could leave the new code broken in ways no test shows.
 
 use std::collections::{BTreeSet, HashMap};
@@ -22,30 +24,7 @@ use object::write::SectionId;
 
 use super::{Copier, ExtractError};
 use crate::checksum::elf_index::{Section, SectionKind as Kind, SymType};
-use crate::checksum::tables::entry_size;
-
-/// Tables whose entries about copied code are copied with it.
-const CARRIED: &[&str] = &[
-    "__mcount_loc",
-    "__patchable_function_entries",
-    "__jump_table",
-    ".static_call_sites",
-    ".altinstructions",
-    "__ex_table",
-    "__bug_table",
-    ".smp_locks",
-    ".parainstructions",
-    ".retpoline_sites",
-    ".return_sites",
-    ".call_sites",
-    ".orc_unwind_ip",
-    ".kcfi_traps",
-];
-
-/// Tables whose entries may be left out: without them the kernel only
-/// does less (leaves an ENDBR unsealed), never something wrong. Sections
-/// named `.discard.*` are dropped by every kernel link.
-const DROPPED: &[&str] = &[".ibt_endbr_seal"];
+use crate::special_sections::{entry_size, lookup, InPatch};
 
 /// More relocations than any known kernel table has per entry: a table whose
 /// inferred entry is the whole section but holds more is irregular, and its
@@ -66,16 +45,12 @@ fn is_tracepoint_key(table: &str, symbol: &str) -> bool {
 /// Whether section `name` is a table of entries about code (carried or
 /// dropped), rather than code or data.
 pub(super) fn is_special(name: &str) -> bool {
-    CARRIED.contains(&name) || DROPPED.contains(&name) || name.starts_with(".discard.")
+    lookup(name).is_some_and(|s| s.patch != InPatch::Refused)
 }
 
 /// The size of one entry of `table`.
 fn table_entry_size(table: &Section) -> u64 {
-    if table.entsize > 0 && table.size % table.entsize == 0 {
-        table.entsize
-    } else {
-        entry_size(table.size, &table.relocs)
-    }
+    entry_size(table.size, table.entsize, &table.relocs)
 }
 
 /// The tables carried so far: their output sections and which entries.
@@ -103,14 +78,15 @@ impl Copier<'_, '_> {
                     continue;
                 }
                 let name = self.index.sections[t].name;
-                if DROPPED.contains(&name) || name.starts_with(".discard.") {
+                let fate = lookup(name).map_or(InPatch::Refused, |s| s.patch);
+                if fate == InPatch::Dropped {
                     continue;
                 }
                 let owned = self.owned_entries(t)?;
                 if owned.is_empty() {
                     continue;
                 }
-                if !CARRIED.contains(&name) {
+                if fate == InPatch::Refused {
                     let (at, _) = self.owner_of(t, owned[0]);
                     return Err(self.refuse(format!(
                         "`{at}` has {name} entries, a table klp-link does not know; refusing \

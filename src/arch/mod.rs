@@ -1,0 +1,120 @@
+//! The instructions klp-cc and klp-link see, behind one small trait per
+//! architecture: checksumming, extraction and the explain trace ask only
+//! what an [`Insn`] says, never a disassembler of their own.
+//!
+//! What the rest of the code needs of an instruction is where it is, how
+//! long it is, whether it is a direct call or jump and where to, which of
+//! its bytes hold a position-dependent field (a branch displacement, a
+//! memory displacement, with the address a PC-relative one names), whether
+//! it touches memory through that displacement or only computes an
+//! address, and whether execution falls through past it. Relocations are
+//! not the decoder's business: callers find the one that covers a field by
+//! its offset.
+//!
+//! An arm64 backend fits the same shape without touching checksum or
+//! extraction code: every instruction is one 4-byte word (`len` 4); `B`/`BL`
+//! are direct branches whose field is the low 26 bits (`Field` names the
+//! word, the relocation `R_AARCH64_CALL26`/`JUMP26` covers it); an `ADRP` +
+//! `ADD`/`LDR` pair forms an address in two instructions, each carrying its
+//! own relocation (`ADR_PREL_PG_HI21`, `ADD_ABS_LO12_NC`/`LDST*_ABS_LO12_NC`),
+//! so each reports its word as a [`Field`] and `accesses_memory` only for the
+//! load or store half. `opcode` is whatever stable number the backend
+//! derives from the instruction's kind; checksums from different backends
+//! are never compared.
+
+pub mod x86_64;
+
+/// Bytes of an instruction, counted from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub offset: u8,
+    pub size: u8,
+}
+
+impl Field {
+    /// Whether the field overlaps the `width` bytes at `at`, both counted
+    /// from the instruction's start.
+    pub fn overlaps(self, at: u64, width: u64) -> bool {
+        let (a, b) = (u64::from(self.offset), u64::from(self.offset + self.size));
+        at < b && at.saturating_add(width) > a
+    }
+}
+
+/// A direct call or jump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Branch {
+    /// The encoded displacement.
+    pub field: Field,
+    /// Where it goes as encoded (meaningful when no relocation covers the
+    /// field: the assembler resolved it).
+    pub target: u64,
+}
+
+/// A memory operand's displacement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Displacement {
+    pub field: Field,
+    /// The address it names as encoded, when it is PC-relative.
+    pub pc_target: Option<u64>,
+}
+
+/// One decoded instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    pub ip: u64,
+    pub len: u8,
+    /// False for bytes that do not decode; `len` then covers what the
+    /// backend skipped.
+    pub valid: bool,
+    pub branch: Option<Branch>,
+    pub displacement: Option<Displacement>,
+    /// Reads or writes memory through `displacement` (not an address
+    /// computation such as x86's `lea`).
+    pub accesses_memory: bool,
+    /// Execution never continues with the next instruction (an
+    /// unconditional jump, a return, a trap).
+    pub ends_path: bool,
+    /// The kind of instruction, stable for one backend: hashed for a
+    /// resolved branch instead of its encoding.
+    pub opcode: u64,
+    /// Prefixes that change what a branch does (x86 `rep`/`repne`).
+    pub prefixes: u64,
+}
+
+impl Insn {
+    pub fn end(&self) -> u64 {
+        self.ip + u64::from(self.len)
+    }
+
+    /// Whether the `width` bytes at `at` (an offset in the section) lie in
+    /// a branch's displacement.
+    pub fn is_branch_field(&self, at: u64, width: u64) -> bool {
+        self.branch
+            .is_some_and(|b| at >= self.ip && b.field.overlaps(at - self.ip, width))
+    }
+}
+
+/// One architecture's decoder.
+pub trait Arch {
+    type Decoder<'a>: Iterator<Item = Insn>
+    where
+        Self: 'a;
+
+    /// The instructions of `code`, which sits at address `ip`, in order.
+    fn decode<'a>(&'a self, code: &'a [u8], ip: u64) -> Self::Decoder<'a>;
+
+    /// The first instruction of `code` (at `ip`) as a person reads it.
+    fn format(&self, code: &[u8], ip: u64) -> String;
+}
+
+/// The end of every instruction of `code` (at `ip`), ascending.
+pub fn instruction_ends(arch: &impl Arch, code: &[u8], ip: u64) -> Vec<u64> {
+    arch.decode(code, ip).map(|i| i.end()).collect()
+}
+
+/// The instruction of `code` (at `ip`) that holds the byte at `at`.
+pub fn insn_at(arch: &impl Arch, code: &[u8], ip: u64, at: u64) -> Option<Insn> {
+    arch.decode(code, ip)
+        .take_while(|i| i.ip <= at)
+        .find(|i| at < i.end())
+}

@@ -1,0 +1,154 @@
+//! x86-64, decoded with iced-x86.
+
+use iced_x86::{
+    Decoder, DecoderOptions, Formatter as _, GasFormatter, Instruction, Mnemonic, OpKind,
+};
+
+use super::{Arch, Branch, Displacement, Field, Insn};
+
+/// The x86-64 backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct X86_64;
+
+pub struct Decoded<'a> {
+    decoder: Decoder<'a>,
+    insn: Instruction,
+}
+
+impl Iterator for Decoded<'_> {
+    type Item = Insn;
+
+    fn next(&mut self) -> Option<Insn> {
+        if !self.decoder.can_decode() {
+            return None;
+        }
+        self.decoder.decode_out(&mut self.insn);
+        let insn = &self.insn;
+        let ip = insn.ip();
+        let len = insn.len() as u8;
+        if insn.is_invalid() {
+            return Some(Insn {
+                ip,
+                len: len.max(1),
+                valid: false,
+                branch: None,
+                displacement: None,
+                accesses_memory: false,
+                ends_path: false,
+                opcode: insn.mnemonic() as u64,
+                prefixes: 0,
+            });
+        }
+        let offsets = self.decoder.get_constant_offsets(insn);
+        let field = |offset: usize, size: usize| Field {
+            offset: offset as u8,
+            size: size as u8,
+        };
+        let is_branch = (0..insn.op_count()).any(|i| {
+            matches!(
+                insn.op_kind(i),
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+            )
+        });
+        // iced reports a branch's displacement as its immediate.
+        let branch = (is_branch && offsets.has_immediate()).then(|| Branch {
+            field: field(offsets.immediate_offset(), offsets.immediate_size()),
+            target: insn.near_branch_target(),
+        });
+        let displacement = offsets.has_displacement().then(|| Displacement {
+            field: field(offsets.displacement_offset(), offsets.displacement_size()),
+            pc_target: insn
+                .is_ip_rel_memory_operand()
+                .then(|| insn.ip_rel_memory_address()),
+        });
+        let accesses_memory = insn.mnemonic() != Mnemonic::Lea
+            && (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory);
+        Some(Insn {
+            ip,
+            len,
+            valid: true,
+            branch,
+            displacement,
+            accesses_memory,
+            ends_path: ends_path(insn.mnemonic()),
+            opcode: insn.mnemonic() as u64,
+            prefixes: u64::from(insn.has_repne_prefix()) | u64::from(insn.has_rep_prefix()) << 1,
+        })
+    }
+}
+
+fn ends_path(m: Mnemonic) -> bool {
+    matches!(
+        m,
+        Mnemonic::Jmp
+            | Mnemonic::Ret
+            | Mnemonic::Retf
+            | Mnemonic::Iret
+            | Mnemonic::Iretd
+            | Mnemonic::Iretq
+            | Mnemonic::Sysret
+            | Mnemonic::Sysretq
+            | Mnemonic::Sysexit
+            | Mnemonic::Sysexitq
+            | Mnemonic::Int3
+            | Mnemonic::Hlt
+    )
+}
+
+impl Arch for X86_64 {
+    type Decoder<'a> = Decoded<'a>;
+
+    fn decode<'a>(&'a self, code: &'a [u8], ip: u64) -> Decoded<'a> {
+        Decoded {
+            decoder: Decoder::with_ip(64, code, ip, DecoderOptions::NONE),
+            insn: Instruction::default(),
+        }
+    }
+
+    fn format(&self, code: &[u8], ip: u64) -> String {
+        let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+        let insn = decoder.decode();
+        let mut text = String::new();
+        GasFormatter::new().format(&insn, &mut text);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_branches_displacements_and_flow() {
+        // call rel32; lea 0x10(%rip),%rax; mov 0x8(%rax),%rdx; jmp rel8; ret
+        let code = [
+            0xe8, 0x00, 0x00, 0x00, 0x00, // call
+            0x48, 0x8d, 0x05, 0x10, 0x00, 0x00, 0x00, // lea
+            0x48, 0x8b, 0x50, 0x08, // mov
+            0xeb, 0x00, // jmp
+            0xc3, // ret
+        ];
+        let insns: Vec<Insn> = X86_64.decode(&code, 0x100).collect();
+        assert_eq!(insns.len(), 5);
+        let call = insns[0];
+        assert_eq!(call.branch.unwrap().field, Field { offset: 1, size: 4 });
+        assert_eq!(call.branch.unwrap().target, 0x105);
+        assert!(!call.ends_path);
+        let lea = insns[1];
+        assert_eq!(lea.displacement.unwrap().pc_target, Some(0x10c + 0x10));
+        assert!(!lea.accesses_memory);
+        let mov = insns[2];
+        assert!(mov.accesses_memory && mov.displacement.unwrap().pc_target.is_none());
+        assert!(insns[3].ends_path && insns[3].branch.is_some());
+        assert!(insns[4].ends_path);
+        assert_eq!(
+            crate::arch::insn_at(&X86_64, &code, 0x100, 0x109).map(|i| i.ip),
+            Some(0x105)
+        );
+        assert_eq!(
+            crate::arch::instruction_ends(&X86_64, &code, 0x100),
+            [0x105, 0x10c, 0x110, 0x112, 0x113]
+        );
+        assert_eq!(X86_64.format(&code[5..], 0x105), "lea 0x11C,%rax");
+    }
+}

@@ -1,0 +1,191 @@
+//! The kernel's special sections: tables whose entries describe code (a
+//! static-key site, an exception fixup, an alternative, an ORC entry), in
+//! one table that the checksums and the extraction both read.
+//!
+//! For each known section it says how the checksum treats it (its entries
+//! are folded into the function they point at, or the section only restates
+//! what the instructions say or is added by objtool after the compile, and
+//! is skipped so that a manifest matches the object before and after
+//! objtool) and what the extraction does with the entries about copied code
+//! (carried with it, or dropped because the kernel only does less without
+//! them). An entry belongs to what its first field points at. Entry sizes
+//! differ between kernel versions and configurations: `sh_entsize` when the
+//! producer set it, else inferred from the layout of the relocations.
+
+use crate::checksum::elf_index::Reloc;
+
+/// How a function's checksum treats a table's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InChecksum {
+    /// Each entry is hashed into the function it points at.
+    Folded,
+    /// Derived from the instructions, or written by objtool: left out.
+    Derived,
+}
+
+/// What the extraction does with the entries about copied code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InPatch {
+    /// Copied with the code, entry by entry.
+    Carried,
+    /// Left out: without them the kernel only does less (an ENDBR stays
+    /// unsealed), never something wrong.
+    Dropped,
+    /// Not a table the extraction handles: entries about copied code make
+    /// it refuse.
+    Refused,
+}
+
+/// One known special section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Special {
+    pub name: &'static str,
+    pub checksum: InChecksum,
+    pub patch: InPatch,
+}
+
+const fn special(name: &'static str, checksum: InChecksum, patch: InPatch) -> Special {
+    Special {
+        name,
+        checksum,
+        patch,
+    }
+}
+
+use InChecksum::{Derived, Folded};
+use InPatch::{Carried, Dropped, Refused};
+
+/// Every special section klp-cc knows, sorted by name.
+pub const SPECIAL_SECTIONS: &[Special] = &[
+    special(".altinstructions", Folded, Carried),
+    special(".call_sites", Derived, Carried),
+    special(".cfi_sites", Derived, Refused),
+    special(".eh_frame", Derived, Refused),
+    special(".ibt_endbr_seal", Derived, Dropped),
+    special(".kcfi_traps", Folded, Carried),
+    special(".orc_header", Derived, Refused),
+    special(".orc_unwind", Derived, Refused),
+    special(".orc_unwind_ip", Derived, Carried),
+    special(".parainstructions", Folded, Carried),
+    special(".retpoline_sites", Derived, Carried),
+    special(".return_sites", Derived, Carried),
+    special(".smp_locks", Folded, Carried),
+    special(".static_call_sites", Derived, Carried),
+    special("__bug_table", Folded, Carried),
+    special("__ex_table", Folded, Carried),
+    special("__jump_table", Folded, Carried),
+    special("__mcount_loc", Derived, Carried),
+    special("__patchable_function_entries", Derived, Carried),
+];
+
+/// The known special section `name`; `.discard.*` sections, which every
+/// kernel link drops, are derived and dropped.
+pub fn lookup(name: &str) -> Option<Special> {
+    if name.starts_with(".discard.") {
+        return Some(special(".discard.*", Derived, Dropped));
+    }
+    SPECIAL_SECTIONS
+        .binary_search_by(|s| s.name.cmp(name))
+        .ok()
+        .map(|i| SPECIAL_SECTIONS[i])
+}
+
+/// Whether the checksums leave section `name` out.
+pub fn is_derived(name: &str) -> bool {
+    lookup(name).is_some_and(|s| s.checksum == Derived)
+}
+
+/// The size of one entry of a table of `size` bytes with `entsize` from its
+/// header and relocations `relocs` (sorted by offset).
+pub fn entry_size(size: u64, entsize: u64, relocs: &[Reloc]) -> u64 {
+    if entsize > 0 && size % entsize == 0 {
+        entsize
+    } else {
+        inferred_entry_size(size, relocs)
+    }
+}
+
+/// The smallest entry size that divides the section into entries which all
+/// carry relocations at the same offsets; the whole section if none does.
+pub fn inferred_entry_size(size: u64, relocs: &[Reloc]) -> u64 {
+    if size == 0 {
+        return 1;
+    }
+    let mut divisors: Vec<u64> = (1..)
+        .take_while(|d| d * d <= size)
+        .filter(|d| size % d == 0)
+        .flat_map(|d| [d, size / d])
+        .collect();
+    divisors.sort_unstable();
+    divisors.dedup();
+    divisors
+        .into_iter()
+        .find(|&e| uniform(size, e, relocs))
+        .unwrap_or(size)
+}
+
+fn uniform(size: u64, e: u64, relocs: &[Reloc]) -> bool {
+    let first: Vec<u64> = relocs
+        .iter()
+        .take_while(|r| r.offset < e)
+        .map(|r| r.offset)
+        .collect();
+    if first.is_empty() || relocs.len() as u64 != first.len() as u64 * (size / e) {
+        return false;
+    }
+    relocs.chunks(first.len()).enumerate().all(|(k, chunk)| {
+        let base = k as u64 * e;
+        chunk.iter().zip(&first).all(|(r, &f)| r.offset == base + f)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_sorted_without_duplicates() {
+        assert!(SPECIAL_SECTIONS.windows(2).all(|w| w[0].name < w[1].name));
+        assert_eq!(lookup("__jump_table").unwrap().patch, Carried);
+        assert!(is_derived(".discard.addressable"));
+        assert!(is_derived(".orc_unwind"));
+        assert!(!is_derived("__bug_table"));
+        assert_eq!(lookup(".rodata"), None);
+    }
+
+    fn relocs(offsets: &[u64]) -> Vec<Reloc> {
+        offsets
+            .iter()
+            .map(|&offset| Reloc {
+                offset,
+                r_type: 2,
+                width: 4,
+                pc_relative: true,
+                symbol: 0,
+                addend: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn infers_kernel_entry_sizes() {
+        // __jump_table: code, target, key per 16 bytes.
+        assert_eq!(
+            inferred_entry_size(48, &relocs(&[0, 4, 8, 16, 20, 24, 32, 36, 40])),
+            16
+        );
+        // __bug_table with DEBUG_BUGVERBOSE: address, file per 12 bytes.
+        assert_eq!(
+            inferred_entry_size(36, &relocs(&[0, 4, 12, 16, 24, 28])),
+            12
+        );
+        // one entry: the whole section.
+        assert_eq!(inferred_entry_size(12, &relocs(&[0, 4])), 12);
+        // .smp_locks: one pointer per 4 bytes.
+        assert_eq!(inferred_entry_size(12, &relocs(&[0, 4, 8])), 4);
+        // irregular: one entry.
+        assert_eq!(inferred_entry_size(24, &relocs(&[0, 4, 16])), 24);
+        // objtool's sh_entsize wins when it divides the section.
+        assert_eq!(entry_size(16, 8, &relocs(&[0, 4, 8, 12])), 8);
+    }
+}
