@@ -311,7 +311,9 @@ pub fn snapshot(
         .objects
         .iter()
         .filter_map(|(p, o)| match &o.source {
-            super::load::Source::Recomputed(why) => Some(format!("  {}: {why}", p.display())),
+            super::load::ManifestSource::Recomputed(why) => {
+                Some(format!("  {}: {why}", p.display()))
+            }
             _ => None,
         })
         .collect();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::correlate::{correlate, Change};
 use super::data_uses::{escaping_use, is_callsite_metadata, referring_functions};
-use super::load::{self, ObjectRecord, Source, Stamp};
+use super::load::{self, ManifestSource, ObjectRecord, Stamp};
 use super::snapshot::Snapshot;
 use super::tree::Tree;
 use crate::elf::demangle::cold_parent;
@@ -434,8 +434,8 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
         let report = cmp.targets.entry(target.to_string()).or_default();
         match snapshot.objects.get(*object) {
             Some(before) => match before.manifest() {
-                Ok(orig) if before.source != Source::Compile => {
-                    if let Source::Recomputed(why) = &before.source {
+                Ok(orig) if before.source != ManifestSource::Compile => {
+                    if let ManifestSource::Recomputed(why) = &before.source {
                         cmp.notes.push(format!(
                             "{}: in the original build, {why}; its checksums were recomputed \
                              from the object when the snapshot was taken",
@@ -518,7 +518,7 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
 }
 
 fn note_recomputed(record: &ObjectRecord, notes: &mut Vec<String>) {
-    if let Source::Recomputed(why) = &record.source {
+    if let ManifestSource::Recomputed(why) = &record.source {
         notes.push(format!(
             "{}: {why}; checksums recomputed from the object",
             record.path.display()

@@ -15,7 +15,7 @@ use crate::manifest::{self, Content, Manifest};
 
 /// How the manifest of an object was obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub enum ManifestSource {
     /// Written by klp-cc at compile time, and verified against the object.
     Compile,
     /// Computed from the object by klp-link, for the reason given.
@@ -29,7 +29,7 @@ pub struct ObjectRecord {
     pub path: PathBuf,
     pub stamp: Stamp,
     pub manifest: Manifest,
-    pub source: Source,
+    pub source: ManifestSource,
 }
 
 /// Size and modification time: kbuild rebuilds by time, and so an object
@@ -91,7 +91,7 @@ pub fn load(objtree: &Path, rel: &Path) -> Result<ObjectRecord, LoadError> {
                     path: rel.to_owned(),
                     stamp,
                     manifest: m,
-                    source: Source::Compile,
+                    source: ManifestSource::Compile,
                 })
             }
             (_, Ok(fp)) if m.fingerprint == Some(fp) => {
@@ -99,7 +99,7 @@ pub fn load(objtree: &Path, rel: &Path) -> Result<ObjectRecord, LoadError> {
                     path: rel.to_owned(),
                     stamp,
                     manifest: m,
-                    source: Source::Compile,
+                    source: ManifestSource::Compile,
                 })
             }
             _ => "stale manifest (the object changed after klp-cc wrote it)".to_owned(),
@@ -111,7 +111,7 @@ pub fn load(objtree: &Path, rel: &Path) -> Result<ObjectRecord, LoadError> {
         path: rel.to_owned(),
         stamp,
         manifest: m,
-        source: Source::Recomputed(reason),
+        source: ManifestSource::Recomputed(reason),
     })
 }
 

@@ -29,7 +29,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::destination::{DestinationError, SnapshotDestination, SNAPSHOT_MAGIC};
-use super::load::{self, Source, Stamp};
+use super::load::{self, ManifestSource, Stamp};
 use super::sympos::{linked_symbols, LinkedSymbol, SymbolTableError};
 use super::tree::{Tree, TreeError};
 use crate::manifest::{
@@ -97,7 +97,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapObject {
     pub stamp: Stamp,
-    pub source: Source,
+    pub source: ManifestSource,
     pub manifest_text: String,
     origin: PathBuf,
 }
@@ -212,8 +212,8 @@ impl Snapshot {
         let mut objects = String::new();
         for (path, rec) in &self.objects {
             let source = match &rec.source {
-                Source::Compile => "compile".to_owned(),
-                Source::Recomputed(why) => format!("recomputed {why}"),
+                ManifestSource::Compile => "compile".to_owned(),
+                ManifestSource::Recomputed(why) => format!("recomputed {why}"),
             };
             let _ = writeln!(
                 objects,
@@ -357,8 +357,8 @@ fn parse_objects(text: &str, path: &Path) -> Result<BTreeMap<PathBuf, SnapObject
         };
         let obj = unescape_path(obj).map_err(|e| fmt(line_no, e.to_string()))?;
         let source = match source.split_once(' ') {
-            _ if source == "compile" => Source::Compile,
-            Some(("recomputed", why)) => Source::Recomputed(why.to_owned()),
+            _ if source == "compile" => ManifestSource::Compile,
+            Some(("recomputed", why)) => ManifestSource::Recomputed(why.to_owned()),
             _ => return Err(fmt(line_no, format!("bad source `{source}`"))),
         };
         // The manifest runs to its `end N` line.
