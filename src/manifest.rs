@@ -37,21 +37,13 @@ use std::fmt::{self, Write as _};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use crate::checksum::{Binding, SymbolKind, SymbolRecord};
+
 /// First line of every manifest; the number is bumped on any incompatible change.
 pub const MAGIC: &str = "klp-cc-manifest";
 pub const VERSION: u32 = 2;
 
-/// What a symbol line describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SymbolKind {
-    /// A function; its checksum also covers its `.cold` parts.
-    Func,
-    /// A `.cold` part split off a function by gcc: it travels with `parent`.
-    Cold,
-    /// A data object (`.data`, `.rodata`, `.bss`, thread-local).
-    Data,
-}
-
+/// How a symbol line spells its kind.
 impl SymbolKind {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,24 +62,8 @@ impl SymbolKind {
     }
 }
 
-/// ELF symbol binding, as far as correlation cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Binding {
-    Local,
-    Global,
-    Weak,
-}
-
+/// How a symbol line spells its binding.
 impl Binding {
-    /// From an ELF `st_bind`: anything not local or weak links as global.
-    pub fn of_elf(bind: u8) -> Binding {
-        match bind {
-            0 => Binding::Local,
-            2 => Binding::Weak,
-            _ => Binding::Global,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Binding::Local => "local",
@@ -103,32 +79,6 @@ impl Binding {
             _ => return None,
         })
     }
-}
-
-/// One function or data object and its checksum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SymbolRecord {
-    pub kind: SymbolKind,
-    pub checksum: u64,
-    /// For a function with proven line-number sites (see
-    /// `checksum::lines`): the checksum with those line numbers left out.
-    /// Two versions whose checksums differ but whose line-insensitive ones
-    /// are equal differ only in line numbers.
-    pub lines: Option<u64>,
-    pub binding: Binding,
-    pub size: u64,
-    pub section: String,
-    pub name: String,
-    /// The name with compiler-generated suffix numbers removed (DESIGN §3).
-    pub demangled: String,
-    /// For a local symbol: the source file (`STT_FILE`) it belongs to.
-    pub file: Option<String>,
-    /// For a `.cold` part: the function it was split from.
-    pub parent: Option<String>,
-    /// The compiler clones (`foo.constprop.1`) this symbol refers to, by
-    /// exact name: their numbers are not stable, so the checksum names them
-    /// by demangled name and klp-link matches these across builds.
-    pub clone_refs: Vec<String>,
 }
 
 /// Either the checksums, or why they could not be computed.

@@ -22,18 +22,19 @@ mod describe;
 mod fingerprint;
 mod lines;
 mod object_manifest;
+mod record;
 mod tables;
 pub mod trace;
 
 use std::collections::HashMap;
 
 pub use object_manifest::manifest_of;
+pub use record::{Binding, SymbolKind, SymbolRecord};
 
 use object::elf;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::elf::{DefinedFunction, ElfIndex, NotDefined, ObjectError, SectionKind, SymType};
-use crate::manifest::{Binding, SymbolKind, SymbolRecord};
 use code::Range;
 use describe::{tag, Describer, HashExt, Pair};
 use tables::Tables;

@@ -18,9 +18,10 @@ use super::data_uses::{escaping_use, is_callsite_metadata, referring_functions};
 use super::load::{self, ManifestSource, ObjectRecord, Stamp};
 use super::snapshot::Snapshot;
 use super::tree::Tree;
+use crate::checksum::{Binding, SymbolKind, SymbolRecord};
 use crate::elf::demangle::cold_parent;
 use crate::elf::{ElfIndex, SymType};
-use crate::manifest::{Binding, Content, Manifest, SymbolKind, SymbolRecord};
+use crate::manifest::{Content, Manifest};
 
 /// Data that holds the build's identity (init/version.c): it differs
 /// between two builds unless both fix it, which is a setup error, not a patch.

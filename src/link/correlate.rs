@@ -14,7 +14,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::manifest::{Binding, SymbolKind, SymbolRecord};
+use crate::checksum::{Binding, SymbolKind, SymbolRecord};
 
 /// What happened to one symbol between the two builds.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -67,8 +67,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use klp_cc::checksum::SymbolRecord;
 use klp_cc::link::correlate::{correlate, Change};
-use klp_cc::manifest::{Manifest, SymbolRecord};
+use klp_cc::manifest::Manifest;
 
 use crate::support::{
     checksummed_symbols, manifest_path, manifest_text, objdump, read_manifest, run_klp_cc, Cc,

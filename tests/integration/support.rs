@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 
-use klp_cc::manifest::{self, Content, Manifest, SymbolRecord};
+use klp_cc::checksum::SymbolRecord;
+use klp_cc::manifest::{self, Content, Manifest};
 
 /// The two compiler families klp-cc supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
