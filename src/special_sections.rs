@@ -161,7 +161,7 @@ mod tests {
                 r_type: 2,
                 width: 4,
                 pc_relative: true,
-                symbol: 0,
+                symbol: crate::elf::SymbolIndex(0),
                 addend: 0,
             })
             .collect()

@@ -13,11 +13,12 @@ use iced_x86::{Decoder, DecoderOptions, Instruction, OpKind};
 use super::describe::{slice, tag, Describer, HashExt};
 use super::lines::LineSites;
 use super::tables::Tables;
+use crate::elf::SectionIndex;
 
 /// One contiguous piece of a function: its section and byte range.
 #[derive(Debug, Clone, Copy)]
 pub struct Range {
-    pub section: usize,
+    pub section: SectionIndex,
     pub start: u64,
     pub end: u64,
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::elf::{ElfIndex, SectionKind, SymType};
+use crate::elf::{ElfIndex, SectionIndex, SectionKind, SymType, SymbolIndex};
 
 /// How many levels of referenced contents are folded into a checksum.
 const MAX_DEPTH: u8 = 2;
@@ -42,7 +42,7 @@ pub trait HashExt {
     fn u64(&mut self, v: u64);
     fn bytes(&mut self, b: &[u8]);
     /// Marks the start of the instruction at offset `ip` of section `section`.
-    fn insn(&mut self, _section: usize, _ip: u64) {
+    fn insn(&mut self, _section: SectionIndex, _ip: u64) {
         self.tag(tag::INSN);
     }
     /// Writes `main` into the checksum and `lines`, the same input with
@@ -138,7 +138,7 @@ impl HashExt for Pair {
 /// Describes targets within one object, remembering region hashes.
 pub struct Describer<'a, 'd> {
     pub index: &'a ElfIndex<'d>,
-    regions: HashMap<(usize, u64, u64, u8), u64>,
+    regions: HashMap<(SectionIndex, u64, u64, u8), u64>,
     /// The depth whose references to renumbered symbols (compiler clones,
     /// `__UNIQUE_ID()` objects) are collected into
     /// `clone_refs` (that of the symbol being checksummed), if any.
@@ -173,7 +173,7 @@ impl<'a, 'd> Describer<'a, 'd> {
 
     /// Hashes "symbol `sym` plus `addend`", the addend already made relative
     /// to the symbol (PC-relative bias removed by the caller).
-    pub fn symbol(&mut self, h: &mut impl HashExt, sym: usize, addend: i64, depth: u8) {
+    pub fn symbol(&mut self, h: &mut impl HashExt, sym: SymbolIndex, addend: i64, depth: u8) {
         let s = &self.index.symbols[sym];
         match s.section {
             Some(sec) if s.is_anonymous() => {
@@ -222,7 +222,7 @@ impl<'a, 'd> Describer<'a, 'd> {
     }
 
     /// Hashes the place `offset` bytes into section `sec`.
-    pub fn place(&mut self, h: &mut impl HashExt, sec: usize, offset: u64, depth: u8) {
+    pub fn place(&mut self, h: &mut impl HashExt, sec: SectionIndex, offset: u64, depth: u8) {
         let section = &self.index.sections[sec];
         if offset >= section.size.max(1) {
             // Before or past the section (`array - 1`): name the place by the
@@ -275,7 +275,7 @@ impl<'a, 'd> Describer<'a, 'd> {
 
     /// The hash of the bytes `[start, end)` of `sec` with every relocation in
     /// it replaced by a description of its target.
-    pub fn region(&mut self, sec: usize, start: u64, end: u64, depth: u8) -> u64 {
+    pub fn region(&mut self, sec: SectionIndex, start: u64, end: u64, depth: u8) -> u64 {
         if let Some(&h) = self.regions.get(&(sec, start, end, depth)) {
             return h;
         }

@@ -15,12 +15,14 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::describe::HashExt;
 use super::tables::Tables;
-use crate::elf::{ElfIndex, SectionKind, SymType};
+use crate::elf::{ElfIndex, SectionIndex, SectionKind, SymType, SymbolIndex};
 use crate::special_sections::is_derived;
 
 pub fn fingerprint(index: &ElfIndex, tables: &Tables) -> u64 {
     let mut h = Xxh3::new();
-    let mut sections: Vec<usize> = (0..index.sections.len())
+    let mut sections: Vec<SectionIndex> = index
+        .sections
+        .indices()
         .filter(|&i| {
             let s = &index.sections[i];
             s.kind != SectionKind::NotAlloc && !is_derived(s.name)
@@ -70,7 +72,9 @@ pub fn fingerprint(index: &ElfIndex, tables: &Tables) -> u64 {
             }
         }
     }
-    let mut symbols: Vec<usize> = (0..index.symbols.len())
+    let mut symbols: Vec<SymbolIndex> = index
+        .symbols
+        .indices()
         .filter(|&i| {
             let s = &index.symbols[i];
             matches!(s.sym_type, SymType::Func | SymType::Object) && !s.name.is_empty()

@@ -30,7 +30,7 @@ use object::elf;
 
 use super::describe::HashExt;
 use super::tables::{Entry, Tables};
-use crate::elf::{ElfIndex, Reloc};
+use crate::elf::{ElfIndex, Reloc, SectionIndex};
 
 /// Kernel functions (Linux 6.1) whose second argument is the caller's
 /// `__LINE__`: `might_sleep()`, `cond_resched()` and the lock variants,
@@ -135,7 +135,13 @@ impl LineSites {
     /// Once the piece (section `sec`) is walked: tells the line-insensitive
     /// checksum, for each candidate in order, whether it is a proven site
     /// or what its immediate was.
-    pub fn finish(self, h: &mut impl HashExt, index: &ElfIndex, tables: &Tables, sec: usize) {
+    pub fn finish(
+        self,
+        h: &mut impl HashExt,
+        index: &ElfIndex,
+        tables: &Tables,
+        sec: SectionIndex,
+    ) {
         for c in &self.candidates {
             let proven = c.call.is_some_and(|call| {
                 !self.targets.iter().any(|&t| t > c.mov && t <= call)

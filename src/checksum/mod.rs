@@ -31,10 +31,12 @@ use std::collections::HashMap;
 pub use object_manifest::manifest_of;
 pub use record::{Binding, SymbolKind, SymbolRecord};
 
-use object::elf;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::elf::{DefinedFunction, ElfIndex, NotDefined, ObjectError, SectionKind, SymType};
+use crate::elf::{
+    DefinedFunction, ElfIndex, NotDefined, ObjectError, SectionIndex, SectionKind, SymType,
+    SymbolIndex,
+};
 use code::Range;
 use describe::{tag, Describer, HashExt, Pair};
 use tables::Tables;
@@ -66,7 +68,7 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ObjectError> {
     // Data first: a function hashing a read-only object's contents would
     // otherwise leave that region cached without the object's clone
     // references collected.
-    for (i, s) in index.symbols.iter().enumerate() {
+    for (i, s) in index.symbols.enumerate() {
         let Some(sec) = loaded(&index, s.section) else {
             continue;
         };
@@ -128,7 +130,7 @@ pub fn fingerprint_object(data: &[u8]) -> Result<u64, ObjectError> {
 /// The named functions of the object that are loaded at run time.
 fn functions(index: &ElfIndex) -> Result<Vec<DefinedFunction>, ObjectError> {
     let mut functions = Vec::new();
-    for i in 0..index.symbols.len() {
+    for i in index.symbols.indices() {
         match index.defined_function(i) {
             Ok(f) => functions.push(f),
             Err(e @ NotDefined::OutsideSection { .. }) => {
@@ -145,7 +147,7 @@ fn functions(index: &ElfIndex) -> Result<Vec<DefinedFunction>, ObjectError> {
 }
 
 /// `section`, if there is one and it is loaded at run time.
-fn loaded(index: &ElfIndex, section: Option<usize>) -> Option<usize> {
+fn loaded(index: &ElfIndex, section: Option<SectionIndex>) -> Option<SectionIndex> {
     section.filter(|&s| index.sections[s].kind != SectionKind::NotAlloc)
 }
 
@@ -221,18 +223,14 @@ fn cold_children(
 
 fn record(
     index: &ElfIndex,
-    i: usize,
+    i: SymbolIndex,
     kind: SymbolKind,
     (checksum, lines): (u64, Option<u64>),
     parent: Option<String>,
     clone_refs: Vec<String>,
 ) -> SymbolRecord {
     let s = &index.symbols[i];
-    let binding = match s.binding {
-        l if l == elf::STB_LOCAL.0 => Binding::Local,
-        w if w == elf::STB_WEAK.0 => Binding::Weak,
-        _ => Binding::Global,
-    };
+    let binding = Binding::of_elf(s.binding);
     SymbolRecord {
         kind,
         checksum,

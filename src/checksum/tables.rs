@@ -10,14 +10,14 @@
 
 use std::collections::HashMap;
 
-use crate::elf::{ElfIndex, SectionKind, SymType};
+use crate::elf::{ElfIndex, SectionIndex, SectionKind, SymType};
 use crate::special_sections::{inferred_entry_size, is_derived};
 
 /// One table entry that points into code.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
     pub target_offset: u64,
-    pub table: usize,
+    pub table: SectionIndex,
     pub start: u64,
     pub end: u64,
 }
@@ -37,20 +37,20 @@ const MAX_FIELD_REACH: u64 = 15;
 
 pub struct Tables {
     /// Per code section: the entries pointing into it, by target offset.
-    by_section: HashMap<usize, Vec<Entry>>,
+    by_section: HashMap<SectionIndex, Vec<Entry>>,
     /// Per code section: offsets of `asm goto` jump-label sites, which objtool
     /// may turn from `jmp` into a NOP of the same length.
-    jump_label_sites: HashMap<usize, Vec<u64>>,
+    jump_label_sites: HashMap<SectionIndex, Vec<u64>>,
     /// Per code section: where relocations may point, sorted; built on the
     /// first question, since only functions with line sites ask it.
-    entered: std::cell::OnceCell<HashMap<usize, Vec<Entered>>>,
+    entered: std::cell::OnceCell<HashMap<SectionIndex, Vec<Entered>>>,
 }
 
 impl Tables {
     pub fn new(index: &ElfIndex) -> Self {
-        let mut by_section: HashMap<usize, Vec<Entry>> = HashMap::new();
-        let mut jump_label_sites: HashMap<usize, Vec<u64>> = HashMap::new();
-        for (table, sec) in index.sections.iter().enumerate() {
+        let mut by_section: HashMap<SectionIndex, Vec<Entry>> = HashMap::new();
+        let mut jump_label_sites: HashMap<SectionIndex, Vec<u64>> = HashMap::new();
+        for (table, sec) in index.sections.enumerate() {
             if !is_table(index, table) {
                 continue;
             }
@@ -99,7 +99,13 @@ impl Tables {
     /// loaded section (a jump table, a `.cold` part's jump back, an
     /// exception fixup, a table entry) points there. Sections objtool adds
     /// are left out, so the answer is the same before and after it ran.
-    pub fn entered_between(&self, index: &ElfIndex, sec: usize, after: u64, upto: u64) -> bool {
+    pub fn entered_between(
+        &self,
+        index: &ElfIndex,
+        sec: SectionIndex,
+        after: u64,
+        upto: u64,
+    ) -> bool {
         let entered = self.entered.get_or_init(|| self.index_entered(index));
         let Some(v) = entered.get(&sec) else {
             return false;
@@ -111,9 +117,9 @@ impl Tables {
             .any(|e| e.last > after)
     }
 
-    fn index_entered(&self, index: &ElfIndex) -> HashMap<usize, Vec<Entered>> {
-        let mut entered: HashMap<usize, Vec<Entered>> = HashMap::new();
-        for (i, sec) in index.sections.iter().enumerate() {
+    fn index_entered(&self, index: &ElfIndex) -> HashMap<SectionIndex, Vec<Entered>> {
+        let mut entered: HashMap<SectionIndex, Vec<Entered>> = HashMap::new();
+        for (i, sec) in index.sections.enumerate() {
             if sec.kind == SectionKind::NotAlloc || is_derived(sec.name) {
                 continue;
             }
@@ -148,7 +154,7 @@ impl Tables {
     }
 
     /// Entries pointing into `[start, end)` of section `sec`.
-    pub fn entries_into(&self, sec: usize, start: u64, end: u64) -> &[Entry] {
+    pub fn entries_into(&self, sec: SectionIndex, start: u64, end: u64) -> &[Entry] {
         let Some(v) = self.by_section.get(&sec) else {
             return &[];
         };
@@ -157,7 +163,7 @@ impl Tables {
         &v[a..b]
     }
 
-    pub fn jump_label_sites(&self, sec: usize) -> impl Iterator<Item = u64> + '_ {
+    pub fn jump_label_sites(&self, sec: SectionIndex) -> impl Iterator<Item = u64> + '_ {
         self.jump_label_sites
             .get(&sec)
             .into_iter()
@@ -165,7 +171,7 @@ impl Tables {
             .copied()
     }
 
-    pub fn is_jump_label_site(&self, sec: usize, offset: u64) -> bool {
+    pub fn is_jump_label_site(&self, sec: SectionIndex, offset: u64) -> bool {
         self.jump_label_sites
             .get(&sec)
             .is_some_and(|v| v.binary_search(&offset).is_ok())
@@ -174,7 +180,7 @@ impl Tables {
 
 /// A loaded, non-code section of relocations with no named objects in it,
 /// that is not derived from the code.
-fn is_table(index: &ElfIndex, sec: usize) -> bool {
+fn is_table(index: &ElfIndex, sec: SectionIndex) -> bool {
     let s = &index.sections[sec];
     !s.relocs.is_empty()
         && matches!(

@@ -9,7 +9,7 @@ use crate::arch::{x86_64::X86_64, Arch as _};
 use super::describe::{tag, Describer, HashExt};
 use super::tables::Tables;
 use crate::elf::ObjectError;
-use crate::elf::{ElfIndex, NotDefined};
+use crate::elf::{ElfIndex, NotDefined, SectionIndex};
 
 /// One value written into the checksum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub struct Step {
 
 #[derive(Default)]
 struct Recorder {
-    steps: Vec<(Option<(usize, u64)>, Step)>,
+    steps: Vec<(Option<(SectionIndex, u64)>, Step)>,
 }
 
 impl Recorder {
@@ -73,7 +73,7 @@ impl HashExt for Recorder {
     fn bytes(&mut self, b: &[u8]) {
         self.push(Token::Bytes(b.to_vec()));
     }
-    fn insn(&mut self, section: usize, ip: u64) {
+    fn insn(&mut self, section: SectionIndex, ip: u64) {
         self.steps.push((
             Some((section, ip)),
             Step {
@@ -148,7 +148,7 @@ pub fn trace_function(data: &[u8], name: &str) -> Result<Vec<Step>, TraceError> 
 }
 
 /// `symbol+0xoff: instruction` for the instruction at `ip` of `sec`.
-fn disassemble(index: &ElfIndex, sec: usize, ip: u64) -> String {
+fn disassemble(index: &ElfIndex, sec: SectionIndex, ip: u64) -> String {
     let where_ = match index.symbol_at(sec, ip) {
         Some(s) => format!(
             "{}+{:#x}",

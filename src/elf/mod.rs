@@ -56,6 +56,107 @@ impl fmt::Display for ObjectError {
 
 impl std::error::Error for ObjectError {}
 
+/// A section's position in the object's section table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SectionIndex(pub usize);
+
+/// A symbol's position in the object's symbol table (0 is the null symbol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SymbolIndex(pub usize);
+
+/// Items indexed by their own index type, so that a section index cannot
+/// look up a symbol or the other way round.
+pub struct Table<I, T> {
+    items: Vec<T>,
+    index: std::marker::PhantomData<I>,
+}
+
+impl<I: From<usize> + Copy, T> Table<I, T> {
+    fn new(items: Vec<T>) -> Self {
+        Table {
+            items,
+            index: std::marker::PhantomData,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.items.iter()
+    }
+
+    fn iter_mut(&mut self) -> std::slice::IterMut<'_, T> {
+        self.items.iter_mut()
+    }
+
+    /// Each item with its index.
+    pub fn enumerate(&self) -> impl Iterator<Item = (I, &T)> + '_ {
+        self.items.iter().enumerate().map(|(i, t)| (I::from(i), t))
+    }
+
+    /// Every index, in order.
+    pub fn indices(&self) -> impl Iterator<Item = I> + '_ {
+        (0..self.items.len()).map(I::from)
+    }
+
+    pub fn get(&self, i: I) -> Option<&T>
+    where
+        usize: From<I>,
+    {
+        self.items.get(usize::from(i))
+    }
+}
+
+impl<I, T> std::ops::IndexMut<I> for Table<I, T>
+where
+    usize: From<I>,
+{
+    fn index_mut(&mut self, i: I) -> &mut T {
+        &mut self.items[usize::from(i)]
+    }
+}
+
+impl<I, T> std::ops::Index<I> for Table<I, T>
+where
+    usize: From<I>,
+{
+    type Output = T;
+
+    fn index(&self, i: I) -> &T {
+        &self.items[usize::from(i)]
+    }
+}
+
+impl From<usize> for SectionIndex {
+    fn from(i: usize) -> Self {
+        SectionIndex(i)
+    }
+}
+
+impl From<SectionIndex> for usize {
+    fn from(i: SectionIndex) -> usize {
+        i.0
+    }
+}
+
+impl From<usize> for SymbolIndex {
+    fn from(i: usize) -> Self {
+        SymbolIndex(i)
+    }
+}
+
+impl From<SymbolIndex> for usize {
+    fn from(i: SymbolIndex) -> usize {
+        i.0
+    }
+}
+
 /// What a section holds, as far as hashing is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SectionKind {
@@ -85,7 +186,7 @@ pub struct Section<'d> {
     pub relocs: Vec<Reloc>,
     /// Indices (into [`ElfIndex::symbols`]) of the named functions and data
     /// objects defined here, sorted by address.
-    pub named: Vec<usize>,
+    pub named: Vec<SymbolIndex>,
     /// Section-relative addresses where something starts: named symbols and
     /// exact references from elsewhere. Bounds anonymous regions (jump tables,
     /// alternative replacements) so that one does not swallow the next.
@@ -99,7 +200,7 @@ pub struct Reloc {
     /// Width of the relocated field in bytes.
     pub width: u8,
     pub pc_relative: bool,
-    pub symbol: usize,
+    pub symbol: SymbolIndex,
     pub addend: i64,
 }
 
@@ -117,7 +218,7 @@ pub struct Symbol<'d> {
     pub demangled: Cow<'d, str>,
     pub sym_type: SymType,
     pub binding: u8,
-    pub section: Option<usize>,
+    pub section: Option<SectionIndex>,
     pub value: u64,
     pub size: u64,
     /// The `STT_FILE` in effect for a local symbol.
@@ -141,19 +242,19 @@ impl Symbol<'_> {
 /// past its section: input that would be one is refused at the lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DefinedFunction {
-    symbol: usize,
-    section: usize,
+    symbol: SymbolIndex,
+    section: SectionIndex,
     start: u64,
     end: u64,
 }
 
 impl DefinedFunction {
     /// Its index in [`ElfIndex::symbols`].
-    pub fn symbol(&self) -> usize {
+    pub fn symbol(&self) -> SymbolIndex {
         self.symbol
     }
 
-    pub fn section(&self) -> usize {
+    pub fn section(&self) -> SectionIndex {
         self.section
     }
 
@@ -210,9 +311,9 @@ impl fmt::Display for NotDefined {
 }
 
 pub struct ElfIndex<'d> {
-    pub sections: Vec<Section<'d>>,
+    pub sections: Table<SectionIndex, Section<'d>>,
     /// Indexed by ELF symbol-table index (entry 0 is the null symbol).
-    pub symbols: Vec<Symbol<'d>>,
+    pub symbols: Table<SymbolIndex, Symbol<'d>>,
     /// The compiler's `.comment` strings, joined.
     pub comment: Option<String>,
 }
@@ -291,7 +392,7 @@ impl<'d> ElfIndex<'d> {
                         r_type,
                         width,
                         pc_relative,
-                        symbol: sym.0,
+                        symbol: SymbolIndex(sym.0),
                         addend: r.addend(),
                     });
                 }
@@ -344,7 +445,7 @@ impl<'d> ElfIndex<'d> {
             let name = name.unwrap_or_default();
             let binding = raw.st_bind().0;
             let section = match sym.section() {
-                SymbolSection::Section(i) if i.0 < sections.len() => Some(i.0),
+                SymbolSection::Section(i) if i.0 < sections.len() => Some(SectionIndex(i.0)),
                 _ => None,
             };
             while symbols.len() < sym.index().0 {
@@ -363,8 +464,8 @@ impl<'d> ElfIndex<'d> {
         }
 
         let mut index = ElfIndex {
-            sections,
-            symbols,
+            sections: Table::new(sections),
+            symbols: Table::new(symbols),
             comment,
         };
         index.link_symbols_and_starts()?;
@@ -372,7 +473,7 @@ impl<'d> ElfIndex<'d> {
     }
 
     fn link_symbols_and_starts(&mut self) -> Result<(), ObjectError> {
-        for (i, s) in self.symbols.iter().enumerate() {
+        for (i, s) in self.symbols.enumerate() {
             if let (Some(sec), SymType::Func | SymType::Object) = (s.section, s.sym_type) {
                 if !s.name.is_empty() {
                     self.sections[sec].named.push(i);
@@ -384,7 +485,7 @@ impl<'d> ElfIndex<'d> {
         // data (`x - .`). PC-relative operands inside instructions point
         // past the instruction end, which is only known after decoding.
         let mut refs = Vec::new();
-        for sec in &self.sections {
+        for sec in self.sections.iter() {
             for r in &sec.relocs {
                 if r.pc_relative && sec.kind == SectionKind::Code {
                     continue;
@@ -401,15 +502,15 @@ impl<'d> ElfIndex<'d> {
         for (target, at) in refs {
             self.sections[target].starts.push(at);
         }
-        for sec in &mut self.sections {
+        for sec in self.sections.iter_mut() {
             let symbols = &self.symbols;
             sec.named
                 .sort_by_key(|&i| (symbols[i].value, std::cmp::Reverse(symbols[i].size)));
             sec.starts.sort_unstable();
             sec.starts.dedup();
         }
-        for sec in &self.sections {
-            if let Some(r) = sec.relocs.iter().find(|r| r.symbol >= self.symbols.len()) {
+        for sec in self.sections.iter() {
+            if let Some(r) = sec.relocs.iter().find(|r| r.symbol.0 >= self.symbols.len()) {
                 return Err(bad_symbol(sec, r));
             }
         }
@@ -417,7 +518,7 @@ impl<'d> ElfIndex<'d> {
     }
 
     /// Symbol `i` as a defined function, or why it is not one.
-    pub fn defined_function(&self, i: usize) -> Result<DefinedFunction, NotDefined> {
+    pub fn defined_function(&self, i: SymbolIndex) -> Result<DefinedFunction, NotDefined> {
         let s = self.symbols.get(i).ok_or(NotDefined::Absent)?;
         if s.sym_type != SymType::Func || s.name.is_empty() {
             return Err(NotDefined::NotAFunction);
@@ -470,7 +571,7 @@ impl<'d> ElfIndex<'d> {
         matches: impl Fn(&Symbol) -> bool,
     ) -> Result<DefinedFunction, NotDefined> {
         let mut why = NotDefined::Absent;
-        for (i, s) in self.symbols.iter().enumerate() {
+        for (i, s) in self.symbols.enumerate() {
             if !matches(s) {
                 continue;
             }
@@ -485,7 +586,7 @@ impl<'d> ElfIndex<'d> {
 
     /// Where code without a `.size` at `after` of `section` ends: at the
     /// next named symbol, or at the end of the section.
-    fn next_symbol_start(&self, section: usize, after: u64) -> u64 {
+    fn next_symbol_start(&self, section: SectionIndex, after: u64) -> u64 {
         let sec = &self.sections[section];
         sec.named
             .iter()
@@ -497,7 +598,7 @@ impl<'d> ElfIndex<'d> {
 
     /// The named function or data object in `section` that covers `offset`
     /// (a zero-sized symbol covers just its own address).
-    pub fn symbol_at(&self, section: usize, offset: u64) -> Option<usize> {
+    pub fn symbol_at(&self, section: SectionIndex, offset: u64) -> Option<SymbolIndex> {
         let named = &self.sections[section].named;
         let end = named.partition_point(|&i| self.symbols[i].value <= offset);
         // Symbols rarely overlap beyond aliases of one address, so a short
@@ -511,14 +612,14 @@ impl<'d> ElfIndex<'d> {
 
     /// Where the anonymous region that starts at `offset` ends: the next
     /// start recorded for the section, or its end.
-    pub fn region_end(&self, section: usize, offset: u64) -> u64 {
+    pub fn region_end(&self, section: SectionIndex, offset: u64) -> u64 {
         let sec = &self.sections[section];
         let i = sec.starts.partition_point(|&s| s <= offset);
         sec.starts.get(i).copied().unwrap_or(sec.size).min(sec.size)
     }
 
     /// The relocations of `section` whose field starts in `[start, end)`.
-    pub fn relocs_in(&self, section: usize, start: u64, end: u64) -> &[Reloc] {
+    pub fn relocs_in(&self, section: SectionIndex, start: u64, end: u64) -> &[Reloc] {
         let relocs = &self.sections[section].relocs;
         let a = relocs.partition_point(|r| r.offset < start);
         let b = relocs.partition_point(|r| r.offset < end);
@@ -592,7 +693,7 @@ fn malformed(e: object::read::Error) -> ObjectError {
 fn bad_symbol(sec: &Section, r: &Reloc) -> ObjectError {
     ObjectError::Malformed(format!(
         "relocation at {}+{:#x} names symbol {} which does not exist",
-        sec.name, r.offset, r.symbol
+        sec.name, r.offset, r.symbol.0
     ))
 }
 

@@ -20,7 +20,7 @@ use super::snapshot::Snapshot;
 use super::tree::Tree;
 use crate::checksum::{Binding, SymbolKind, SymbolRecord};
 use crate::elf::demangle::cold_parent;
-use crate::elf::{ElfIndex, SymType};
+use crate::elf::{ElfIndex, SymType, SymbolIndex};
 use crate::manifest::{Content, Manifest};
 
 /// Data that holds the build's identity (init/version.c): it differs
@@ -554,7 +554,9 @@ pub fn check_carried_data(cmp: &mut Comparison, root: &Path) {
                     continue;
                 }
             };
-            let symbols: Vec<usize> = (0..index.symbols.len())
+            let symbols: Vec<SymbolIndex> = index
+                .symbols
+                .indices()
                 .filter(|&i| {
                     let s = &index.symbols[i];
                     s.name == c.name && s.sym_type == SymType::Object && s.section.is_some()
@@ -581,7 +583,7 @@ pub fn check_carried_data(cmp: &mut Comparison, root: &Path) {
 fn check_const(
     c: &CarriedData,
     index: &ElfIndex,
-    symbols: &[usize],
+    symbols: &[SymbolIndex],
     problems: &mut Vec<Problem>,
     notes: &mut Vec<String>,
 ) {
@@ -609,7 +611,7 @@ fn attach_metadata(
     target: &str,
     c: &CarriedData,
     index: &ElfIndex,
-    symbols: &[usize],
+    symbols: &[SymbolIndex],
     report: &mut TargetReport,
     problems: &mut Vec<Problem>,
     notes: &mut Vec<String>,
@@ -628,11 +630,9 @@ fn attach_metadata(
             };
             let s = &index.symbols[f];
             let name = cold_parent(s.name).unwrap_or(s.name);
-            let Some(func) = index
-                .symbols
-                .iter()
-                .position(|o| o.name == name && o.sym_type == SymType::Func && o.section.is_some())
-            else {
+            let Some((func, _)) = index.symbols.enumerate().find(|(_, o)| {
+                o.name == name && o.sym_type == SymType::Func && o.section.is_some()
+            }) else {
                 continue;
             };
             users.push(func);

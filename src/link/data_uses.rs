@@ -18,7 +18,7 @@
 use std::fmt;
 
 use crate::arch::{insn_at, x86_64::X86_64, Arch as _};
-use crate::elf::{ElfIndex, SectionKind, SymType};
+use crate::elf::{ElfIndex, SectionIndex, SectionKind, SymType, SymbolIndex};
 
 /// Static locals that each belong to one call site, by demangled name:
 /// warn-once flags, lockdep keys, `__func__`, ratelimit state, and the
@@ -80,14 +80,14 @@ impl fmt::Display for EscapingUse {
 /// itself whose relocation may point into `sym`, a data object of `index`.
 /// A PC-relative field counts when any instruction end it may have reaches
 /// into the object: more places rather than fewer.
-fn references(index: &ElfIndex, sym: usize) -> Vec<(usize, u64)> {
+fn references(index: &ElfIndex, sym: SymbolIndex) -> Vec<(SectionIndex, u64)> {
     let s = &index.symbols[sym];
     let Some(home) = s.section else {
         return Vec::new();
     };
     let (start, end) = (s.value, s.value.saturating_add(s.size.max(1)));
     let mut out = Vec::new();
-    for (j, section) in index.sections.iter().enumerate() {
+    for (j, section) in index.sections.enumerate() {
         if section.kind == SectionKind::NotAlloc || section.name.starts_with(".discard.") {
             continue;
         }
@@ -116,7 +116,7 @@ fn references(index: &ElfIndex, sym: usize) -> Vec<(usize, u64)> {
 
 /// The first use of the address of `sym` (a data object of `index`) that
 /// is not a value load by code, if any.
-pub fn escaping_use(index: &ElfIndex, sym: usize) -> Option<EscapingUse> {
+pub fn escaping_use(index: &ElfIndex, sym: SymbolIndex) -> Option<EscapingUse> {
     references(index, sym).into_iter().find_map(|(j, offset)| {
         if index.sections[j].kind == SectionKind::Code {
             code_use(index, j, offset)
@@ -131,8 +131,8 @@ pub fn escaping_use(index: &ElfIndex, sym: usize) -> Option<EscapingUse> {
 
 /// The functions whose code refers to `sym`, by symbol index; a reference
 /// from code outside every function is `None`.
-pub fn referring_functions(index: &ElfIndex, sym: usize) -> Vec<Option<usize>> {
-    let mut out: Vec<Option<usize>> = references(index, sym)
+pub fn referring_functions(index: &ElfIndex, sym: SymbolIndex) -> Vec<Option<SymbolIndex>> {
+    let mut out: Vec<Option<SymbolIndex>> = references(index, sym)
         .into_iter()
         .filter(|&(j, _)| index.sections[j].kind == SectionKind::Code)
         .map(|(j, offset)| {
@@ -148,7 +148,7 @@ pub fn referring_functions(index: &ElfIndex, sym: usize) -> Vec<Option<usize>> {
 
 /// `None` when the instruction holding the relocated field at `offset` of
 /// code section `sec` reads memory at that address; otherwise the use.
-fn code_use(index: &ElfIndex, sec: usize, offset: u64) -> Option<EscapingUse> {
+fn code_use(index: &ElfIndex, sec: SectionIndex, offset: u64) -> Option<EscapingUse> {
     let place = place_name(index, sec, offset);
     let escapes = |what: String| {
         Some(EscapingUse {
@@ -179,7 +179,7 @@ fn code_use(index: &ElfIndex, sec: usize, offset: u64) -> Option<EscapingUse> {
     escapes(format!("its address is taken by `{text}`"))
 }
 
-fn place_name(index: &ElfIndex, sec: usize, offset: u64) -> String {
+fn place_name(index: &ElfIndex, sec: SectionIndex, offset: u64) -> String {
     let section = &index.sections[sec];
     match index.symbol_at(sec, offset) {
         Some(n) => {

@@ -70,7 +70,7 @@ impl Copier<'_, '_> {
     fn hookable(&self, f: DefinedFunction) -> bool {
         let index = self.index;
         let (sec, start) = (f.section(), f.start());
-        index.sections.iter().enumerate().any(|(t, table)| {
+        index.sections.enumerate().any(|(t, table)| {
             matches!(table.name, "__mcount_loc" | "__patchable_function_entries")
                 && index.relocs_in(t, 0, table.size).iter().any(|r| {
                     let target = &index.symbols[r.symbol];
@@ -98,7 +98,7 @@ impl Copier<'_, '_> {
         }
         let sec = f.section();
         let mut callers = BTreeSet::new();
-        for (c, code) in index.sections.iter().enumerate() {
+        for (c, code) in index.sections.enumerate() {
             if c == sec || tables::is_special(code.name) {
                 continue;
             }

@@ -35,7 +35,9 @@ use super::symvers::Exports;
 use super::tree::VMLINUX;
 use crate::arch::{instruction_ends, x86_64::X86_64};
 use crate::elf::demangle::{cold_parent, demangle};
-use crate::elf::{DefinedFunction, ElfIndex, SectionKind as Kind, SymType};
+use crate::elf::{
+    DefinedFunction, ElfIndex, SectionIndex, SectionKind as Kind, SymType, SymbolIndex,
+};
 use delivery::Replaced;
 use pieces::Pieces;
 use tables::CarriedTables;
@@ -205,7 +207,7 @@ fn new_globals(sources: &[Source], indexes: &[ElfIndex]) -> HashSet<String> {
 /// A stretch of a source section copied to `out_offset` of section `id`
 /// whose relocations are still to be translated.
 struct Pending {
-    sec: usize,
+    sec: SectionIndex,
     start: u64,
     end: u64,
     id: SectionId,
@@ -226,7 +228,7 @@ struct Copier<'a, 'd> {
     /// names, `.klp.sym.*`), and the new globals the patch defines.
     by_name: &'a mut HashMap<String, SymbolId>,
     /// Source sections copied whole: their copy and its section symbol.
-    copied: HashMap<usize, (SectionId, SymbolId)>,
+    copied: HashMap<SectionIndex, (SectionId, SymbolId)>,
     /// Pieces of unnamed code copied alone.
     pieces: Pieces,
     pending: Vec<Pending>,
@@ -234,10 +236,10 @@ struct Copier<'a, 'd> {
     /// Translating a special-section entry or what it points at.
     in_table: bool,
     /// The table whose entries are being carried.
-    carrying: Option<usize>,
+    carrying: Option<SectionIndex>,
     /// Local constants whose address escapes the code that reads them, by
     /// symbol: decided once per object.
-    escapes: HashMap<usize, bool>,
+    escapes: HashMap<SymbolIndex, bool>,
     notes: &'a mut Vec<String>,
 }
 
@@ -265,7 +267,7 @@ impl Copier<'_, '_> {
     }
 
     /// Copies section `sec` whole (once) and queues its relocations.
-    fn copy_section(&mut self, sec: usize) -> Result<(SectionId, SymbolId), ExtractError> {
+    fn copy_section(&mut self, sec: SectionIndex) -> Result<(SectionId, SymbolId), ExtractError> {
         if let Some(&c) = self.copied.get(&sec) {
             return Ok(c);
         }
@@ -292,7 +294,11 @@ impl Copier<'_, '_> {
 
     /// A new, empty output section named `name` with the type and flags of
     /// source section `sec`.
-    fn add_section_like(&mut self, sec: usize, name: &str) -> Result<SectionId, ExtractError> {
+    fn add_section_like(
+        &mut self,
+        sec: SectionIndex,
+        name: &str,
+    ) -> Result<SectionId, ExtractError> {
         let s = &self.index.sections[sec];
         if s.align > 1 && !s.align.is_power_of_two() {
             return Err(self.malformed(format!(
@@ -379,7 +385,7 @@ impl Copier<'_, '_> {
     /// it means (non-zero for PC-relative operands inside instructions).
     fn target(
         &mut self,
-        sym: usize,
+        sym: SymbolIndex,
         addend: i64,
         bias: u64,
     ) -> Result<(SymbolId, i64), ExtractError> {
@@ -458,7 +464,7 @@ impl Copier<'_, '_> {
     /// The named object that source place `at` of section `sec` belongs to:
     /// the one covering it, else the one it is just past the end of (a
     /// loop's end pointer), else the section's only one.
-    fn owner_of_place(&self, sec: usize, at: u64) -> Option<usize> {
+    fn owner_of_place(&self, sec: SectionIndex, at: u64) -> Option<SymbolIndex> {
         let index = self.index;
         if let Some(n) = index.symbol_at(sec, at) {
             return Some(n);
@@ -562,7 +568,7 @@ impl Copier<'_, '_> {
     /// them even where this one does not.
     fn copy_new_global_data(&mut self) -> Result<(), ExtractError> {
         let index = self.index;
-        for (i, s) in index.symbols.iter().enumerate() {
+        for (i, s) in index.symbols.enumerate() {
             let Some(sec) = s.section else { continue };
             if s.sym_type != SymType::Object
                 || s.binding == elf::STB_LOCAL.0
@@ -599,7 +605,7 @@ impl Copier<'_, '_> {
 }
 
 /// Whether section `sec` defines named data objects.
-fn has_named_data(index: &ElfIndex, sec: usize) -> bool {
+fn has_named_data(index: &ElfIndex, sec: SectionIndex) -> bool {
     index.sections[sec]
         .named
         .iter()
@@ -655,7 +661,7 @@ impl Copier<'_, '_> {
                 flags: SymbolFlags::None,
             });
             // Its .cold parts travel with it.
-            for c in 0..self.index.symbols.len() {
+            for c in self.index.symbols.indices() {
                 let cs = &self.index.symbols[c];
                 if cs.sym_type == SymType::Func && cold_parent(cs.name) == Some(s.name) {
                     if let Some(csec) = cs.section {

@@ -23,12 +23,12 @@ use crate::arch::{x86_64::X86_64, Arch as _, Insn};
 use object::write::{SectionId, SymbolId};
 
 use super::{Copier, ExtractError, Pending};
-use crate::elf::{ElfIndex, SectionKind as Kind};
+use crate::elf::{ElfIndex, SectionIndex, SectionKind as Kind, SymbolIndex};
 
 /// The pieces copied so far, per source section.
 #[derive(Default)]
 pub(super) struct Pieces {
-    by_section: HashMap<usize, Copies>,
+    by_section: HashMap<SectionIndex, Copies>,
 }
 
 /// The output section of one source section's pieces.
@@ -50,7 +50,7 @@ impl Pieces {
     /// The output section symbol and offset that stand for source place
     /// `at` of section `sec`, if a copied piece holds it. A piece entered
     /// exactly there is preferred: it holds all that is reachable from it.
-    pub(super) fn find(&self, sec: usize, at: u64) -> Option<(SymbolId, u64)> {
+    pub(super) fn find(&self, sec: SectionIndex, at: u64) -> Option<(SymbolId, u64)> {
         let copies = self.by_section.get(&sec)?;
         let p = copies
             .pieces
@@ -67,7 +67,7 @@ impl Copier<'_, '_> {
     /// that stand for `place`.
     pub(super) fn piece(
         &mut self,
-        sec: usize,
+        sec: SectionIndex,
         place: u64,
     ) -> Result<(SymbolId, u64), ExtractError> {
         if let Some(found) = self.pieces.find(sec, place) {
@@ -105,8 +105,8 @@ impl Copier<'_, '_> {
     /// offset of the object's copy.
     pub(super) fn object_piece(
         &mut self,
-        sec: usize,
-        n: usize,
+        sec: SectionIndex,
+        n: SymbolIndex,
     ) -> Result<(SymbolId, u64), ExtractError> {
         let index = self.index;
         let o = &index.symbols[n];
@@ -137,7 +137,7 @@ impl Copier<'_, '_> {
     /// `place`, ends: at the next place the table being carried points at
     /// in `sec` (the pieces of one table lie back to back), else at the next
     /// place anything refers to.
-    fn table_piece_end(&self, sec: usize, place: u64) -> u64 {
+    fn table_piece_end(&self, sec: SectionIndex, place: u64) -> u64 {
         let index = self.index;
         let Some(t) = self.carrying else {
             return index.region_end(sec, place);
@@ -154,7 +154,7 @@ impl Copier<'_, '_> {
     }
 
     /// The output section that holds the pieces of source section `sec`.
-    fn piece_section(&mut self, sec: usize) -> Result<(SectionId, SymbolId), ExtractError> {
+    fn piece_section(&mut self, sec: SectionIndex) -> Result<(SectionId, SymbolId), ExtractError> {
         if let Some(c) = self.pieces.by_section.get(&sec) {
             return Ok((c.id, c.sym));
         }
@@ -174,7 +174,7 @@ impl Copier<'_, '_> {
     /// Records that source bytes `[start, end)` of `sec`, reached at
     /// `entry`, are at `out` of its piece section, and queues their
     /// relocations.
-    fn add_piece(&mut self, sec: usize, entry: u64, start: u64, end: u64, out: u64) {
+    fn add_piece(&mut self, sec: SectionIndex, entry: u64, start: u64, end: u64, out: u64) {
         let copies = self
             .pieces
             .by_section
@@ -200,7 +200,7 @@ impl Copier<'_, '_> {
 
 /// The smallest span of code section `sec` that holds every instruction
 /// reachable from `entry` without leaving the section.
-fn reachable_span(index: &ElfIndex, sec: usize, entry: u64) -> Result<(u64, u64), String> {
+fn reachable_span(index: &ElfIndex, sec: SectionIndex, entry: u64) -> Result<(u64, u64), String> {
     let section = &index.sections[sec];
     let mut todo = vec![entry];
     let mut decoded = BTreeSet::new();
@@ -234,7 +234,7 @@ fn reachable_span(index: &ElfIndex, sec: usize, entry: u64) -> Result<(u64, u64)
 
 /// Where a direct branch goes, when that is inside section `sec`: from its
 /// relocation if it has one, else from its encoded displacement.
-fn branch_target_in_section(index: &ElfIndex, sec: usize, insn: &Insn) -> Option<u64> {
+fn branch_target_in_section(index: &ElfIndex, sec: SectionIndex, insn: &Insn) -> Option<u64> {
     let branch = insn.branch?;
     match index.relocs_in(sec, insn.ip, insn.end()).first() {
         Some(r) => {

@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use object::write::SectionId;
 
 use super::{Copier, ExtractError};
-use crate::elf::{Section, SectionKind as Kind, SymType};
+use crate::elf::{Section, SectionIndex, SectionKind as Kind, SymType, SymbolIndex};
 use crate::special_sections::{entry_size, lookup, InPatch};
 
 /// More relocations than any known kernel table has per entry: a table whose
@@ -56,7 +56,7 @@ fn table_entry_size(table: &Section) -> u64 {
 /// The tables carried so far: their output sections and which entries.
 #[derive(Default)]
 pub(super) struct CarriedTables {
-    by_table: HashMap<usize, TableCopy>,
+    by_table: HashMap<SectionIndex, TableCopy>,
 }
 
 struct TableCopy {
@@ -73,7 +73,7 @@ impl Copier<'_, '_> {
     pub(super) fn carry_tables(&mut self) -> Result<(), ExtractError> {
         loop {
             let mut carried_any = false;
-            for t in 0..self.index.sections.len() {
+            for t in self.index.sections.indices() {
                 if !self.is_table(t) {
                     continue;
                 }
@@ -105,7 +105,7 @@ impl Copier<'_, '_> {
 
     /// A loaded, non-code section with relocations and no named data: a
     /// table of entries, unless the copied code reads it as a whole.
-    fn is_table(&self, t: usize) -> bool {
+    fn is_table(&self, t: SectionIndex) -> bool {
         let s = &self.index.sections[t];
         !s.relocs.is_empty()
             && !matches!(s.kind, Kind::NotAlloc | Kind::Code | Kind::Bss)
@@ -118,7 +118,7 @@ impl Copier<'_, '_> {
 
     /// The entries of table `t` not carried yet whose first field points
     /// into copied code.
-    fn owned_entries(&self, t: usize) -> Result<Vec<u64>, ExtractError> {
+    fn owned_entries(&self, t: SectionIndex) -> Result<Vec<u64>, ExtractError> {
         let table = &self.index.sections[t];
         let size = table_entry_size(table);
         let done = self.tables.by_table.get(&t).map(|c| &c.entries);
@@ -144,7 +144,7 @@ impl Copier<'_, '_> {
         Ok(owned)
     }
 
-    fn points_into_copied_code(&self, sym: usize, addend: i64) -> bool {
+    fn points_into_copied_code(&self, sym: SymbolIndex, addend: i64) -> bool {
         let s = &self.index.symbols[sym];
         let Some(sec) = s.section else { return false };
         if self.index.sections[sec].kind != Kind::Code {
@@ -155,25 +155,23 @@ impl Copier<'_, '_> {
     }
 
     /// The function entry `k` of table `t` is about, for messages.
-    fn owner_of(&self, t: usize, k: u64) -> (&str, u64) {
+    fn owner_of(&self, t: SectionIndex, k: u64) -> (&str, u64) {
         let index = self.index;
         let table = &index.sections[t];
         let size = table_entry_size(table);
         let r = index.relocs_in(t, k * size, k * size + 1)[0];
         let s = &index.symbols[r.symbol];
         let at = s.value.wrapping_add(r.addend as u64);
-        let name = s
-            .section
-            .and_then(|sec| index.symbol_at(sec, at))
-            .map_or(index.sections[s.section.unwrap_or(0)].name, |f| {
-                index.symbols[f].name
-            });
+        let name = s.section.and_then(|sec| index.symbol_at(sec, at)).map_or(
+            index.sections[s.section.unwrap_or(SectionIndex(0))].name,
+            |f| index.symbols[f].name,
+        );
         (name, at)
     }
 
     /// Copies entries `entries` of table `t` (and their `.orc_unwind`
     /// partners) and translates their relocations.
-    fn carry(&mut self, t: usize, entries: &[u64]) -> Result<(), ExtractError> {
+    fn carry(&mut self, t: SectionIndex, entries: &[u64]) -> Result<(), ExtractError> {
         let index = self.index;
         let table = &index.sections[t];
         let size = table_entry_size(table);
@@ -263,16 +261,20 @@ impl Copier<'_, '_> {
 
     /// For `.orc_unwind_ip`: the `.orc_unwind` section, whose entries
     /// parallel its entries, and the size of one of them.
-    fn orc_partner(&self, t: usize, size: u64) -> Result<Option<(usize, u64)>, ExtractError> {
+    fn orc_partner(
+        &self,
+        t: SectionIndex,
+        size: u64,
+    ) -> Result<Option<(SectionIndex, u64)>, ExtractError> {
         let index = self.index;
         if index.sections[t].name != ".orc_unwind_ip" {
             return Ok(None);
         }
         let count = index.sections[t].size / size;
-        let o = index
+        let (o, _) = index
             .sections
-            .iter()
-            .position(|s| s.name == ".orc_unwind")
+            .enumerate()
+            .find(|(_, s)| s.name == ".orc_unwind")
             .ok_or_else(|| self.malformed("it has .orc_unwind_ip but no .orc_unwind".into()))?;
         let orc = &index.sections[o];
         if count == 0 || orc.size % count != 0 || orc.data.len() as u64 != orc.size {
