@@ -74,6 +74,11 @@ pub struct Insn {
     /// Execution never continues with the next instruction (an
     /// unconditional jump, a return, a trap).
     pub ends_path: bool,
+    /// A call: execution continues after it only if the callee returns.
+    pub is_call: bool,
+    /// Raises a trap (x86 `ud2` for BUG/WARN, `int3`): the handler decides
+    /// whether execution continues after it.
+    pub is_trap: bool,
     /// The kind of instruction, stable for one backend: hashed for a
     /// resolved branch instead of its encoding.
     pub opcode: u64,

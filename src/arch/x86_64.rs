@@ -35,6 +35,8 @@ impl Iterator for Decoded<'_> {
                 displacement: None,
                 accesses_memory: false,
                 ends_path: false,
+                is_call: false,
+                is_trap: false,
                 opcode: insn.mnemonic() as u64,
                 prefixes: 0,
             });
@@ -71,6 +73,11 @@ impl Iterator for Decoded<'_> {
             displacement,
             accesses_memory,
             ends_path: ends_path(insn.mnemonic()),
+            is_call: insn.mnemonic() == Mnemonic::Call,
+            is_trap: matches!(
+                insn.mnemonic(),
+                Mnemonic::Ud2 | Mnemonic::Ud1 | Mnemonic::Int3
+            ),
             opcode: insn.mnemonic() as u64,
             prefixes: u64::from(insn.has_repne_prefix()) | u64::from(insn.has_rep_prefix()) << 1,
         })
@@ -133,7 +140,7 @@ mod tests {
         let call = insns[0];
         assert_eq!(call.branch.unwrap().field, Field { offset: 1, size: 4 });
         assert_eq!(call.branch.unwrap().target, 0x105);
-        assert!(!call.ends_path);
+        assert!(!call.ends_path && call.is_call);
         let lea = insns[1];
         assert_eq!(lea.displacement.unwrap().pc_target, Some(0x10c + 0x10));
         assert!(!lea.accesses_memory);

@@ -1084,3 +1084,179 @@ fn a_dynamic_debug_descriptor_is_copied_into_the_modules_dyndbg() {
         "no descriptor of the running kernel is referenced: {names:?}"
     );
 }
+
+/// `__sched`-style functions share `.sched.text` even with
+/// -ffunction-sections: the changed one is copied as its own byte range,
+/// and its call to a static neighbour, which the assembler resolved inside
+/// the section, becomes a relocation to the running kernel's.
+#[test]
+fn a_function_in_a_shared_section_is_copied_alone() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "shared section") else {
+        return;
+    };
+    let dir = TempDir::new("extract-shared");
+    let source = |k: &str| {
+        format!(
+            "extern void sink(int);\n\
+             #define __sched __attribute__((section(\".sched.text\"), noinline))\n\
+             static int __sched helper(int x) {{ sink(x); return x * 3; }}\n\
+             int __sched wait_for(int x) {{ return helper(x) + {k}; }}\n\
+             int __sched other_sched(int x) {{ return helper(x) - 1; }}\n"
+        )
+    };
+    let out = Pair::build(&cc, &dir, "sched", &source("1"), &source("2"))
+        .extract("vmlinux", &["wait_for"], SINK)
+        .unwrap();
+    let orig = object::File::parse(&*std::fs::read(dir.join("patched/sched.o")).unwrap())
+        .unwrap()
+        .symbols()
+        .find(|s| s.name() == Ok("wait_for"))
+        .map(|s| s.size())
+        .unwrap();
+    let file = object::File::parse(&*out.object).unwrap();
+    let sched = file
+        .section_by_name(".sched.text")
+        .expect("a .sched.text copy");
+    assert_eq!(sched.size(), orig, "only wait_for's bytes are copied");
+    let targets = reloc_targets(&file, ".sched.text");
+    assert!(
+        targets.iter().any(|t| t == ".klp.sym.vmlinux.helper,0"),
+        "the resolved call to helper gets a relocation: {targets:?}"
+    );
+    assert!(
+        !file.symbols().any(|s| s.name() == Ok("other_sched")),
+        "the neighbour is not copied"
+    );
+    assert_eq!(out.funcs.len(), 1);
+}
+
+/// A build without -ffunction-sections (one-build mode) has every function
+/// in `.text`: a changed one is copied alone there too, and a call to
+/// another changed function reaches its copy.
+#[test]
+fn functions_in_a_shared_text_reach_each_others_copies() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "shared .text") else {
+        return;
+    };
+    let dir = TempDir::new("extract-one-build");
+    let source = |k: &str| {
+        format!(
+            "extern void sink(int);\n\
+             static __attribute__((noinline)) int scale(int x) {{ sink(x); return x * {k}; }}\n\
+             int entry(int x) {{ return scale(x) + 1; }}\n\
+             int bystander(int x) {{ return x - 1; }}\n"
+        )
+    };
+    build_without_sections(&cc, &dir, "one", &source("3"), &source("4"));
+    // The caller first: its call must still reach the copy made after it.
+    let out = run_extract(
+        &dir,
+        "patched/one.o",
+        "vmlinux",
+        &["entry", "scale"],
+        SINK,
+        &[("vmlinux", "one-linked")],
+    )
+    .unwrap();
+    let file = object::File::parse(&*out.object).unwrap();
+    let text = file.section_by_name(".text").expect("a .text copy");
+    let patched_bytes = std::fs::read(dir.join("patched/one.o")).unwrap();
+    let patched = object::File::parse(&*patched_bytes).unwrap();
+    let size_of = |n: &str| {
+        patched
+            .symbols()
+            .find(|s| s.name() == Ok(n))
+            .map(|s| s.size())
+            .unwrap()
+    };
+    assert!(
+        text.size() >= size_of("scale") + size_of("entry")
+            && text.size() < size_of("scale") + size_of("entry") + 32,
+        "only the two functions are copied ({} bytes)",
+        text.size()
+    );
+    let targets = reloc_targets(&file, ".text");
+    assert!(
+        !targets
+            .iter()
+            .any(|t| t.starts_with(".klp.sym.vmlinux.scale")),
+        "entry calls the copy of scale, not the running kernel's: {targets:?}"
+    );
+    assert!(
+        !file.symbols().any(|s| s.name() == Ok("bystander")),
+        "the bystander is not copied"
+    );
+}
+
+/// Like [`Pair::build`], but compiled as in one-build mode
+/// (`KLP_CC_SECTIONS=0`): every function of a file in one `.text`.
+fn build_without_sections(cc: &Cc, dir: &TempDir, name: &str, orig: &str, patched: &str) {
+    for (src, text) in [
+        (format!("{name}.c"), orig),
+        (format!("patched/{name}.c"), patched),
+    ] {
+        dir.write(&src, text);
+        let mut args = vec!["gcc".to_string()];
+        args.extend(cc.kernel_cflags());
+        args.extend([
+            "-c".into(),
+            src.clone(),
+            "-o".into(),
+            src.replace(".c", ".o"),
+        ]);
+        let mut cmd = crate::support::klp_cc_command(dir.path());
+        cmd.env("KLP_CC_SECTIONS", "0").args(&args);
+        crate::support::run(cmd).assert_success();
+    }
+    link(
+        dir.path(),
+        &format!("{name}-linked"),
+        &[&format!("{name}.o")],
+    );
+}
+
+/// In one `.text`, the calls to an unhookable static function are resolved
+/// by the assembler: its callers are still found, by the function that
+/// holds each call, and deliver it; the function beside them is not one.
+#[test]
+fn an_unhookable_function_in_a_shared_text_is_delivered_through_its_callers() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "shared .text notrace") else {
+        return;
+    };
+    let dir = TempDir::new("extract-one-build-notrace");
+    let source = |k: &str| {
+        format!(
+            "static __attribute__((noinline, no_instrument_function)) int body(int x) \
+             {{ return x{k}; }}\n\
+             int wrapper_a(int x) {{ return body(x) + 1; }}\n\
+             int unrelated(int x) {{ return x * 3; }}\n\
+             int wrapper_b(int x) {{ return body(x) + 2; }}\n"
+        )
+    };
+    build_without_sections(&cc, &dir, "nt", &source(""), &source(" * 5"));
+    let out = run_extract(
+        &dir,
+        "patched/nt.o",
+        "vmlinux",
+        &["body"],
+        "",
+        &[("vmlinux", "nt-linked")],
+    )
+    .unwrap();
+    let replaced: BTreeSet<(&str, Option<&str>)> = out
+        .funcs
+        .iter()
+        .map(|f| (f.old_name.as_str(), f.delivers.as_deref()))
+        .collect();
+    assert_eq!(
+        replaced,
+        BTreeSet::from([("wrapper_a", Some("body")), ("wrapper_b", Some("body"))]),
+        "the callers replace the unhookable body"
+    );
+    let file = object::File::parse(&*out.object).unwrap();
+    let targets = reloc_targets(&file, ".text");
+    assert!(
+        !targets.iter().any(|t| t.contains("body")),
+        "the new wrappers call the new body, inside the copied .text: {targets:?}"
+    );
+}

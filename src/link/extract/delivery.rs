@@ -97,54 +97,87 @@ impl Copier<'_, '_> {
             )));
         }
         let sec = f.section();
+        let inside = |at: u64| (f.start()..f.end()).contains(&at);
         let mut callers = BTreeSet::new();
         for (c, code) in index.sections.enumerate() {
-            if c == sec || tables::is_special(code.name) {
+            if tables::is_special(code.name) || code.kind == Kind::NotAlloc {
                 continue;
             }
-            let refs: Vec<u64> = code
-                .relocs
-                .iter()
-                .filter(|r| index.symbols[r.symbol].section == Some(sec))
-                .map(|r| r.offset)
-                .collect();
-            if refs.is_empty() {
-                continue;
-            }
-            let caller = if code.kind == Kind::Code {
-                code.named
-                    .iter()
-                    .find(|&&i| index.symbols[i].sym_type == SymType::Func)
-                    .map(|&i| index.symbols[i].name)
-            } else {
-                None
-            };
-            let Some(caller) = caller else {
-                return Err(self.refuse(format!(
-                    "`{name}` changed, but {why}; {} refers to it, so the running kernel may \
-                     reach the old copy through it: klp-link cannot deliver this change",
-                    code.name
-                )));
-            };
-            // Only a direct call or jump is delivered by replacing the
-            // caller: a taken address (a timer or work callback, an ops
-            // table filled at run time) keeps reaching the old copy.
             // Decoded once per section: the references are few, the
             // section may be large.
-            let insns: Vec<Insn> = X86_64.decode(code.data, 0).collect();
-            let is_direct_branch = |at: u64| {
-                let i = insns.partition_point(|i| i.end() <= at);
-                insns.get(i).is_some_and(|insn| insn.is_branch_field(at, 1))
+            let insns: Vec<Insn> = if code.kind == Kind::Code {
+                X86_64.decode(code.data, 0).collect()
+            } else {
+                Vec::new()
             };
-            if let Some(&at) = refs.iter().find(|&&at| !is_direct_branch(at)) {
-                return Err(self.refuse(format!(
-                    "`{name}` changed, but {why}; `{caller}` takes its address (at {}+{at:#x}), \
-                     so the running kernel may keep calling the old copy: klp-link cannot \
-                     deliver this change",
-                    code.name
-                )));
+            let insn_at = |at: u64| {
+                let i = insns.partition_point(|i| i.end() <= at);
+                insns.get(i).filter(|i| i.ip <= at)
+            };
+            // Every place of this section that refers into `f`, and whether
+            // it is the operand of a direct call or jump: relocated ones,
+            // and in `f`'s own section those the assembler resolved.
+            let mut refs: Vec<(u64, bool)> = Vec::new();
+            for r in &code.relocs {
+                let t = &index.symbols[r.symbol];
+                if t.section != Some(sec) {
+                    continue;
+                }
+                let insn = insn_at(r.offset);
+                let bias = match insn {
+                    Some(i) if r.pc_relative => i.end() - r.offset,
+                    _ => 0,
+                };
+                if inside(t.value.wrapping_add(r.addend as u64).wrapping_add(bias)) {
+                    refs.push((
+                        r.offset,
+                        insn.is_some_and(|i| i.is_branch_field(r.offset, 1)),
+                    ));
+                }
             }
-            callers.insert(cold_parent(caller).unwrap_or(caller).to_owned());
+            if c == sec {
+                for i in insns.iter().filter(|i| !inside(i.ip)) {
+                    if let Some(b) = i.branch.filter(|b| inside(b.target)) {
+                        refs.push((i.ip + u64::from(b.field.offset), true));
+                    }
+                    if let Some(d) = i.displacement.filter(|d| d.pc_target.is_some_and(inside)) {
+                        refs.push((i.ip + u64::from(d.field.offset), false));
+                    }
+                }
+                refs.sort_unstable();
+                refs.dedup_by_key(|r| r.0);
+            }
+            for (at, direct) in refs {
+                if c == sec && inside(at) {
+                    continue;
+                }
+                let caller = index
+                    .symbol_at(c, at)
+                    .filter(|&i| {
+                        code.kind == Kind::Code && index.symbols[i].sym_type == SymType::Func
+                    })
+                    .map(|i| index.symbols[i].name);
+                let Some(caller) = caller else {
+                    return Err(self.refuse(format!(
+                        "`{name}` changed, but {why}; {}+{at:#x} refers to it, so the running \
+                         kernel may reach the old copy through it: klp-link cannot deliver this \
+                         change",
+                        code.name
+                    )));
+                };
+                // Only a direct call or jump is delivered by replacing the
+                // caller: a taken address (a timer or work callback, an ops
+                // table filled at run time) keeps reaching the old copy.
+                if !direct {
+                    return Err(self.refuse(format!(
+                        "`{name}` changed, but {why}; `{caller}` takes its address (at \
+                         {}+{at:#x}), so the running kernel may keep calling the old copy: \
+                         klp-link cannot deliver this change",
+                        code.name
+                    )));
+                }
+                callers.insert(cold_parent(caller).unwrap_or(caller).to_owned());
+            }
         }
         if callers.is_empty() {
             return Err(self.refuse(format!(

@@ -18,6 +18,7 @@
 
 mod delivery;
 mod pieces;
+mod shared;
 mod tables;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -154,6 +155,7 @@ pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, 
             copied: HashMap::new(),
             pieces: Pieces::default(),
             pending: Vec::new(),
+            moved: Vec::new(),
             tables: CarriedTables::default(),
             in_table: false,
             carrying: None,
@@ -232,6 +234,10 @@ struct Copier<'a, 'd> {
     /// Pieces of unnamed code copied alone.
     pieces: Pieces,
     pending: Vec<Pending>,
+    /// Functions copied out of a shared section whose resolved references
+    /// still need relocations: done with the other relocations, once every
+    /// function the patch carries has its copy to refer to.
+    moved: Vec<shared::Moved>,
     tables: CarriedTables,
     /// Translating a special-section entry or what it points at.
     in_table: bool,
@@ -326,6 +332,9 @@ impl Copier<'_, '_> {
     }
 
     fn translate_pending(&mut self) -> Result<(), ExtractError> {
+        for moved in std::mem::take(&mut self.moved) {
+            self.relocate_moved(moved)?;
+        }
         while let Some(p) = self.pending.pop() {
             self.in_table = p.in_table;
             let section = &self.index.sections[p.sec];
@@ -405,6 +414,12 @@ impl Copier<'_, '_> {
         } else {
             Some(sym)
         };
+        if let (Kind::Code, Some(_)) = (section.kind, named) {
+            // A function of a shared section that the patch carries.
+            if let Some((psym, at)) = self.pieces.find(sec, place) {
+                return Ok((psym, at.wrapping_sub(bias) as i64));
+            }
+        }
         match (section.kind, named) {
             (Kind::Strings | Kind::Constants, _) => {
                 let (_, ssym) = self.copy_section(sec)?;
@@ -622,26 +637,18 @@ impl Copier<'_, '_> {
         for (i, r) in replaced.iter().enumerate() {
             let f = self.function(&r.name)?;
             let s = &self.index.symbols[f.symbol()];
-            let sec = f.section();
-            if self.index.sections[sec].named.len() != 1 {
-                return Err(self.refuse(format!(
-                    "`{}` shares its section {} with other symbols (built without \
-                     -ffunction-sections, or placed by an attribute): it cannot be copied alone",
-                    r.name, self.index.sections[sec].name
-                )));
-            }
-            let (section_id, _) = self.copy_section(sec)?;
+            let (section_id, value) = self.copy_function(f)?;
             let new_symbol = format!("__klp_new_{n}_{i}");
             // The copy under its own name (for stack traces; global for a
             // new global, which other patched objects may call) and a
             // global handle for the registration code.
             if self.new_globals.contains(s.name) {
-                let (name, value, size) = (s.name, s.value, s.size);
+                let (name, size) = (s.name, s.size);
                 self.define(name, section_id, value, size, SymbolKind::Text);
             } else {
                 self.out.add_symbol(Symbol {
                     name: s.name.as_bytes().to_vec(),
-                    value: s.value,
+                    value,
                     size: s.size,
                     kind: SymbolKind::Text,
                     scope: SymbolScope::Compilation,
@@ -652,7 +659,7 @@ impl Copier<'_, '_> {
             }
             self.out.add_symbol(Symbol {
                 name: new_symbol.clone().into_bytes(),
-                value: s.value,
+                value,
                 size: s.size,
                 kind: SymbolKind::Text,
                 scope: SymbolScope::Dynamic,
@@ -664,9 +671,10 @@ impl Copier<'_, '_> {
             for c in self.index.symbols.indices() {
                 let cs = &self.index.symbols[c];
                 if cs.sym_type == SymType::Func && cold_parent(cs.name) == Some(s.name) {
-                    if let Some(csec) = cs.section {
-                        self.copy_section(csec)?;
-                    }
+                    let cold = self.index.defined_function(c).map_err(|why| {
+                        self.malformed(format!("`{}`, a part of `{}`: {why}", cs.name, s.name))
+                    })?;
+                    self.copy_function(cold)?;
                 }
             }
             if r.replaces {

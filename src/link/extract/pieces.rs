@@ -59,6 +59,12 @@ impl Pieces {
             .or_else(|| copies.pieces.iter().find(|p| p.start <= at && at < p.end))?;
         Some((copies.sym, p.out + (at - p.start)))
     }
+
+    /// Like [`Pieces::find`], with the output section instead of its symbol.
+    pub(super) fn find_with_section(&self, sec: SectionIndex, at: u64) -> Option<(SectionId, u64)> {
+        let (_, out) = self.find(sec, at)?;
+        Some((self.by_section.get(&sec)?.id, out))
+    }
 }
 
 impl Copier<'_, '_> {
@@ -154,7 +160,10 @@ impl Copier<'_, '_> {
     }
 
     /// The output section that holds the pieces of source section `sec`.
-    fn piece_section(&mut self, sec: SectionIndex) -> Result<(SectionId, SymbolId), ExtractError> {
+    pub(super) fn piece_section(
+        &mut self,
+        sec: SectionIndex,
+    ) -> Result<(SectionId, SymbolId), ExtractError> {
         if let Some(c) = self.pieces.by_section.get(&sec) {
             return Ok((c.id, c.sym));
         }
@@ -174,7 +183,14 @@ impl Copier<'_, '_> {
     /// Records that source bytes `[start, end)` of `sec`, reached at
     /// `entry`, are at `out` of its piece section, and queues their
     /// relocations.
-    fn add_piece(&mut self, sec: SectionIndex, entry: u64, start: u64, end: u64, out: u64) {
+    pub(super) fn add_piece(
+        &mut self,
+        sec: SectionIndex,
+        entry: u64,
+        start: u64,
+        end: u64,
+        out: u64,
+    ) {
         let copies = self
             .pieces
             .by_section
