@@ -3,7 +3,7 @@
 # build -> klp-link -> livepatch module -> loaded into a running kernel under
 # qemu -> the patched behaviour is checked in the guest.
 #
-# Usage: tests/kernel/e2e.sh [--self-test] [--module-for NAME=KO]... [PATCH...]
+# Usage: tests/kernel/e2e.sh [--one-build] [--self-test] [--module-for NAME=KO]... [PATCH...]
 #
 #   PATCH        a -p1 patch against Linux 6.1.  With no PATCH (and no
 #                --self-test) every tests/kernel/patches/*.patch runs.
@@ -21,6 +21,11 @@
 #                hand-written stand-in module instead of klp-link's.
 #   --module-for NAME=KO   use KO instead of running `klp-link build` for
 #                NAME.patch (everything else as usual).
+#   --one-build  ONE kernel, built through klp-cc with KLP_CC_SECTIONS=0
+#                (byte-identical to a plain gcc build): it boots as the
+#                running kernel, and every patch is applied to that same
+#                tree; `klp-link build` gets no --vmlinux (sympos from the
+#                snapshot).  Its trees live apart from the two-build ones.
 #
 # Two builds of the same source and .config (lib.sh): the RUNNING kernel
 # (CC=gcc; its bzImage boots, its vmlinux gives sympos, its .ko files are
@@ -48,16 +53,18 @@ KLP_LOG_TAG=e2e
 die()  { klp_err "$*"; exit 2; }
 usage() {  # [0]: --help prints the header; else a short usage line, exit 2
     if [ "${1:-2}" = 0 ]; then sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0; fi
-    echo "usage: $0 [--self-test] [--module-for NAME=KO]... [PATCH...]  (--help for more)" >&2; exit 2
+    echo "usage: $0 [--one-build] [--self-test] [--module-for NAME=KO]... [PATCH...]  (--help for more)" >&2; exit 2
 }
 
 # ---------------------------------------------------------------- arguments
 SELF_TEST=0
+ONE_BUILD=0
 PATCHES=()
 declare -A MODULE_FOR=()
 while [ $# -gt 0 ]; do
     case $1 in
         --self-test) SELF_TEST=1 ;;
+        --one-build) ONE_BUILD=1 ;;
         --module-for) [ $# -ge 2 ] || usage; MODULE_FOR[${2%%=*}]=${2#*=}; shift ;;
         --module-for=*) a=${1#--module-for=}; MODULE_FOR[${a%%=*}]=${a#*=} ;;
         -h|--help) usage 0 ;;
@@ -117,6 +124,11 @@ if [ ! -x "$KLP_CC_PRIV" ]; then
 fi
 case $KLP_CC_PRIV in *[[:space:]:]*) die "the cache path must not contain blanks or colons: $CACHE";; esac
 KLPCC_CC="$KLP_CC_PRIV gcc"      # the klp tree's CC, exactly as in its .cmd files
+# One-build mode: the production build itself goes through klp-cc without
+# the section flags, and so must every rebuild of it (klp-link refuses
+# objects built with other flags).
+KLP_MAKE_ENV=()
+[ "$ONE_BUILD" = 0 ] || KLP_MAKE_ENV=(KLP_CC_SECTIONS=0)
 
 SRC=$CACHE/src                   # pristine unpacked source (shared with kbuild-check)
 RUNNING=$E2E/running             # running kernel: bzImage, vmlinux, .config, modroot/
@@ -124,6 +136,13 @@ RUNNING_TREE=$E2E/running-tree   # our own plain build (deleted once its outputs
 KLP=$E2E/klp                     # the klp-cc tree that patches are applied to
 CHECK_SECTIONS=$CACHE/check/sections     # kbuild-check (a): a klp-cc build
 CHECK_PLAIN=$CACHE/check/plain-objects   # kbuild-check (b): the plain build's outputs
+if [ "$ONE_BUILD" = 1 ]; then
+    E2E=$CACHE/e2e-one-build
+    RUNNING=$E2E/running         # the outputs of the one tree, before any patch
+    KLP=$E2E/klp                 # the one tree: running kernel and patch tree
+    CHECK_SECTIONS=$CACHE/check/cmp          # kbuild-check (b): the KLP_CC_SECTIONS=0 build
+    mkdir -p "$E2E" || die "cannot create $E2E"
+fi
 RUN_ID=$(date +%Y%m%d-%H%M%S)-$$
 RUNDIR=$E2E/runs/$RUN_ID
 mkdir -p "$RUNDIR/given"
@@ -145,7 +164,7 @@ klp_get_source "$SRC" >&2 || die "could not get the kernel source"
 # klp-cc's sha256), so that equal keys mean the same build.
 build_key() { klp_build_key "$@"; }
 KEY_PLAIN=$(build_key CC=gcc)
-KEY_KLP=$(build_key "klp-cc $KLP_CC_SHA" "CC=$KLPCC_CC")
+KEY_KLP=$(build_key "klp-cc $KLP_CC_SHA" "CC=$KLPCC_CC" "${KLP_MAKE_ENV[@]}")
 key_is() { [ "${KLP_E2E_FRESH:-0}" != 1 ] && [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
 now() { date +%s.%N; }
@@ -194,6 +213,17 @@ keep_running_outputs() {  # FROM: a built plain tree or kbuild-check's stash
 }
 
 prepare_running() {
+    if [ "$ONE_BUILD" = 1 ]; then
+        # The one tree is the running kernel: its outputs, before any patch.
+        if key_is "$RUNNING/.klp-e2e-key" "$KEY_KLP"; then
+            klp_log "running kernel: reusing $RUNNING (key $KEY_KLP)"
+            return 0
+        fi
+        keep_running_outputs "$KLP" || return 1
+        echo "one-build:$KLP" > "$RUNNING/origin"
+        echo "$KEY_KLP" > "$RUNNING/.klp-e2e-key"
+        return 0
+    fi
     if key_is "$RUNNING/.klp-e2e-key" "$KEY_PLAIN"; then
         klp_log "running kernel: reusing $RUNNING (key $KEY_PLAIN)"
         return 0
@@ -237,7 +267,7 @@ tree_edits() {  # TREE: print relative paths of edited source files
 klp_rebuild() {
     local t0 rc=0
     t0=$(now)
-    make -C "$KLP" -j"${JOBS:-$(nproc)}" "CC=$KLPCC_CC" vmlinux_o modules >> "$1" 2>&1 || rc=$?
+    env "${KLP_MAKE_ENV[@]}" make -C "$KLP" -j"${JOBS:-$(nproc)}" "CC=$KLPCC_CC" vmlinux_o modules >> "$1" 2>&1 || rc=$?
     KLP_BUILD_SECS=$(secs "$t0" "$(now)")
     if [ $rc -ne 0 ]; then
         klp_err "make vmlinux_o modules failed in $KLP (exit $rc); last lines of $1:"
@@ -305,7 +335,11 @@ prepare_klp() {
         fi
         klp_log "could not reuse $CHECK_SECTIONS; building our own"
     fi
-    build_fresh "$KLP" "$CACHE/logs/e2e-klp.log" "CC=$KLPCC_CC" || return 1
+    if [ "$ONE_BUILD" = 1 ]; then
+        KLP_CC_SECTIONS=0 build_fresh "$KLP" "$CACHE/logs/e2e-klp.log" "CC=$KLPCC_CC" || return 1
+    else
+        build_fresh "$KLP" "$CACHE/logs/e2e-klp.log" "CC=$KLPCC_CC" || return 1
+    fi
     echo "built" > "$KLP/.klp-e2e-origin"
     echo "$KEY_KLP" > "$KLP/.klp-e2e-key"
 }
@@ -314,7 +348,13 @@ prepare_klp() {
 # The one place that knows `klp-link build`'s command line.  The snapshot
 # names the tree it was taken of; the patched objects are read from there.
 klp_link_build() {  # SNAPSHOT RUNNING_VMLINUX RUNNING_MODULES MODNAME OUT_KO
-    "$KLP_LINK" build "$1" --vmlinux "$2" --modules "$3" --name "$4" -o "$5"
+    if [ "$ONE_BUILD" = 1 ]; then
+        # The tree is the running kernel: sympos from the snapshot's own
+        # symbol tables.
+        "$KLP_LINK" build "$1" --name "$4" -o "$5"
+    else
+        "$KLP_LINK" build "$1" --vmlinux "$2" --modules "$3" --name "$4" -o "$5"
+    fi
 }
 
 # ---------------------------------------------------------------- guest
@@ -715,8 +755,13 @@ choose_accel() {
 T_START=$(now)
 klp_log "klp-cc $KLP_CC_PRIV (sha256 $KLP_CC_SHA...), klp-link $KLP_LINK; results in $RUNDIR"
 t0=$(now)
-prepare_running || die "could not prepare the running kernel"
-prepare_klp || die "could not prepare the klp-cc tree"
+if [ "$ONE_BUILD" = 1 ]; then
+    prepare_klp || die "could not prepare the klp-cc tree"
+    prepare_running || die "could not prepare the running kernel"
+else
+    prepare_running || die "could not prepare the running kernel"
+    prepare_klp || die "could not prepare the klp-cc tree"
+fi
 T_PREP=$(secs "$t0" "$(now)")
 choose_accel
 cmp -s "$RUNNING/.config" "$KLP/.config" ||
