@@ -1128,6 +1128,7 @@ fn a_function_in_a_shared_section_is_copied_alone() {
         "the neighbour is not copied"
     );
     assert_eq!(out.funcs.len(), 1);
+    assert_relocated_fields_are_zero(&file, ".sched.text");
 }
 
 /// A build without -ffunction-sections (one-build mode) has every function
@@ -1186,6 +1187,7 @@ fn functions_in_a_shared_text_reach_each_others_copies() {
         !file.symbols().any(|s| s.name() == Ok("bystander")),
         "the bystander is not copied"
     );
+    assert_relocated_fields_are_zero(&file, ".text");
 }
 
 /// Like [`Pair::build`], but compiled as in one-build mode
@@ -1259,4 +1261,74 @@ fn an_unhookable_function_in_a_shared_text_is_delivered_through_its_callers() {
         !targets.iter().any(|t| t.contains("body")),
         "the new wrappers call the new body, inside the copied .text: {targets:?}"
     );
+    assert_relocated_fields_are_zero(&file, ".text");
+}
+
+/// Every relocated field of `section` holds zeros: the module loader writes
+/// a relocation only over zeros (x86: "existing value is nonzero").
+#[track_caller]
+fn assert_relocated_fields_are_zero(file: &object::File, section: &str) {
+    let sec = file.section_by_name(section).unwrap();
+    let data = sec.data().unwrap();
+    for (offset, r) in sec.relocations() {
+        let width = usize::from(r.size() / 8);
+        let field = &data[offset as usize..offset as usize + width];
+        assert!(
+            field.iter().all(|&b| b == 0),
+            "{section}+{offset:#x}: the relocated field holds {field:02x?}"
+        );
+    }
+}
+
+/// New global data in a shared `.bss` (one-build mode) is copied alone, and
+/// keeps its name for the other patched objects.
+#[test]
+fn new_global_data_in_a_shared_bss_is_copied_alone() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "shared .bss") else {
+        return;
+    };
+    let dir = TempDir::new("extract-one-build-bss");
+    let orig = "extern void sink(int);\nint old_a;\nint old_b;\n\
+        int count(int x) { sink(old_a); return x; }\n";
+    let patched = "extern void sink(int);\nint old_a;\nint old_b;\nint calls;\n\
+        int count(int x) { calls++; sink(old_a); return x; }\n";
+    build_without_sections(&cc, &dir, "bss", orig, patched);
+    let data = std::fs::read(dir.join("patched/bss.o")).unwrap();
+    let source = Source {
+        target: "vmlinux",
+        object_name: "patched/bss.o".into(),
+        data: &data,
+        changed: vec!["count".into()],
+        new: vec![],
+        new_data: BTreeSet::from(["calls".to_string()]),
+    };
+    let exports = Exports::parse(&format!("{BASE_EXPORTS}{SINK}"));
+    let mut positions = HashMap::new();
+    positions.insert(
+        "vmlinux".to_string(),
+        Positions::read(&dir.join("bss-linked"), true).unwrap(),
+    );
+    let kernel = RunningKernel {
+        exports: &exports,
+        positions: &positions,
+    };
+    let out = extract(&[source], &kernel).unwrap();
+    let file = object::File::parse(&*out.object).unwrap();
+    let calls = file
+        .symbols()
+        .find(|s| s.name() == Ok("calls"))
+        .expect("the new global keeps its name");
+    assert_eq!(calls.size(), 4);
+    assert!(
+        file.section_by_name(".bss").is_some_and(|s| s.size() == 4),
+        "only the new object is copied"
+    );
+    let targets = reloc_targets(&file, ".text");
+    assert!(
+        targets
+            .iter()
+            .any(|t| t.starts_with(".klp.sym.vmlinux.old_a")),
+        "the old global stays the running kernel's: {targets:?}"
+    );
+    assert_relocated_fields_are_zero(&file, ".text");
 }

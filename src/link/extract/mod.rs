@@ -592,16 +592,17 @@ impl Copier<'_, '_> {
             {
                 continue;
             }
-            if index.sections[sec].named.len() > 1 {
-                return Err(self.refuse(format!(
-                    "`{}` is new but shares section {} with other data (built without \
-                     -fdata-sections?)",
-                    s.name, index.sections[sec].name
-                )));
-            }
-            let (id, _) = self.copy_section(sec)?;
-            let (name, value, size) = (index.symbols[i].name, s.value, s.size);
-            self.define(name, id, value, size, SymbolKind::Data);
+            // A section of several objects (any `.data` or `.bss` of a
+            // build without -fdata-sections): only this one.
+            let (id, value) = if index.sections[sec].named.len() > 1 {
+                self.object_piece(sec, i)?;
+                self.pieces
+                    .find_with_section(sec, s.value)
+                    .ok_or_else(|| self.malformed(format!("`{}` was not copied", s.name)))?
+            } else {
+                (self.copy_section(sec)?.0, s.value)
+            };
+            self.define(s.name, id, value, s.size, SymbolKind::Data);
         }
         Ok(())
     }

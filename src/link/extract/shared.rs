@@ -158,7 +158,13 @@ impl Copier<'_, '_> {
             }
             let at = insn.ip + u64::from(field.offset);
             let (symbol, addend) = self.resolved_target(f, sec, target, insn.end() - at)?;
-            self.add_relocation(id, out + (at - f.start()), symbol, addend, r_type)?;
+            let place = out + (at - f.start());
+            // The module loader writes a relocation's value only over zeros
+            // (x86 refuses "existing value is nonzero"): the assembler's
+            // displacement goes.
+            let field_bytes = place as usize..place as usize + usize::from(field.size);
+            self.out.section_mut(id).data_mut()[field_bytes].fill(0);
+            self.add_relocation(id, place, symbol, addend, r_type)?;
         }
         Ok(())
     }
