@@ -16,9 +16,10 @@
 //! `mov $table`) might go anywhere. When unsure, it escapes.
 
 use std::fmt;
+use std::ops::Range;
 
 use crate::arch::{insn_at, x86_64::X86_64, Arch as _};
-use crate::elf::{ElfIndex, SectionIndex, SectionKind, SymType, SymbolIndex};
+use crate::elf::{ElfIndex, Reloc, SectionIndex, SectionKind, SymType, SymbolIndex};
 
 /// Static locals that each belong to one call site, by demangled name:
 /// warn-once flags, lockdep keys, `__func__`, ratelimit state, and the
@@ -56,10 +57,11 @@ pub fn is_callsite_section(section: &str) -> bool {
     })
 }
 
-/// How far past a PC-relative field its instruction may end: the field is
-/// followed by at most an immediate of four bytes (x86-64 has no longer
-/// one alongside a displacement), so the addend is `-(4 + imm)`.
-const PC_BIAS: std::ops::RangeInclusive<u64> = 4..=8;
+/// How far past a PC-relative field in code its instruction may end, when
+/// the instruction cannot be decoded: the field is followed by at most an
+/// immediate of four bytes (x86-64 has no longer one alongside a
+/// displacement). 0 covers a field that is data placed in code.
+const PC_BIAS: std::ops::RangeInclusive<u64> = 0..=8;
 
 /// One use of an object's address that lets it escape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +79,7 @@ impl fmt::Display for EscapingUse {
 }
 
 /// Every place (section, offset of the relocated field) outside `sym`
-/// itself whose relocation may point into `sym`, a data object of `index`.
-/// A PC-relative field counts when any instruction end it may have reaches
-/// into the object: more places rather than fewer.
+/// itself whose relocation points into `sym`, a data object of `index`.
 fn references(index: &ElfIndex, sym: SymbolIndex) -> Vec<(SectionIndex, u64)> {
     let s = &index.symbols[sym];
     let Some(home) = s.section else {
@@ -92,26 +92,50 @@ fn references(index: &ElfIndex, sym: SymbolIndex) -> Vec<(SectionIndex, u64)> {
             continue;
         }
         for r in &section.relocs {
-            let t = &index.symbols[r.symbol];
-            if t.section != Some(home) {
+            if index.symbols[r.symbol].section != Some(home) {
                 continue;
             }
-            let base = t.value.wrapping_add(r.addend as u64);
-            let reaches = if r.pc_relative {
-                PC_BIAS
-                    .clone()
-                    .any(|b| (start..end).contains(&base.wrapping_add(b)))
-            } else {
-                (start..end).contains(&base)
-            };
             // The object's own pointers to itself travel with it.
             let inside = j == home && (start..end).contains(&r.offset);
-            if (reaches || r.symbol == sym) && !inside {
+            if !inside && (r.symbol == sym || reaches(index, j, r, start..end)) {
                 out.push((j, r.offset));
             }
         }
     }
     out
+}
+
+/// Whether relocation `r` of section `j` refers to an address in `object`
+/// (in the section of `r`'s symbol). An absolute field refers to S + A, and
+/// so does a PC-relative one in data: its reader adds the field's own
+/// address back. In code the CPU adds the instruction's end instead, which
+/// decoding gives; when it cannot, every end the instruction may have
+/// counts, so that a use is found rather than missed.
+fn reaches(index: &ElfIndex, j: SectionIndex, r: &Reloc, object: Range<u64>) -> bool {
+    let base = index.symbols[r.symbol].value.wrapping_add(r.addend as u64);
+    if !r.pc_relative || index.sections[j].kind != SectionKind::Code {
+        return object.contains(&base);
+    }
+    let mut ends = PC_BIAS.map(|b| base.wrapping_add(b));
+    if !ends.clone().any(|a| object.contains(&a)) {
+        return false;
+    }
+    match instruction_end(index, j, r.offset) {
+        Some(end) => object.contains(&base.wrapping_add(end - r.offset)),
+        None => ends.any(|a| object.contains(&a)),
+    }
+}
+
+/// The end of the instruction of function code that holds the byte at
+/// `offset` of code section `sec`, when it decodes.
+fn instruction_end(index: &ElfIndex, sec: SectionIndex, offset: u64) -> Option<u64> {
+    let f = &index.symbols[index.symbol_at(sec, offset)?];
+    let bytes = index.sections[sec]
+        .data
+        .get(f.value as usize..f.value.saturating_add(f.size) as usize)?;
+    insn_at(&X86_64, bytes, f.value, offset)
+        .filter(|i| i.valid)
+        .map(|i| i.end())
 }
 
 /// The first use of the address of `sym` (a data object of `index`) that

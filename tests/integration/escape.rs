@@ -105,6 +105,28 @@ fn an_ops_struct_stored_in_data_is_refused() {
 }
 
 #[test]
+fn a_small_constant_named_by_a_relative_table_entry_is_refused() {
+    // The kernel's tables hold `.long sym - .`: the reader adds the entry's
+    // own address back, so the entry names the constant's first byte even
+    // though its relocation is PC-relative and, the constant being local,
+    // is against the section symbol.
+    let orig = "static const unsigned char lim[4] __attribute__((used)) = { 1, 2, 3, 4 };\n\
+        int get(unsigned i) { return lim[i & 3]; }\n\
+        asm(\".pushsection .data.rel_table,\\\"aw\\\"\\n.long lim - .\\n.popsection\");\n";
+    for kind in KINDS {
+        let Some(r) = diff(
+            kind,
+            "a_small_constant_named_by_a_relative_table_entry_is_refused",
+            orig,
+            &orig.replace("3, 4", "3, 5"),
+        ) else {
+            continue;
+        };
+        assert_refused(&r, "lim", "stored in data");
+    }
+}
+
+#[test]
 fn an_address_compared_is_refused() {
     let orig = format!(
         "{OPS}static const struct ops my_ops = {{ f1, 1 }};\n\
