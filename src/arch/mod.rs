@@ -84,6 +84,13 @@ pub struct Insn {
     pub opcode: u64,
     /// Prefixes that change what a branch does (x86 `rep`/`repne`).
     pub prefixes: u64,
+    /// A constant the instruction puts into the second integer argument's
+    /// register (x86-64 `mov $imm32, %esi`), and the field that holds it:
+    /// how a caller passes `__LINE__` to a `(file, line, ...)` callee.
+    pub second_arg_immediate: Option<(Field, u64)>,
+    /// Falls through to the next instruction and is known to leave the
+    /// second argument's register as it was.
+    pub keeps_second_arg: bool,
 }
 
 impl Insn {
@@ -96,6 +103,12 @@ impl Insn {
     pub fn is_branch_field(&self, at: u64, width: u64) -> bool {
         self.branch
             .is_some_and(|b| at >= self.ip && b.field.overlaps(at - self.ip, width))
+    }
+
+    /// A direct call, or a direct jump that leaves the function's path (a
+    /// tail call when its field is relocated).
+    pub fn is_direct_call_or_jump(&self) -> bool {
+        self.branch.is_some() && (self.is_call || self.ends_path)
     }
 }
 

@@ -1,7 +1,7 @@
 //! x86-64, decoded with iced-x86.
 
 use iced_x86::{
-    Decoder, DecoderOptions, Formatter as _, GasFormatter, Instruction, Mnemonic, OpKind,
+    Decoder, DecoderOptions, Formatter as _, GasFormatter, Instruction, Mnemonic, OpKind, Register,
 };
 
 use super::{Arch, Branch, Displacement, Field, Insn};
@@ -39,6 +39,8 @@ impl Iterator for Decoded<'_> {
                 is_trap: false,
                 opcode: insn.mnemonic() as u64,
                 prefixes: 0,
+                second_arg_immediate: None,
+                keeps_second_arg: false,
             });
         }
         let offsets = self.decoder.get_constant_offsets(insn);
@@ -63,6 +65,18 @@ impl Iterator for Decoded<'_> {
                 .is_ip_rel_memory_operand()
                 .then(|| insn.ip_rel_memory_address()),
         });
+        let second_arg_immediate = (insn.mnemonic() == Mnemonic::Mov
+            && insn.op_count() == 2
+            && insn.op0_kind() == OpKind::Register
+            && insn.op0_register() == Register::ESI
+            && insn.op1_kind() == OpKind::Immediate32
+            && offsets.has_immediate())
+        .then(|| {
+            (
+                field(offsets.immediate_offset(), offsets.immediate_size()),
+                u64::from(insn.immediate32()),
+            )
+        });
         let accesses_memory = insn.mnemonic() != Mnemonic::Lea
             && (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory);
         Some(Insn {
@@ -80,8 +94,48 @@ impl Iterator for Decoded<'_> {
             ),
             opcode: insn.mnemonic() as u64,
             prefixes: u64::from(insn.has_repne_prefix()) | u64::from(insn.has_rep_prefix()) << 1,
+            second_arg_immediate,
+            keeps_second_arg: keeps_rsi(insn),
         })
     }
+}
+
+/// Whether an instruction is known to fall through and leave `%rsi` alone:
+/// one that writes at most its first operand, which is not `%rsi`. Anything
+/// else (branches, string instructions, `xchg`, ...) counts as a write.
+fn keeps_rsi(insn: &Instruction) -> bool {
+    let writes_op0_only = matches!(
+        insn.mnemonic(),
+        Mnemonic::Mov
+            | Mnemonic::Movzx
+            | Mnemonic::Movsx
+            | Mnemonic::Movsxd
+            | Mnemonic::Lea
+            | Mnemonic::Xor
+            | Mnemonic::Add
+            | Mnemonic::Sub
+            | Mnemonic::And
+            | Mnemonic::Or
+            | Mnemonic::Inc
+            | Mnemonic::Dec
+            | Mnemonic::Neg
+            | Mnemonic::Not
+            | Mnemonic::Shl
+            | Mnemonic::Shr
+            | Mnemonic::Sar
+            | Mnemonic::Test
+            | Mnemonic::Cmp
+            | Mnemonic::Nop
+            | Mnemonic::Push
+            | Mnemonic::Pop
+    );
+    writes_op0_only
+        && !(insn.op_count() > 0
+            && insn.op0_kind() == OpKind::Register
+            && matches!(
+                insn.op0_register(),
+                Register::RSI | Register::ESI | Register::SI | Register::SIL
+            ))
 }
 
 fn ends_path(m: Mnemonic) -> bool {
@@ -157,5 +211,25 @@ mod tests {
             [0x105, 0x10c, 0x110, 0x112, 0x113]
         );
         assert_eq!(X86_64.format(&code[5..], 0x105), "lea 0x11C,%rax");
+
+        // mov $0x2a,%esi; mov %rax,%rsi; mov $0x7,%edi
+        let args = [
+            0xbe, 0x2a, 0x00, 0x00, 0x00, // mov $0x2a,%esi
+            0x48, 0x89, 0xc6, // mov %rax,%rsi
+            0xbf, 0x07, 0x00, 0x00, 0x00, // mov $0x7,%edi
+        ];
+        let insns: Vec<Insn> = X86_64.decode(&args, 0).collect();
+        assert_eq!(
+            insns[0].second_arg_immediate,
+            Some((Field { offset: 1, size: 4 }, 0x2a))
+        );
+        assert!(!insns[1].keeps_second_arg && insns[1].second_arg_immediate.is_none());
+        assert!(insns[2].keeps_second_arg && insns[2].second_arg_immediate.is_none());
+        assert!(!insns[2].is_direct_call_or_jump());
+        assert!(X86_64
+            .decode(&code, 0)
+            .next()
+            .unwrap()
+            .is_direct_call_or_jump());
     }
 }

@@ -8,12 +8,11 @@
 //! replaced the `jmp` with a NOP; the site's key and target are covered by its
 //! `__jump_table` entry.
 
-use iced_x86::{Decoder, DecoderOptions, Instruction, OpKind};
-
 use super::describe::{slice, tag, Describer, HashExt};
 use super::lines::LineSites;
 use super::tables::Tables;
-use crate::elf::SectionIndex;
+use crate::arch::{x86_64::X86_64, Arch as _, Field};
+use crate::elf::{Reloc, SectionIndex};
 
 /// One contiguous piece of a function: its section and byte range.
 #[derive(Debug, Clone, Copy)]
@@ -28,24 +27,20 @@ pub fn hash_range(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, rang
     let sec = range.section;
     let data = slice(index.sections[sec].data, range.start, range.end);
     let relocs = index.relocs_in(sec, range.start, range.end);
-    let mut decoder = Decoder::with_ip(64, data, range.start, DecoderOptions::NONE);
-    let mut insn = Instruction::default();
     let mut bytes = Vec::with_capacity(16);
     let mut next_reloc = 0;
     let mut lines = LineSites::default();
-    while decoder.can_decode() {
-        decoder.decode_out(&mut insn);
-        let ip = insn.ip();
-        let len = insn.len() as u64;
-        let end = ip + len;
+    for insn in X86_64.decode(data, range.start) {
+        let ip = insn.ip;
+        let len = u64::from(insn.len);
+        let end = insn.end();
         let first = next_reloc;
         while next_reloc < relocs.len() && relocs[next_reloc].offset < end {
             next_reloc += 1;
         }
         let insn_relocs = &relocs[first..next_reloc];
-        let offsets = (!insn.is_invalid()).then(|| decoder.get_constant_offsets(&insn));
         let jump_label = tables.is_jump_label_site(sec, ip);
-        let line = lines.step(index, &insn, offsets.as_ref(), insn_relocs, jump_label);
+        let line = lines.step(index, &insn, insn_relocs, jump_label);
 
         h.insn(sec, ip);
         // objtool NOPs the site and drops the relocation a `jmp` into
@@ -57,57 +52,37 @@ pub fn hash_range(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, rang
         }
         bytes.clear();
         bytes.extend_from_slice(slice(data, ip - range.start, end - range.start));
-        let mask = |from: u64, width: u64, bytes: &mut Vec<u8>| {
-            let a = from.saturating_sub(ip).min(len) as usize;
-            let b = from.saturating_add(width).saturating_sub(ip).min(len) as usize;
+        let mask = |field: Field, bytes: &mut Vec<u8>| {
+            let a = usize::from(field.offset).min(bytes.len());
+            let b = usize::from(field.offset + field.size).min(bytes.len());
             bytes[a..b].fill(0);
         };
         for r in insn_relocs {
-            mask(r.offset, u64::from(r.width), &mut bytes);
+            mask(reloc_field(ip, len, r), &mut bytes);
         }
-        let covered = |at: usize, size: usize| {
-            let (a, b) = (ip + at as u64, ip + (at + size) as u64);
-            insn_relocs
-                .iter()
-                .any(|r| r.offset < b && r.offset.saturating_add(u64::from(r.width)) > a)
-        };
-        let mut rip = None;
-        if let Some(offsets) = offsets {
-            let is_branch = (0..insn.op_count()).any(|i| {
-                matches!(
-                    insn.op_kind(i),
-                    OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-                )
+        let covered = |field: Field| is_relocated(ip, field, insn_relocs);
+        if let Some(branch) = insn.branch.filter(|b| !covered(b.field)) {
+            // The assembler chose the short or near form by distance, so a
+            // resolved branch is hashed by what it does and where it goes,
+            // not by its encoding.
+            h.tag(tag::BRANCH);
+            h.u64(insn.opcode);
+            h.u64(insn.prefixes);
+            code_target(h, d, range, branch.target);
+            continue;
+        }
+        let rip = insn
+            .displacement
+            .filter(|disp| !covered(disp.field))
+            .and_then(|disp| {
+                let target = disp.pc_target?;
+                mask(disp.field, &mut bytes);
+                Some(target)
             });
-            if is_branch
-                && offsets.has_immediate()
-                && !covered(offsets.immediate_offset(), offsets.immediate_size())
-            {
-                // The assembler chose the short or near form by distance, so
-                // a resolved branch is hashed by what it does and where it
-                // goes, not by its encoding.
-                h.tag(tag::BRANCH);
-                h.u64(insn.mnemonic() as u64);
-                h.u64(u64::from(insn.has_repne_prefix()) | u64::from(insn.has_rep_prefix()) << 1);
-                code_target(h, d, range, insn.near_branch_target());
-                continue;
-            }
-            if insn.is_ip_rel_memory_operand()
-                && offsets.has_displacement()
-                && !covered(offsets.displacement_offset(), offsets.displacement_size())
-            {
-                mask(
-                    ip + offsets.displacement_offset() as u64,
-                    offsets.displacement_size() as u64,
-                    &mut bytes,
-                );
-                rip = Some(insn.ip_rel_memory_address());
-            }
-        }
         match line {
-            Some((at, size)) => {
+            Some(field) => {
                 let mut without = bytes.clone();
-                without[at..at + size].fill(0);
+                mask(field, &mut without);
                 h.split_bytes(&bytes, &without);
             }
             None => h.bytes(&bytes),
@@ -131,6 +106,30 @@ pub fn hash_range(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, rang
         }
     }
     lines.finish(h, index, tables, sec);
+}
+
+/// The bytes of the instruction at `ip` (`len` long) that relocation `r`
+/// writes; a relocation may start before or run past the instruction.
+fn reloc_field(ip: u64, len: u64, r: &Reloc) -> Field {
+    let a = r.offset.saturating_sub(ip).min(len);
+    let b = r
+        .offset
+        .saturating_add(u64::from(r.width))
+        .saturating_sub(ip)
+        .min(len);
+    Field {
+        offset: a as u8,
+        size: (b - a) as u8,
+    }
+}
+
+/// Whether a relocation writes any byte of `field` of the instruction at
+/// `ip`: the field is then the linker's, not the assembler's.
+pub fn is_relocated(ip: u64, field: Field, relocs: &[Reloc]) -> bool {
+    relocs.iter().any(|r| {
+        r.offset < ip + u64::from(field.offset + field.size)
+            && r.offset.saturating_add(u64::from(r.width)) > ip + u64::from(field.offset)
+    })
 }
 
 /// A branch target resolved by the assembler: the function it lands in and

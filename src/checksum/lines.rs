@@ -25,11 +25,12 @@
 //! So two functions with equal line-insensitive checksums differ at most
 //! in the immediates of sites both have at the same places.
 
-use iced_x86::{ConstantOffsets, Instruction, Mnemonic, OpKind, Register};
 use object::elf;
 
+use super::code::is_relocated;
 use super::describe::HashExt;
 use super::tables::{Entry, Tables};
+use crate::arch::{Field, Insn};
 use crate::elf::{ElfIndex, Reloc, SectionIndex};
 
 /// Kernel functions (Linux 6.1) whose second argument is the caller's
@@ -70,63 +71,43 @@ pub struct LineSites {
 
 impl LineSites {
     /// Looks at the next instruction before it is hashed. Returns the
-    /// immediate's byte range within the instruction when it may be a line
-    /// number: the caller hashes it zeroed into the line-insensitive
-    /// checksum.
+    /// immediate's field when it may be a line number: the caller hashes it
+    /// zeroed into the line-insensitive checksum.
     pub fn step(
         &mut self,
         index: &ElfIndex,
-        insn: &Instruction,
-        offsets: Option<&ConstantOffsets>,
+        insn: &Insn,
         relocs: &[Reloc],
         jump_label: bool,
-    ) -> Option<(usize, usize)> {
-        let Some(offsets) = offsets.filter(|_| !jump_label && !insn.is_invalid()) else {
+    ) -> Option<Field> {
+        if jump_label || !insn.valid {
             self.open = None;
             return None;
-        };
-        let ip = insn.ip();
-        let imm = offsets
-            .has_immediate()
-            .then(|| (offsets.immediate_offset(), offsets.immediate_size()));
-        let relocated = |(at, size): (usize, usize)| {
-            let (a, b) = (ip + at as u64, ip + (at + size) as u64);
-            relocs
-                .iter()
-                .any(|r| r.offset < b && r.offset.saturating_add(u64::from(r.width)) > a)
-        };
-        let branch = (0..insn.op_count()).any(|i| {
-            matches!(
-                insn.op_kind(i),
-                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-            )
-        });
-        if branch && imm.is_some_and(|f| !relocated(f)) {
-            self.targets.push(insn.near_branch_target());
         }
-        if insn.mnemonic() == Mnemonic::Mov
-            && insn.op_count() == 2
-            && insn.op0_kind() == OpKind::Register
-            && insn.op0_register() == Register::ESI
-            && insn.op1_kind() == OpKind::Immediate32
+        let resolved = insn
+            .branch
+            .filter(|b| !is_relocated(insn.ip, b.field, relocs));
+        if let Some(b) = resolved {
+            self.targets.push(b.target);
+        }
+        if let Some((field, imm)) = insn
+            .second_arg_immediate
+            .filter(|&(f, _)| !is_relocated(insn.ip, f, relocs))
         {
-            if let Some(field) = imm.filter(|&f| !relocated(f)) {
-                self.open = Some(self.candidates.len());
-                self.candidates.push(Candidate {
-                    mov: ip,
-                    imm: u64::from(insn.immediate32()),
-                    call: None,
-                });
-                return Some(field);
-            }
+            self.open = Some(self.candidates.len());
+            self.candidates.push(Candidate {
+                mov: insn.ip,
+                imm,
+                call: None,
+            });
+            return Some(field);
         }
         let open = self.open?;
-        if keeps_rsi(insn) {
+        if insn.keeps_second_arg {
             return None;
         }
-        let direct_call = matches!(insn.mnemonic(), Mnemonic::Call | Mnemonic::Jmp) && branch;
-        if direct_call && calls_line_callee(index, relocs) {
-            self.candidates[open].call = Some(ip);
+        if insn.is_direct_call_or_jump() && calls_line_callee(index, relocs) {
+            self.candidates[open].call = Some(insn.ip);
         }
         self.open = None;
         None
@@ -155,45 +136,6 @@ impl LineSites {
             }
         }
     }
-}
-
-/// Whether an instruction is known to fall through and leave `%rsi` alone:
-/// one that writes at most its first operand, which is not `%rsi`.
-/// Anything else (branches, string instructions, `xchg`, ...) ends the
-/// site.
-fn keeps_rsi(insn: &Instruction) -> bool {
-    let writes_op0_only = matches!(
-        insn.mnemonic(),
-        Mnemonic::Mov
-            | Mnemonic::Movzx
-            | Mnemonic::Movsx
-            | Mnemonic::Movsxd
-            | Mnemonic::Lea
-            | Mnemonic::Xor
-            | Mnemonic::Add
-            | Mnemonic::Sub
-            | Mnemonic::And
-            | Mnemonic::Or
-            | Mnemonic::Inc
-            | Mnemonic::Dec
-            | Mnemonic::Neg
-            | Mnemonic::Not
-            | Mnemonic::Shl
-            | Mnemonic::Shr
-            | Mnemonic::Sar
-            | Mnemonic::Test
-            | Mnemonic::Cmp
-            | Mnemonic::Nop
-            | Mnemonic::Push
-            | Mnemonic::Pop
-    );
-    writes_op0_only
-        && !(insn.op_count() > 0
-            && insn.op0_kind() == OpKind::Register
-            && matches!(
-                insn.op0_register(),
-                Register::RSI | Register::ESI | Register::SI | Register::SIL
-            ))
 }
 
 /// Whether the instruction's relocation names a global line callee (a
