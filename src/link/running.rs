@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use super::sympos::{symbols_of, Positions, SymbolTableError};
+use super::sympos::{read_linked, symbols_of, Positions, SymbolTableError};
 
 /// A running kernel's vmlinux: its symbols for sympos, and the release its
 /// `linux_banner` names, if it can be read.
@@ -18,17 +18,9 @@ pub struct Vmlinux {
 
 impl Vmlinux {
     pub fn read(path: &Path) -> Result<Vmlinux, SymbolTableError> {
-        let data = std::fs::read(path).map_err(|error| SymbolTableError::Io {
-            path: path.to_owned(),
-            error,
-        })?;
-        let file = object::File::parse(&*data).map_err(|error| SymbolTableError::Elf {
-            path: path.to_owned(),
-            error,
-        })?;
-        Ok(Vmlinux {
-            positions: Positions::of(&symbols_of(&file), true),
-            release: banner_release(&file),
+        read_linked(path, |file| Vmlinux {
+            positions: Positions::of(&symbols_of(file), true),
+            release: banner_release(file),
         })
     }
 }

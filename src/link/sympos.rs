@@ -74,6 +74,14 @@ impl std::error::Error for SymbolTableError {
 /// The function, data and file symbols of a linked ELF file, in table
 /// order.
 pub fn linked_symbols(path: &Path) -> Result<Vec<LinkedSymbol>, SymbolTableError> {
+    read_linked(path, symbols_of)
+}
+
+/// What `read` takes from the linked ELF file at `path`.
+pub fn read_linked<T>(
+    path: &Path,
+    read: impl FnOnce(&object::File) -> T,
+) -> Result<T, SymbolTableError> {
     let data = std::fs::read(path).map_err(|error| SymbolTableError::Io {
         path: path.to_owned(),
         error,
@@ -82,7 +90,7 @@ pub fn linked_symbols(path: &Path) -> Result<Vec<LinkedSymbol>, SymbolTableError
         path: path.to_owned(),
         error,
     })?;
-    Ok(symbols_of(&file))
+    Ok(read(&file))
 }
 
 /// The function, data and file symbols of `file`, in table order.

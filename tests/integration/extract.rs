@@ -11,7 +11,7 @@ use klp_cc::link::sympos::Positions;
 use klp_cc::link::symvers::Exports;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
 
-use crate::support::{run_klp_cc, Cc, CcKind, TempDir};
+use crate::support::{klp_cc_command, run, Cc, CcKind, TempDir};
 
 /// The "running kernel": two files that each define a static `helper`
 /// (so its sympos depends on the file) and the globals the patch uses.
@@ -160,11 +160,27 @@ int bystander(int x, const int *p)
 /// Compiles `(source, object)` pairs in `dir` through klp-cc with kernel
 /// flags.
 fn compile(cc: &Cc, dir: &TempDir, pairs: &[(&str, &str)]) {
+    compile_as(cc, dir, pairs, Sections::On);
+}
+
+/// Whether klp-cc adds its section flags, or builds as in one-build mode
+/// (`KLP_CC_SECTIONS=0`: every function of a file in one `.text`).
+#[derive(Clone, Copy)]
+enum Sections {
+    On,
+    Off,
+}
+
+fn compile_as(cc: &Cc, dir: &TempDir, pairs: &[(&str, &str)], sections: Sections) {
     for (src, out) in pairs {
-        let mut args = vec!["gcc".to_string()];
-        args.extend(cc.kernel_cflags());
-        args.extend(["-c", src, "-o", out].map(String::from));
-        run_klp_cc(dir.path(), &args).assert_success();
+        let mut cmd = klp_cc_command(dir.path());
+        cmd.arg("gcc")
+            .args(cc.kernel_cflags())
+            .args(["-c", src, "-o", out]);
+        if let Sections::Off = sections {
+            cmd.env("KLP_CC_SECTIONS", "0");
+        }
+        run(cmd).assert_success();
     }
 }
 
@@ -206,6 +222,19 @@ fn run_extract(
     exports: &str,
     linked: &[(&str, &str)],
 ) -> Result<Extracted, ExtractError> {
+    run_extract_with_new_data(dir, object, target, changed, &[], exports, linked)
+}
+
+/// [`run_extract`], where `new_data` are data objects the patch adds.
+fn run_extract_with_new_data(
+    dir: &TempDir,
+    object: &str,
+    target: &str,
+    changed: &[&str],
+    new_data: &[&str],
+    exports: &str,
+    linked: &[(&str, &str)],
+) -> Result<Extracted, ExtractError> {
     let exports = Exports::parse(&format!("{BASE_EXPORTS}{exports}"));
     let mut positions = HashMap::new();
     for (t, path) in linked {
@@ -222,7 +251,7 @@ fn run_extract(
         data: &data,
         changed: changed.iter().map(|s| s.to_string()).collect(),
         new: vec![],
-        new_data: BTreeSet::new(),
+        new_data: new_data.iter().map(|s| s.to_string()).collect(),
     };
     let kernel = RunningKernel {
         exports: &exports,
@@ -422,10 +451,7 @@ fn special_section_entries_travel_with_the_function() {
         "the copy jumps into the piece"
     );
 
-    let all: Vec<String> = file
-        .symbols()
-        .filter_map(|s| s.name().ok().map(str::to_owned))
-        .collect();
+    let all = symbol_names(&file);
     assert!(
         !all.iter().any(|n| n.contains("bystander")),
         "nothing of the unchanged function: {all:?}"
@@ -619,10 +645,7 @@ fn a_static_local_stays_the_running_kernels() {
     )
     .unwrap();
     let file = object::File::parse(&*out.object).unwrap();
-    let names: Vec<String> = file
-        .symbols()
-        .filter_map(|s| s.name().ok().map(str::to_owned))
-        .collect();
+    let names = symbol_names(&file);
     assert!(
         names
             .iter()
@@ -813,15 +836,27 @@ struct Pair<'d> {
 
 impl<'d> Pair<'d> {
     fn build(cc: &Cc, dir: &'d TempDir, name: &str, orig: &str, patched: &str) -> Pair<'d> {
+        Pair::build_as(cc, dir, name, orig, patched, Sections::On)
+    }
+
+    fn build_as(
+        cc: &Cc,
+        dir: &'d TempDir,
+        name: &str,
+        orig: &str,
+        patched: &str,
+        sections: Sections,
+    ) -> Pair<'d> {
         dir.write(format!("{name}.c"), orig);
         dir.write(format!("patched/{name}.c"), patched);
-        compile(
+        compile_as(
             cc,
             dir,
             &[
                 (&format!("{name}.c"), &format!("{name}.o")),
                 (&format!("patched/{name}.c"), &format!("patched/{name}.o")),
             ],
+            sections,
         );
         link(
             dir.path(),
@@ -842,15 +877,31 @@ impl<'d> Pair<'d> {
         changed: &[&str],
         exports: &str,
     ) -> Result<Extracted, ExtractError> {
+        self.extract_with_new_data(target, changed, &[], exports)
+    }
+
+    fn extract_with_new_data(
+        &self,
+        target: &str,
+        changed: &[&str],
+        new_data: &[&str],
+        exports: &str,
+    ) -> Result<Extracted, ExtractError> {
         let linked = format!("{}-linked", self.name);
-        run_extract(
+        run_extract_with_new_data(
             self.dir,
             &format!("patched/{}.o", self.name),
             target,
             changed,
+            new_data,
             exports,
             &[(target, &linked)],
         )
+    }
+
+    /// The patched object's bytes.
+    fn patched_object(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join(format!("patched/{}.o", self.name))).unwrap()
     }
 }
 
@@ -1020,10 +1071,7 @@ fn an_escaping_constant_is_the_running_kernels_a_value_only_one_is_copied() {
     )
     .unwrap();
     let file = object::File::parse(&*out.object).unwrap();
-    let names: Vec<String> = file
-        .symbols()
-        .filter_map(|s| s.name().ok().map(str::to_owned))
-        .collect();
+    let names = symbol_names(&file);
     assert!(
         names
             .iter()
@@ -1075,10 +1123,7 @@ fn a_dynamic_debug_descriptor_is_copied_into_the_modules_dyndbg() {
         .section_by_name("__dyndbg")
         .expect("the patch object has its own __dyndbg");
     assert_eq!(dyndbg.size(), 40, "only show's descriptor is copied");
-    let names: Vec<String> = file
-        .symbols()
-        .filter_map(|s| s.name().ok().map(str::to_owned))
-        .collect();
+    let names = symbol_names(&file);
     assert!(
         !names.iter().any(|n| n.contains("ddebug")),
         "no descriptor of the running kernel is referenced: {names:?}"
@@ -1104,10 +1149,9 @@ fn a_function_in_a_shared_section_is_copied_alone() {
              int __sched other_sched(int x) {{ return helper(x) - 1; }}\n"
         )
     };
-    let out = Pair::build(&cc, &dir, "sched", &source("1"), &source("2"))
-        .extract("vmlinux", &["wait_for"], SINK)
-        .unwrap();
-    let orig = object::File::parse(&*std::fs::read(dir.join("patched/sched.o")).unwrap())
+    let pair = Pair::build(&cc, &dir, "sched", &source("1"), &source("2"));
+    let out = pair.extract("vmlinux", &["wait_for"], SINK).unwrap();
+    let orig = object::File::parse(&*pair.patched_object())
         .unwrap()
         .symbols()
         .find(|s| s.name() == Ok("wait_for"))
@@ -1148,20 +1192,12 @@ fn functions_in_a_shared_text_reach_each_others_copies() {
              int bystander(int x) {{ return x - 1; }}\n"
         )
     };
-    build_without_sections(&cc, &dir, "one", &source("3"), &source("4"));
+    let pair = Pair::build_as(&cc, &dir, "one", &source("3"), &source("4"), Sections::Off);
     // The caller first: its call must still reach the copy made after it.
-    let out = run_extract(
-        &dir,
-        "patched/one.o",
-        "vmlinux",
-        &["entry", "scale"],
-        SINK,
-        &[("vmlinux", "one-linked")],
-    )
-    .unwrap();
+    let out = pair.extract("vmlinux", &["entry", "scale"], SINK).unwrap();
     let file = object::File::parse(&*out.object).unwrap();
     let text = file.section_by_name(".text").expect("a .text copy");
-    let patched_bytes = std::fs::read(dir.join("patched/one.o")).unwrap();
+    let patched_bytes = pair.patched_object();
     let patched = object::File::parse(&*patched_bytes).unwrap();
     let size_of = |n: &str| {
         patched
@@ -1190,33 +1226,6 @@ fn functions_in_a_shared_text_reach_each_others_copies() {
     assert_relocated_fields_are_zero(&file, ".text");
 }
 
-/// Like [`Pair::build`], but compiled as in one-build mode
-/// (`KLP_CC_SECTIONS=0`): every function of a file in one `.text`.
-fn build_without_sections(cc: &Cc, dir: &TempDir, name: &str, orig: &str, patched: &str) {
-    for (src, text) in [
-        (format!("{name}.c"), orig),
-        (format!("patched/{name}.c"), patched),
-    ] {
-        dir.write(&src, text);
-        let mut args = vec!["gcc".to_string()];
-        args.extend(cc.kernel_cflags());
-        args.extend([
-            "-c".into(),
-            src.clone(),
-            "-o".into(),
-            src.replace(".c", ".o"),
-        ]);
-        let mut cmd = crate::support::klp_cc_command(dir.path());
-        cmd.env("KLP_CC_SECTIONS", "0").args(&args);
-        crate::support::run(cmd).assert_success();
-    }
-    link(
-        dir.path(),
-        &format!("{name}-linked"),
-        &[&format!("{name}.o")],
-    );
-}
-
 /// In one `.text`, the calls to an unhookable static function are resolved
 /// by the assembler: its callers are still found, by the function that
 /// holds each call, and deliver it; the function beside them is not one.
@@ -1235,16 +1244,9 @@ fn an_unhookable_function_in_a_shared_text_is_delivered_through_its_callers() {
              int wrapper_b(int x) {{ return body(x) + 2; }}\n"
         )
     };
-    build_without_sections(&cc, &dir, "nt", &source(""), &source(" * 5"));
-    let out = run_extract(
-        &dir,
-        "patched/nt.o",
-        "vmlinux",
-        &["body"],
-        "",
-        &[("vmlinux", "nt-linked")],
-    )
-    .unwrap();
+    let out = Pair::build_as(&cc, &dir, "nt", &source(""), &source(" * 5"), Sections::Off)
+        .extract("vmlinux", &["body"], "")
+        .unwrap();
     let replaced: BTreeSet<(&str, Option<&str>)> = out
         .funcs
         .iter()
@@ -1262,6 +1264,13 @@ fn an_unhookable_function_in_a_shared_text_is_delivered_through_its_callers() {
         "the new wrappers call the new body, inside the copied .text: {targets:?}"
     );
     assert_relocated_fields_are_zero(&file, ".text");
+}
+
+/// The names of `file`'s symbols, in table order.
+fn symbol_names(file: &object::File) -> Vec<String> {
+    file.symbols()
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .collect()
 }
 
 /// Every relocated field of `section` holds zeros: the module loader writes
@@ -1292,27 +1301,9 @@ fn new_global_data_in_a_shared_bss_is_copied_alone() {
         int count(int x) { sink(old_a); return x; }\n";
     let patched = "extern void sink(int);\nint old_a;\nint old_b;\nint calls;\n\
         int count(int x) { calls++; sink(old_a); return x; }\n";
-    build_without_sections(&cc, &dir, "bss", orig, patched);
-    let data = std::fs::read(dir.join("patched/bss.o")).unwrap();
-    let source = Source {
-        target: "vmlinux",
-        object_name: "patched/bss.o".into(),
-        data: &data,
-        changed: vec!["count".into()],
-        new: vec![],
-        new_data: BTreeSet::from(["calls".to_string()]),
-    };
-    let exports = Exports::parse(&format!("{BASE_EXPORTS}{SINK}"));
-    let mut positions = HashMap::new();
-    positions.insert(
-        "vmlinux".to_string(),
-        Positions::read(&dir.join("bss-linked"), true).unwrap(),
-    );
-    let kernel = RunningKernel {
-        exports: &exports,
-        positions: &positions,
-    };
-    let out = extract(&[source], &kernel).unwrap();
+    let out = Pair::build_as(&cc, &dir, "bss", orig, patched, Sections::Off)
+        .extract_with_new_data("vmlinux", &["count"], &["calls"], SINK)
+        .unwrap();
     let file = object::File::parse(&*out.object).unwrap();
     let calls = file
         .symbols()
