@@ -4,7 +4,7 @@
 # How fast klp-link reads a big tree: a synthetic kbuild-like tree of N
 # objects (default 30,000) is laid out from 200 distinct real objects
 # compiled through klp-cc (20 functions and a few data objects each; every
-# object and manifest is a real one, copied), vmlinux.a listing all of
+# object and manifest is a real one, copied), built-in.a listing all of
 # them. Then it times, with peak RSS:
 #   1. klp-link snapshot        (reads and verifies every manifest)
 #   2. klp-link diff, warm       (nothing rebuilt: N stats + snapshot read)
@@ -66,7 +66,7 @@ for i in range(n):
     shutil.copyfile(f"{src}/.u{s}.o.klp", f"{tree}/{d}/.o{i}.o.klp")
     print(f"{d}/o{i}.o")
 PY
-( cd "$tree" && xargs ar cDPrST vmlinux.a < "$work/list" )
+( cd "$tree" && xargs ar cDPrST built-in.a < "$work/list" )
 
 measure() {  # measure LABEL CMD...: wall seconds and peak RSS
     local label=$1 rc=0; shift

@@ -1,6 +1,6 @@
 //! What a built kbuild tree is made of, read from kbuild's own records:
-//! `vmlinux.a` (a thin archive whose members are vmlinux's objects, plus the
-//! `lib.a` archives linked beside it), `modules.order` and each module's
+//! the top-level `built-in.a` (a thin archive whose members are vmlinux's
+//! objects, plus the `lib.a` archives linked beside it), `modules.order` and each module's
 //! `.mod` file (its objects). Paths are relative to the object tree (`O=`
 //! folder, or the source tree for an in-tree build). All of these name
 //! files, and file names are bytes: they are read as bytes, never as text.
@@ -16,10 +16,13 @@ use object::read::archive::ArchiveFile;
 /// The target every built-in object belongs to.
 pub const VMLINUX: &str = "vmlinux";
 
-/// Archives whose members make up vmlinux (Linux 6.1+; `lib.a` members are
-/// linked only when referenced, which the later steps check against the
-/// running kernel's symbols).
-const VMLINUX_ARCHIVES: &[&str] = &["vmlinux.a", "lib/lib.a", "arch/x86/lib/lib.a"];
+/// Archives whose members make up vmlinux (`lib.a` members are linked only
+/// when referenced, which the later steps check against the running
+/// kernel's symbols). The top-level `built-in.a` rather than 6.1's
+/// `vmlinux.a`, which is the same objects but is archived only for the
+/// link: the compile step (`make ./`) keeps `built-in.a` current without
+/// relinking vmlinux.o, and kernels before 6.1 have no `vmlinux.a`.
+const VMLINUX_ARCHIVES: &[&str] = &["built-in.a", "lib/lib.a", "arch/x86/lib/lib.a"];
 
 #[derive(Debug)]
 pub enum TreeError {
@@ -73,7 +76,7 @@ impl Tree {
         if !objtree.join(VMLINUX_ARCHIVES[0]).is_file() {
             return Err(TreeError::NotBuilt {
                 dir: objtree,
-                missing: "vmlinux.a",
+                missing: "built-in.a",
             });
         }
         let mut vmlinux = Vec::new();

@@ -15,8 +15,8 @@
 //! mm/split.c             a function with a gcc `.cold` part, a `.part` clone
 //! lib/strsum.c           linked from lib/lib.a
 //! drivers/mymod_*.c      the module `my_mod`
-//! kernel/built-in.a      thin archive of kernel/*.o, nested inside vmlinux.a
-//! vmlinux.a              thin archive: kernel/built-in.a mm/alloc.o mm/split.o
+//! kernel/built-in.a      thin archive of kernel/*.o, nested inside built-in.a
+//! built-in.a             thin archive: kernel/built-in.a mm/alloc.o mm/split.o
 //! modules.order        drivers/my-mod.ko: the module `my_mod`
 //! drivers/my-mod.mod     its objects
 //! vmlinux, drivers/my-mod.ko   `ld -r` of their objects, for the symbol tables
@@ -271,9 +271,10 @@ impl Fixture {
         Some(fx)
     }
 
-    /// `vmlinux.a`: the nested `kernel/built-in.a`, then `objects`.
+    /// The top-level `built-in.a`: the nested `kernel/built-in.a`, then
+    /// `objects`.
     fn archive_vmlinux(&self, objects: &[&str]) {
-        self.ar_nesting("vmlinux.a", &["kernel/built-in.a"], objects);
+        self.ar_nesting("built-in.a", &["kernel/built-in.a"], objects);
     }
 
     /// `ld -r -o out objects...`: a stand-in for a linked image, for its
@@ -659,8 +660,8 @@ fn snapshot_lists_every_object_of_every_target() {
     let Some(fx) = snapshotted("snapshot_lists_every_object_of_every_target") else {
         return;
     };
-    // vmlinux.a really nests kernel/built-in.a (which GNU ar alone would flatten).
-    let vmlinux_a = std::fs::read(fx.path("vmlinux.a")).unwrap();
+    // built-in.a really nests kernel/built-in.a (which GNU ar alone would flatten).
+    let vmlinux_a = std::fs::read(fx.path("built-in.a")).unwrap();
     assert!(
         vmlinux_a.starts_with(b"!<thin>\n")
             && vmlinux_a.windows(18).any(|w| w == b"kernel/built-in.a/"),
@@ -1418,20 +1419,20 @@ fn not_a_built_tree_is_a_clear_error() {
     check(&fx.root.join("nowhere"), &["nowhere", "No such file"]);
     let config_only = fx.root.mkdir("config-only");
     std::fs::write(config_only.join(".config"), "").unwrap();
-    check(&config_only, &["config-only", "no vmlinux.a"]);
-    // A vmlinux.a that is not an archive, or not a thin one.
+    check(&config_only, &["config-only", "no built-in.a"]);
+    // A built-in.a that is not an archive, or not a thin one.
     let garbage = fx.root.mkdir("garbage");
     std::fs::write(garbage.join(".config"), "").unwrap();
-    std::fs::write(garbage.join("vmlinux.a"), "not an archive\n").unwrap();
-    check(&garbage, &["vmlinux.a"]);
+    std::fs::write(garbage.join("built-in.a"), "not an archive\n").unwrap();
+    check(&garbage, &["built-in.a"]);
     let mut ar = Command::new("ar");
     ar.current_dir(&fx.tree)
         .arg("rcs")
-        .arg(garbage.join("vmlinux.a"))
+        .arg(garbage.join("built-in.a"))
         .arg("mm/alloc.o");
-    std::fs::remove_file(garbage.join("vmlinux.a")).unwrap();
+    std::fs::remove_file(garbage.join("built-in.a")).unwrap();
     run(ar).assert_success();
-    check(&garbage, &["vmlinux.a", "thin"]);
+    check(&garbage, &["built-in.a", "thin"]);
 }
 
 #[test]

@@ -124,7 +124,7 @@ fn non_utf8_objects_snapshot_and_diff() {
     }
     let mut ar = Command::new("ar");
     ar.current_dir(&tree)
-        .args(["cDPrST", "vmlinux.a"])
+        .args(["cDPrST", "built-in.a"])
         .arg(os(b"kernel/a\xff.o"))
         .arg(os(b"kernel/a\xfe.o"));
     run(ar).assert_success();
