@@ -1,15 +1,17 @@
 #!/bin/bash
-# bench/patch-to-ko.sh [-r RUNS] [-f] [PATCH]
+# bench/patch-to-ko.sh [-r RUNS] [-f] [-1] [PATCH]
 #
 # Time from "patch applied" to "livepatch .ko written" on a built tree, by
 # phase (issue 5's figure; target < 60 s on 2 cores including the rebuild).
 # It uses tests/kernel/e2e.sh's trees (run e2e.sh first): the klp-cc tree
 # $KLP_KERNEL_CACHE/e2e/klp and the running kernel e2e/running, under
-# e2e.sh's lock. Per run:
+# e2e.sh's lock; with -1, one-build mode's (e2e.sh --one-build): the one
+# tree e2e-one-build/klp, rebuilt with KLP_CC_SECTIONS=0, and klp-link build
+# without --vmlinux. Per run:
 #   1. klp-link snapshot of the unpatched tree (before the clock starts);
 #   2. klp-link fix-lines PATCH | patch -p1          } the clock
-#   3. make vmlinux_o modules (-f: make bzImage modules, a full incremental
-#      build that also relinks vmlinux)               }
+#   3. make ./ (the objects, built-in.a and the .mod files; -f: make bzImage
+#      modules, a full incremental build that also relinks vmlinux)  }
 #   4. klp-link build, which prints its own phases   }
 #   5. revert and rebuild (not timed).
 # PATCH defaults to tests/kernel/patches/cmdline.patch; RUNS to 3. Prints
@@ -20,16 +22,18 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tests/kernel/lib.sh
 . "$ROOT/tests/kernel/lib.sh"
 KLP_LOG_TAG=patch-to-ko
-RUNS=3 FULL=0
-while getopts r:f o; do
-    case $o in r) RUNS=$OPTARG ;; f) FULL=1 ;; *) exit 2 ;; esac
+RUNS=3 FULL=0 ONE=0
+while getopts r:f1 o; do
+    case $o in r) RUNS=$OPTARG ;; f) FULL=1 ;; 1) ONE=1 ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
 PATCH=$(readlink -f "${1:-$ROOT/tests/kernel/patches/cmdline.patch}")
 KLP_CC=${KLP_CC:-$ROOT/target/release/klp-cc}
 KLP_LINK=${KLP_LINK:-$ROOT/target/release/klp-link}
 [ -x "$KLP_CC" ] && [ -x "$KLP_LINK" ] || { klp_err "build klp-cc and klp-link first (cargo build --release)"; exit 2; }
-E2E=$KLP_KERNEL_CACHE/e2e TREE=$KLP_KERNEL_CACHE/e2e/klp RUNNING=$KLP_KERNEL_CACHE/e2e/running
+E2E=$KLP_KERNEL_CACHE/e2e
+[ $ONE = 0 ] || { E2E=$KLP_KERNEL_CACHE/e2e-one-build; export KLP_CC_SECTIONS=0; }
+TREE=$E2E/klp RUNNING=$E2E/running
 CC="$KLP_KERNEL_CACHE/bin/$(sha256sum < "$(readlink -f "$KLP_CC")" | cut -c1-16)/klp-cc gcc"
 [ -f "$TREE/.klp-e2e-key" ] && [ ! -f "$TREE/.klp-e2e-dirty" ] && [ -f "$RUNNING/vmlinux" ] ||
     { klp_err "no clean e2e trees under $E2E: run tests/kernel/e2e.sh first"; exit 2; }
@@ -41,7 +45,7 @@ flock -n 9 || { klp_err "e2e.sh is running"; exit 2; }
 export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2026'
 export KBUILD_BUILD_USER=klp-cc KBUILD_BUILD_HOST=kbuild-check KBUILD_BUILD_VERSION=1
 JOBS=${JOBS:-$(nproc)}
-TARGETS="vmlinux_o modules"
+TARGETS="./"
 [ $FULL = 0 ] || TARGETS="bzImage modules"
 WORK=$(mktemp -d /var/tmp/klp-patch-to-ko.XXXXXX)
 APPLIED=0
@@ -59,8 +63,11 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 "$KLP_LINK" fix-lines "$PATCH" -o "$WORK/applied.patch"
 rel=$(cat "$RUNNING/release")
+# Two-build mode names the running kernel; in one-build mode the tree is it.
+RUNNING_ARGS=(--vmlinux "$RUNNING/vmlinux" --modules "$RUNNING/modroot/lib/modules/$rel")
+[ $ONE = 0 ] || RUNNING_ARGS=()
 totals=()
-echo "patch-to-ko: $(basename "$PATCH"), rebuild: make $TARGETS, $(nproc) CPUs, JOBS=$JOBS"
+echo "patch-to-ko: $(basename "$PATCH"), $([ $ONE = 1 ] && echo one-build || echo two-build) mode, rebuild: make $TARGETS, $(nproc) CPUs, JOBS=$JOBS"
 printf '  %-4s %8s %9s %9s  %s\n' run apply rebuild klp-link "klp-link phases"
 for run in $(seq 1 "$RUNS"); do
     "$KLP_LINK" snapshot "$TREE" -o "$WORK/snap" --force 2> /dev/null
@@ -70,8 +77,7 @@ for run in $(seq 1 "$RUNS"); do
     make -C "$TREE" -s -j"$JOBS" CC="$CC" $TARGETS > "$WORK/make.log" 2>&1 ||
         { tail -20 "$WORK/make.log" >&2; exit 1; }
     t2=$(now)
-    "$KLP_LINK" build "$WORK/snap" --vmlinux "$RUNNING/vmlinux" \
-        --modules "$RUNNING/modroot/lib/modules/$rel" --name livepatch_bench \
+    "$KLP_LINK" build "$WORK/snap" "${RUNNING_ARGS[@]}" --name livepatch_bench \
         -o "$WORK/livepatch_bench.ko" 2> "$WORK/build.log" ||
         { cat "$WORK/build.log" >&2; exit 1; }
     t3=$(now)

@@ -257,23 +257,40 @@ tree_edits() {  # TREE: print relative paths of edited source files
 }
 
 # klp_rebuild LOG: the incremental rebuild klp-link needs, with the tree's
-# CC: every object, vmlinux.a (the list of vmlinux's objects) and vmlinux.o
-# (for modpost), and the modules.  Not vmlinux or bzImage: nothing boots the
-# klp tree, and their link (kallsyms twice, and with 6.1's ~60,000
-# orphan-section warnings for function sections) is most of the time of a
-# full incremental build.  (`make vmlinux.a` would not do: kbuild takes a
-# goal ending in .a for a single-file build.)  vmlinux stays the original
-# build's.
+# CC: `make ./` compiles every object whose dependencies changed (built-in
+# and module objects, kbuild's own .cmd dependency tracking, headers
+# included) and refreshes the thin archives built-in.a and lib.a and the
+# .mod files, which are what klp-link reads.  It skips what klp-link does
+# not read: vmlinux.a, vmlinux.o, modpost, the .ko links, vmlinux and
+# bzImage (`make vmlinux_o modules` relinked vmlinux.o and ran modpost).
+# vmlinux stays the original build's.
 klp_rebuild() {
     local t0 rc=0
     t0=$(now)
-    env "${KLP_MAKE_ENV[@]}" make -C "$KLP" -j"${JOBS:-$(nproc)}" "CC=$KLPCC_CC" vmlinux_o modules >> "$1" 2>&1 || rc=$?
+    env "${KLP_MAKE_ENV[@]}" make -C "$KLP" -j"${JOBS:-$(nproc)}" "CC=$KLPCC_CC" ./ >> "$1" 2>&1 || rc=$?
     KLP_BUILD_SECS=$(secs "$t0" "$(now)")
     if [ $rc -ne 0 ]; then
-        klp_err "make vmlinux_o modules failed in $KLP (exit $rc); last lines of $1:"
+        klp_err "make ./ failed in $KLP (exit $rc); last lines of $1:"
         tail -30 "$1" >&2
     fi
     return $rc
+}
+
+# stale_dependents PATCH: the objects of the klp tree that depend on a file
+# PATCH touches (by kbuild's .cmd dependency lists) and are not newer than
+# it, one per line.  Empty when the rebuild missed nothing.
+stale_dependents() {
+    local f re cmd obj
+    for f in $(sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$1"); do
+        [ -e "$KLP/$f" ] || continue
+        re=$(printf '%s' "$f" | sed 's/[.[\*^$]/\\&/g')
+        (cd "$KLP" && grep -rlx --include='.*.o.cmd' -E "  (\\\$\\(srctree\\)/)?$re( \\\\)?" .) |
+        while IFS= read -r cmd; do
+            obj=$(dirname "$cmd")/$(basename "$cmd" .cmd); obj=${obj/\/./\/}
+            [ -e "$KLP/$obj" ] && ! [ "$KLP/$obj" -nt "$KLP/$f" ] && echo "${obj#./} ($f)"
+        done
+    done
+    return 0
 }
 
 # A patch the previous run left applied (it was interrupted): revert, rebuild.
@@ -543,6 +560,10 @@ run_test() {
         [ $rc -ne 0 ] || klp_rebuild "$out/build-patched.log" || rc=$?
         t_apply=$(secs "$t0" "$(now)")
         local built=$rc
+        # The rebuild must have compiled every object that depends on a
+        # patched file: one it missed would hide a changed function.
+        local stale
+        stale=$(stale_dependents "$applied" | head -5 | tr '\n' ' ')
 
         # The livepatch module.
         ko=$out/$mod.ko
@@ -553,6 +574,8 @@ run_test() {
             t0=$(now)
             "$KLP_LINK" diff "$out/snapshot" > "$out/klp-link-diff.txt" 2>&1 || true
             unexpected=$(check_expected "$patch" "$out")
+            [ -z "$stale" ] ||
+                unexpected+="the rebuild left objects older than a patched file they depend on: $stale; "
             case $source in
                 klp-link)
                     touch "$out/.before-klp-link"

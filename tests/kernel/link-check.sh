@@ -14,7 +14,8 @@
 #   3. the patch reverted and rebuilt: no functional change (exit 3).
 #   4. a comment appended to include/linux/seq_file.h, which many objects
 #      include: they all rebuild, and nothing changed (exit 3).
-# Rebuilds are `make vmlinux_o modules`: klp-link reads objects only.
+# Rebuilds are `make ./`: the objects, built-in.a and the .mod files,
+# which is all klp-link reads.
 # The tree is left as it was (patch reverted, header restored, rebuilt).
 # Env: KLP_LINK (default target/release/klp-link of this repo), KLP_CC (for
 # the default CC), KLP_KERNEL_CACHE, JOBS.
@@ -60,7 +61,7 @@ restore() {
             patch -p1 -R -s -f < "$HERE/patches/cmdline.patch") || true
         [ -f "$WORK/header.orig" ] && cp -p "$WORK/header.orig" "$TREE/$HEADER" && touch "$TREE/$HEADER"
         klp_log "restoring the tree (rebuild)"
-        make -C "$TREE" -s -j"$JOBS" CC="$CC" vmlinux_o modules > /dev/null 2>&1 ||
+        make -C "$TREE" -s -j"$JOBS" CC="$CC" ./ > /dev/null 2>&1 ||
             klp_err "could not rebuild $TREE after restoring it"
     fi
     rm -rf "$WORK"
@@ -70,7 +71,7 @@ trap restore EXIT
 rebuild() {  # rebuild LABEL: incremental make, timed; sets SECS
     local t0 t1
     t0=$(date +%s.%N)
-    make -C "$TREE" -s -j"$JOBS" CC="$CC" vmlinux_o modules > "$WORK/make.log" 2>&1 ||
+    make -C "$TREE" -s -j"$JOBS" CC="$CC" ./ > "$WORK/make.log" 2>&1 ||
         { klp_err "make failed ($1):"; tail -20 "$WORK/make.log" >&2; return 1; }
     t1=$(date +%s.%N)
     SECS=$(echo "$t1 - $t0" | bc)
