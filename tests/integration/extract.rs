@@ -174,14 +174,97 @@ enum Sections {
 fn compile_as(cc: &Cc, dir: &TempDir, pairs: &[(&str, &str)], sections: Sections) {
     for (src, out) in pairs {
         let mut cmd = klp_cc_command(dir.path());
-        cmd.arg("gcc")
+        cmd.arg(cc.program())
             .args(cc.kernel_cflags())
             .args(["-c", src, "-o", out]);
         if let Sections::Off = sections {
             cmd.env("KLP_CC_SECTIONS", "0");
         }
         run(cmd).assert_success();
+        if cc.kind == CcKind::Clang {
+            record_mcount(&dir.join(out));
+        }
     }
+}
+
+/// What objtool's `--mcount` adds to a clang object in a kernel build
+/// (clang has no `-mrecord-mcount`): an `__mcount_loc` entry for each
+/// function whose first instruction calls `__fentry__`, which is how
+/// klp-link tells that livepatch can hook it.
+fn record_mcount(object: &Path) {
+    use object::build::elf::{Builder, Relocation, SectionData};
+    use object::elf;
+    // object's builder does not know clang's address-significance table,
+    // which only lld's identical code folding reads.
+    let status = std::process::Command::new("objcopy")
+        .args(["--remove-section", ".llvm_addrsig"])
+        .arg(object)
+        .status()
+        .unwrap();
+    assert!(status.success(), "objcopy {}", object.display());
+    let data = std::fs::read(object).unwrap();
+    let mut b = Builder::read(&*data).unwrap();
+    let fentry = b
+        .symbols
+        .iter()
+        .find(|s| &*s.name == b"__fentry__")
+        .map(|s| s.id());
+    let mut entries = Vec::new();
+    for rela in b.sections.iter() {
+        let (SectionData::Relocation(relocs), Some(text)) = (&rela.data, rela.sh_info_section)
+        else {
+            continue;
+        };
+        for r in relocs
+            .iter()
+            .filter(|r| r.symbol.is_some() && r.symbol == fentry)
+        {
+            // The call's field follows its one opcode byte.
+            let call = r.r_offset - 1;
+            let func = b.symbols.iter().find(|s| {
+                s.section == Some(text) && s.st_type() == elf::STT_FUNC && s.st_value == call
+            });
+            if let Some(func) = func {
+                entries.push(func.id());
+            }
+        }
+    }
+    let symtab = b
+        .sections
+        .iter()
+        .find(|s| s.sh_type == elf::SHT_SYMTAB)
+        .map(|s| s.id())
+        .unwrap();
+    let table = b.sections.add();
+    table.name = b"__mcount_loc".to_vec().into();
+    table.sh_type = elf::SHT_PROGBITS;
+    table.sh_flags = elf::SHF_ALLOC;
+    table.sh_addralign = 8;
+    table.data = SectionData::Data(vec![0; entries.len() * 8].into());
+    let table = table.id();
+    let rela = b.sections.add();
+    rela.name = b".rela__mcount_loc".to_vec().into();
+    rela.sh_type = elf::SHT_RELA;
+    rela.sh_flags = elf::SHF_INFO_LINK;
+    rela.sh_link_section = Some(symtab);
+    rela.sh_info_section = Some(table);
+    rela.sh_addralign = 8;
+    rela.sh_entsize = 24;
+    rela.data = SectionData::Relocation(
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, &func)| Relocation {
+                r_offset: i as u64 * 8,
+                symbol: Some(func),
+                r_type: elf::R_X86_64_64,
+                r_addend: 0,
+            })
+            .collect(),
+    );
+    let mut out = Vec::new();
+    b.write(&mut out).unwrap();
+    std::fs::write(object, out).unwrap();
 }
 
 /// Sets `sh_entsize` of `section` in `object` to `entsize`, as objtool
@@ -1136,43 +1219,45 @@ fn a_dynamic_debug_descriptor_is_copied_into_the_modules_dyndbg() {
 /// the section, becomes a relocation to the running kernel's.
 #[test]
 fn a_function_in_a_shared_section_is_copied_alone() {
-    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "shared section") else {
-        return;
-    };
-    let dir = TempDir::new("extract-shared");
-    let source = |k: &str| {
-        format!(
-            "extern void sink(int);\n\
-             #define __sched __attribute__((section(\".sched.text\"), noinline))\n\
-             static int __sched helper(int x) {{ sink(x); return x * 3; }}\n\
-             int __sched wait_for(int x) {{ return helper(x) + {k}; }}\n\
-             int __sched other_sched(int x) {{ return helper(x) - 1; }}\n"
-        )
-    };
-    let pair = Pair::build(&cc, &dir, "sched", &source("1"), &source("2"));
-    let out = pair.extract("vmlinux", &["wait_for"], SINK).unwrap();
-    let orig = object::File::parse(&*pair.patched_object())
-        .unwrap()
-        .symbols()
-        .find(|s| s.name() == Ok("wait_for"))
-        .map(|s| s.size())
-        .unwrap();
-    let file = object::File::parse(&*out.object).unwrap();
-    let sched = file
-        .section_by_name(".sched.text")
-        .expect("a .sched.text copy");
-    assert_eq!(sched.size(), orig, "only wait_for's bytes are copied");
-    let targets = reloc_targets(&file, ".sched.text");
-    assert!(
-        targets.iter().any(|t| t == ".klp.sym.vmlinux.helper,0"),
-        "the resolved call to helper gets a relocation: {targets:?}"
-    );
-    assert!(
-        !file.symbols().any(|s| s.name() == Ok("other_sched")),
-        "the neighbour is not copied"
-    );
-    assert_eq!(out.funcs.len(), 1);
-    assert_relocated_fields_are_zero(&file, ".sched.text");
+    for kind in [CcKind::Gcc, CcKind::Clang] {
+        let Some(cc) = Cc::find_or_skip(kind, "shared section") else {
+            continue;
+        };
+        let dir = TempDir::new("extract-shared");
+        let source = |k: &str| {
+            format!(
+                "extern void sink(int);\n\
+                 #define __sched __attribute__((section(\".sched.text\"), noinline))\n\
+                 static int __sched helper(int x) {{ sink(x); return x * 3; }}\n\
+                 int __sched wait_for(int x) {{ return helper(x) + {k}; }}\n\
+                 int __sched other_sched(int x) {{ return helper(x) - 1; }}\n"
+            )
+        };
+        let pair = Pair::build(&cc, &dir, "sched", &source("1"), &source("2"));
+        let out = pair.extract("vmlinux", &["wait_for"], SINK).unwrap();
+        let orig = object::File::parse(&*pair.patched_object())
+            .unwrap()
+            .symbols()
+            .find(|s| s.name() == Ok("wait_for"))
+            .map(|s| s.size())
+            .unwrap();
+        let file = object::File::parse(&*out.object).unwrap();
+        let sched = file
+            .section_by_name(".sched.text")
+            .expect("a .sched.text copy");
+        assert_eq!(sched.size(), orig, "only wait_for's bytes are copied");
+        let targets = reloc_targets(&file, ".sched.text");
+        assert!(
+            targets.iter().any(|t| t == ".klp.sym.vmlinux.helper,0"),
+            "the resolved call to helper gets a relocation: {targets:?}"
+        );
+        assert!(
+            !file.symbols().any(|s| s.name() == Ok("other_sched")),
+            "the neighbour is not copied"
+        );
+        assert_eq!(out.funcs.len(), 1);
+        assert_relocated_fields_are_zero(&file, ".sched.text");
+    }
 }
 
 /// A build without -ffunction-sections (one-build mode) has every function
@@ -1180,50 +1265,52 @@ fn a_function_in_a_shared_section_is_copied_alone() {
 /// another changed function reaches its copy.
 #[test]
 fn functions_in_a_shared_text_reach_each_others_copies() {
-    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "shared .text") else {
-        return;
-    };
-    let dir = TempDir::new("extract-one-build");
-    let source = |k: &str| {
-        format!(
-            "extern void sink(int);\n\
-             static __attribute__((noinline)) int scale(int x) {{ sink(x); return x * {k}; }}\n\
-             int entry(int x) {{ return scale(x) + 1; }}\n\
-             int bystander(int x) {{ return x - 1; }}\n"
-        )
-    };
-    let pair = Pair::build_as(&cc, &dir, "one", &source("3"), &source("4"), Sections::Off);
-    // The caller first: its call must still reach the copy made after it.
-    let out = pair.extract("vmlinux", &["entry", "scale"], SINK).unwrap();
-    let file = object::File::parse(&*out.object).unwrap();
-    let text = file.section_by_name(".text").expect("a .text copy");
-    let patched_bytes = pair.patched_object();
-    let patched = object::File::parse(&*patched_bytes).unwrap();
-    let size_of = |n: &str| {
-        patched
-            .symbols()
-            .find(|s| s.name() == Ok(n))
-            .map(|s| s.size())
-            .unwrap()
-    };
-    assert!(
-        text.size() >= size_of("scale") + size_of("entry")
-            && text.size() < size_of("scale") + size_of("entry") + 32,
-        "only the two functions are copied ({} bytes)",
-        text.size()
-    );
-    let targets = reloc_targets(&file, ".text");
-    assert!(
-        !targets
-            .iter()
-            .any(|t| t.starts_with(".klp.sym.vmlinux.scale")),
-        "entry calls the copy of scale, not the running kernel's: {targets:?}"
-    );
-    assert!(
-        !file.symbols().any(|s| s.name() == Ok("bystander")),
-        "the bystander is not copied"
-    );
-    assert_relocated_fields_are_zero(&file, ".text");
+    for kind in [CcKind::Gcc, CcKind::Clang] {
+        let Some(cc) = Cc::find_or_skip(kind, "shared .text") else {
+            continue;
+        };
+        let dir = TempDir::new("extract-one-build");
+        let source = |k: &str| {
+            format!(
+                "extern void sink(int);\n\
+                 static __attribute__((noinline)) int scale(int x) {{ sink(x); return x * {k}; }}\n\
+                 int entry(int x) {{ return scale(x) + 1; }}\n\
+                 int bystander(int x) {{ return x - 1; }}\n"
+            )
+        };
+        let pair = Pair::build_as(&cc, &dir, "one", &source("3"), &source("4"), Sections::Off);
+        // The caller first: its call must still reach the copy made after it.
+        let out = pair.extract("vmlinux", &["entry", "scale"], SINK).unwrap();
+        let file = object::File::parse(&*out.object).unwrap();
+        let text = file.section_by_name(".text").expect("a .text copy");
+        let patched_bytes = pair.patched_object();
+        let patched = object::File::parse(&*patched_bytes).unwrap();
+        let size_of = |n: &str| {
+            patched
+                .symbols()
+                .find(|s| s.name() == Ok(n))
+                .map(|s| s.size())
+                .unwrap()
+        };
+        assert!(
+            text.size() >= size_of("scale") + size_of("entry")
+                && text.size() < size_of("scale") + size_of("entry") + 32,
+            "only the two functions are copied ({} bytes)",
+            text.size()
+        );
+        let targets = reloc_targets(&file, ".text");
+        assert!(
+            !targets
+                .iter()
+                .any(|t| t.starts_with(".klp.sym.vmlinux.scale")),
+            "entry calls the copy of scale, not the running kernel's: {targets:?}"
+        );
+        assert!(
+            !file.symbols().any(|s| s.name() == Ok("bystander")),
+            "the bystander is not copied"
+        );
+        assert_relocated_fields_are_zero(&file, ".text");
+    }
 }
 
 /// In one `.text`, the calls to an unhookable static function are resolved
@@ -1231,39 +1318,41 @@ fn functions_in_a_shared_text_reach_each_others_copies() {
 /// holds each call, and deliver it; the function beside them is not one.
 #[test]
 fn an_unhookable_function_in_a_shared_text_is_delivered_through_its_callers() {
-    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "shared .text notrace") else {
-        return;
-    };
-    let dir = TempDir::new("extract-one-build-notrace");
-    let source = |k: &str| {
-        format!(
-            "static __attribute__((noinline, no_instrument_function)) int body(int x) \
-             {{ return x{k}; }}\n\
-             int wrapper_a(int x) {{ return body(x) + 1; }}\n\
-             int unrelated(int x) {{ return x * 3; }}\n\
-             int wrapper_b(int x) {{ return body(x) + 2; }}\n"
-        )
-    };
-    let out = Pair::build_as(&cc, &dir, "nt", &source(""), &source(" * 5"), Sections::Off)
-        .extract("vmlinux", &["body"], "")
-        .unwrap();
-    let replaced: BTreeSet<(&str, Option<&str>)> = out
-        .funcs
-        .iter()
-        .map(|f| (f.old_name.as_str(), f.delivers.as_deref()))
-        .collect();
-    assert_eq!(
-        replaced,
-        BTreeSet::from([("wrapper_a", Some("body")), ("wrapper_b", Some("body"))]),
-        "the callers replace the unhookable body"
-    );
-    let file = object::File::parse(&*out.object).unwrap();
-    let targets = reloc_targets(&file, ".text");
-    assert!(
-        !targets.iter().any(|t| t.contains("body")),
-        "the new wrappers call the new body, inside the copied .text: {targets:?}"
-    );
-    assert_relocated_fields_are_zero(&file, ".text");
+    for kind in [CcKind::Gcc, CcKind::Clang] {
+        let Some(cc) = Cc::find_or_skip(kind, "shared .text notrace") else {
+            continue;
+        };
+        let dir = TempDir::new("extract-one-build-notrace");
+        let source = |k: &str| {
+            format!(
+                "static __attribute__((noinline, no_instrument_function)) int body(int x) \
+                 {{ return x{k}; }}\n\
+                 int wrapper_a(int x) {{ return body(x) + 1; }}\n\
+                 int unrelated(int x) {{ return x * 3; }}\n\
+                 int wrapper_b(int x) {{ return body(x) + 2; }}\n"
+            )
+        };
+        let out = Pair::build_as(&cc, &dir, "nt", &source(""), &source(" * 5"), Sections::Off)
+            .extract("vmlinux", &["body"], "")
+            .unwrap();
+        let replaced: BTreeSet<(&str, Option<&str>)> = out
+            .funcs
+            .iter()
+            .map(|f| (f.old_name.as_str(), f.delivers.as_deref()))
+            .collect();
+        assert_eq!(
+            replaced,
+            BTreeSet::from([("wrapper_a", Some("body")), ("wrapper_b", Some("body"))]),
+            "the callers replace the unhookable body"
+        );
+        let file = object::File::parse(&*out.object).unwrap();
+        let targets = reloc_targets(&file, ".text");
+        assert!(
+            !targets.iter().any(|t| t.contains("body")),
+            "the new wrappers call the new body, inside the copied .text: {targets:?}"
+        );
+        assert_relocated_fields_are_zero(&file, ".text");
+    }
 }
 
 /// The names of `file`'s symbols, in table order.
@@ -1293,33 +1382,35 @@ fn assert_relocated_fields_are_zero(file: &object::File, section: &str) {
 /// keeps its name for the other patched objects.
 #[test]
 fn new_global_data_in_a_shared_bss_is_copied_alone() {
-    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "shared .bss") else {
-        return;
-    };
-    let dir = TempDir::new("extract-one-build-bss");
-    let orig = "extern void sink(int);\nint old_a;\nint old_b;\n\
-        int count(int x) { sink(old_a); return x; }\n";
-    let patched = "extern void sink(int);\nint old_a;\nint old_b;\nint calls;\n\
-        int count(int x) { calls++; sink(old_a); return x; }\n";
-    let out = Pair::build_as(&cc, &dir, "bss", orig, patched, Sections::Off)
-        .extract_with_new_data("vmlinux", &["count"], &["calls"], SINK)
-        .unwrap();
-    let file = object::File::parse(&*out.object).unwrap();
-    let calls = file
-        .symbols()
-        .find(|s| s.name() == Ok("calls"))
-        .expect("the new global keeps its name");
-    assert_eq!(calls.size(), 4);
-    assert!(
-        file.section_by_name(".bss").is_some_and(|s| s.size() == 4),
-        "only the new object is copied"
-    );
-    let targets = reloc_targets(&file, ".text");
-    assert!(
-        targets
-            .iter()
-            .any(|t| t.starts_with(".klp.sym.vmlinux.old_a")),
-        "the old global stays the running kernel's: {targets:?}"
-    );
-    assert_relocated_fields_are_zero(&file, ".text");
+    for kind in [CcKind::Gcc, CcKind::Clang] {
+        let Some(cc) = Cc::find_or_skip(kind, "shared .bss") else {
+            continue;
+        };
+        let dir = TempDir::new("extract-one-build-bss");
+        let orig = "extern void sink(int);\nint old_a;\nint old_b;\n\
+            int count(int x) { sink(old_a); return x; }\n";
+        let patched = "extern void sink(int);\nint old_a;\nint old_b;\nint calls;\n\
+            int count(int x) { calls++; sink(old_a); return x; }\n";
+        let out = Pair::build_as(&cc, &dir, "bss", orig, patched, Sections::Off)
+            .extract_with_new_data("vmlinux", &["count"], &["calls"], SINK)
+            .unwrap();
+        let file = object::File::parse(&*out.object).unwrap();
+        let calls = file
+            .symbols()
+            .find(|s| s.name() == Ok("calls"))
+            .expect("the new global keeps its name");
+        assert_eq!(calls.size(), 4);
+        assert!(
+            file.section_by_name(".bss").is_some_and(|s| s.size() == 4),
+            "only the new object is copied"
+        );
+        let targets = reloc_targets(&file, ".text");
+        assert!(
+            targets
+                .iter()
+                .any(|t| t.starts_with(".klp.sym.vmlinux.old_a")),
+            "the old global stays the running kernel's: {targets:?}"
+        );
+        assert_relocated_fields_are_zero(&file, ".text");
+    }
 }
