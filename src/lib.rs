@@ -16,6 +16,8 @@
 //!   object of an x86-64 ELF object.
 //! - [`special_sections`]: the kernel's tables about code, and what the
 //!   checksums and the extraction do with each.
+//! - [`callsite`]: the data that belongs to one call site (descriptors,
+//!   once-flags), which the compare and the extraction treat as code's.
 //! - [`response_file`]: `@file` arguments, expanded before classification.
 //! - [`manifest`]: the versioned text format those checksums are stored in,
 //!   written atomically beside each object.
@@ -26,6 +28,7 @@
 pub mod arch;
 pub mod args;
 pub mod atomic_file;
+pub mod callsite;
 pub mod checksum;
 pub mod compiler;
 pub mod config;

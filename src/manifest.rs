@@ -3,7 +3,7 @@
 //! and by `diff` as much as by klp-link.
 //!
 //! ```text
-//! klp-cc-manifest 2
+//! klp-cc-manifest 3
 //! object fs/proc/cmdline.o
 //! compiler GCC: (Debian 12.2.0-14+deb12u1) 12.2.0
 //! driver /usr/bin/x86_64-linux-gnu-gcc-12
@@ -15,16 +15,18 @@
 //! func 3f9c0e1d2b4a5968 local 47 .text.cmdline_proc_show cmdline_proc_show file=cmdline.c
 //! data 77aa01c2d3e4f506 global 8 .data.foo foo
 //! cold 1b2c3d4e5f607182 local 21 .text.unlikely.bar bar.cold file=bar.c parent=bar
-//! func 2c3d4e5f60718293 local 30 .text.baz baz file=bar.c clones=bar.constprop.1
+//! func 2c3d4e5f60718293 local 30 .text.baz baz file=bar.c clones=bar.constprop.1 once=__already_done.3
 //! func 4e5f607182930a1b global 64 .text.qux qux lines=5f60718293a4b5c6
 //! end 5
 //! ```
 //!
 //! Header lines are `key value`; symbol lines are
 //! `kind checksum binding size section name [key=value ...]`; the keys are
-//! `demangled`, `file`, `parent`, `clones` (comma-separated) and `lines`
-//! (the line-insensitive checksum, only where line numbers were left out:
-//! its absence means there are none, which version 1 could not say). The `end` line
+//! `demangled`, `file`, `parent`, `clones` (comma-separated), `once` (the
+//! once-flags the function refers to, comma-separated in the order of its
+//! code; new in version 3) and `lines` (the line-insensitive checksum, only
+//! where line numbers were left out: its absence means there are none,
+//! which version 1 could not say). The `end` line
 //! carries the symbol count, so a truncated file is never mistaken for a
 //! complete one. A manifest that could not be computed says
 //! `status unavailable <reason>` and lists no symbols. Values escape `\`,
@@ -41,7 +43,7 @@ use crate::checksum::{Binding, SymbolKind, SymbolRecord};
 
 /// First line of every manifest; the number is bumped on any incompatible change.
 pub const MAGIC: &str = "klp-cc-manifest";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// How a symbol line spells its kind.
 impl SymbolKind {
@@ -164,9 +166,11 @@ impl Manifest {
                     if let Some(p) = &s.parent {
                         let _ = write!(out, " parent={}", escape(p));
                     }
-                    if !s.clone_refs.is_empty() {
-                        let refs: Vec<String> = s.clone_refs.iter().map(|r| escape(r)).collect();
-                        let _ = write!(out, " clones={}", refs.join(","));
+                    for (key, names) in [("clones", &s.clone_refs), ("once", &s.once_flags)] {
+                        if !names.is_empty() {
+                            let names: Vec<String> = names.iter().map(|r| escape(r)).collect();
+                            let _ = write!(out, " {key}={}", names.join(","));
+                        }
                     }
                     if let Some(l) = s.lines {
                         let _ = write!(out, " lines={l:016x}");
@@ -411,17 +415,23 @@ impl<'a> Parser<'a> {
             file: None,
             parent: None,
             clone_refs: Vec::new(),
+            once_flags: Vec::new(),
         };
         for extra in f {
             let (k, v) = extra
                 .split_once('=')
                 .ok_or_else(|| self.error(format!("bad field `{extra}`")))?;
-            if k == "clones" {
-                rec.clone_refs = v
+            if k == "clones" || k == "once" {
+                let names = v
                     .split(',')
                     .map(unescape)
                     .collect::<Result<_, _>>()
                     .map_err(|e| self.error(e.to_string()))?;
+                if k == "clones" {
+                    rec.clone_refs = names;
+                } else {
+                    rec.once_flags = names;
+                }
                 continue;
             }
             if k == "lines" {
@@ -609,6 +619,7 @@ mod tests {
                     file: Some("a.c".into()),
                     parent: None,
                     clone_refs: vec!["bar.isra.0".into(), "baz.part.1".into()],
+                    once_flags: vec!["__already_done.3".into()],
                 },
                 SymbolRecord {
                     kind: SymbolKind::Cold,
@@ -622,6 +633,7 @@ mod tests {
                     file: Some("a.c".into()),
                     parent: Some("foo".into()),
                     clone_refs: Vec::new(),
+                    once_flags: Vec::new(),
                 },
             ]),
         }
@@ -656,7 +668,7 @@ mod tests {
     fn wrong_version_says_what_to_do() {
         let text = sample()
             .to_text()
-            .replace("klp-cc-manifest 2", "klp-cc-manifest 9");
+            .replace(&format!("klp-cc-manifest {VERSION}"), "klp-cc-manifest 9");
         let e = Manifest::parse(&text, Path::new("m")).unwrap_err();
         assert!(e.to_string().contains("version 9"), "{e}");
     }

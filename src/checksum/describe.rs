@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::callsite::is_once_flag;
 use crate::elf::{ElfIndex, SectionIndex, SectionKind, SymType, SymbolIndex};
 
 /// How many levels of referenced contents are folded into a checksum.
@@ -140,10 +141,19 @@ pub struct Describer<'a, 'd> {
     pub index: &'a ElfIndex<'d>,
     regions: HashMap<(SectionIndex, u64, u64, u8), u64>,
     /// The depth whose references to renumbered symbols (compiler clones,
-    /// `__UNIQUE_ID()` objects) are collected into
-    /// `clone_refs` (that of the symbol being checksummed), if any.
+    /// `__UNIQUE_ID()` objects) and to once-flags are collected (that of
+    /// the symbol being checksummed), if any.
     collect_at: Option<u8>,
-    clone_refs: Vec<String>,
+    refs: Refs,
+}
+
+/// What a symbol refers to by exact name, beside its checksum.
+#[derive(Debug, Default)]
+pub struct Refs {
+    /// Compiler clones and `__UNIQUE_ID()` objects, sorted, once each.
+    pub clones: Vec<String>,
+    /// Once-flags, in the order the code first refers to them.
+    pub once_flags: Vec<String>,
 }
 
 impl<'a, 'd> Describer<'a, 'd> {
@@ -152,22 +162,22 @@ impl<'a, 'd> Describer<'a, 'd> {
             index,
             regions: HashMap::new(),
             collect_at: None,
-            clone_refs: Vec::new(),
+            refs: Refs::default(),
         }
     }
 
-    /// Starts collecting the clones referenced at `depth`.
-    pub fn collect_clone_refs(&mut self, depth: u8) {
+    /// Starts collecting the references made at `depth`.
+    pub fn collect_refs(&mut self, depth: u8) {
         self.collect_at = Some(depth);
-        self.clone_refs.clear();
+        self.refs = Refs::default();
     }
 
-    /// Stops collecting; returns the clones referenced, sorted, once each.
-    pub fn take_clone_refs(&mut self) -> Vec<String> {
+    /// Stops collecting; returns what was referenced.
+    pub fn take_refs(&mut self) -> Refs {
         self.collect_at = None;
-        let mut refs = std::mem::take(&mut self.clone_refs);
-        refs.sort();
-        refs.dedup();
+        let mut refs = std::mem::take(&mut self.refs);
+        refs.clones.sort();
+        refs.clones.dedup();
         refs
     }
 
@@ -175,6 +185,14 @@ impl<'a, 'd> Describer<'a, 'd> {
     /// to the symbol (PC-relative bias removed by the caller).
     pub fn symbol(&mut self, h: &mut impl HashExt, sym: SymbolIndex, addend: i64, depth: u8) {
         let s = &self.index.symbols[sym];
+        if self.collect_at == Some(depth) && s.sym_type == SymType::Object {
+            let section = s.section.map_or("", |sec| self.index.sections[sec].name);
+            if is_once_flag(&s.demangled, section)
+                && !self.refs.once_flags.iter().any(|n| n == s.name)
+            {
+                self.refs.once_flags.push(s.name.to_owned());
+            }
+        }
         match s.section {
             Some(sec) if s.is_anonymous() => {
                 self.place(h, sec, s.value.wrapping_add(addend as u64), depth)
@@ -207,7 +225,7 @@ impl<'a, 'd> Describer<'a, 'd> {
                 // name, so the exact one is recorded beside the checksum and
                 // matched across builds by klp-link.
                 if self.collect_at == Some(depth) {
-                    self.clone_refs.push(s.name.to_owned());
+                    self.refs.clones.push(s.name.to_owned());
                 }
                 h.tag(tag::SYMBOL);
                 h.bytes(s.demangled.as_bytes());

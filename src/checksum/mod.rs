@@ -38,7 +38,7 @@ use crate::elf::{
     SymbolIndex,
 };
 use code::Range;
-use describe::{tag, Describer, HashExt, Pair};
+use describe::{tag, Describer, HashExt, Pair, Refs};
 use tables::Tables;
 
 /// What klp-cc knows about one object.
@@ -75,9 +75,9 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ObjectError> {
         if s.sym_type != SymType::Object || s.name.is_empty() {
             continue;
         }
-        describer.collect_clone_refs(1);
+        describer.collect_refs(1);
         let checksum = describer.region(sec, s.value, s.value.saturating_add(s.size), 1);
-        let refs = describer.take_clone_refs();
+        let refs = describer.take_refs();
         symbols.push(record(
             &index,
             i,
@@ -93,13 +93,13 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ObjectError> {
             .filter(|_| is_child.contains(&f))
             .map(str::to_owned);
         let mut h = Pair::default();
-        describer.collect_clone_refs(0);
+        describer.collect_refs(0);
         hash_function(&mut h, &mut describer, &tables, f);
         for &child in children.get(&f).into_iter().flatten() {
             h.tag(tag::COLD);
             hash_function(&mut h, &mut describer, &tables, child);
         }
-        let refs = describer.take_clone_refs();
+        let refs = describer.take_refs();
         let kind = if parent.is_some() {
             SymbolKind::Cold
         } else {
@@ -227,7 +227,7 @@ fn record(
     kind: SymbolKind,
     (checksum, lines): (u64, Option<u64>),
     parent: Option<String>,
-    clone_refs: Vec<String>,
+    refs: Refs,
 ) -> SymbolRecord {
     let s = &index.symbols[i];
     let binding = Binding::of_elf(s.binding);
@@ -245,6 +245,7 @@ fn record(
         demangled: s.demangled.to_string(),
         file: s.file.map(str::to_owned),
         parent,
-        clone_refs,
+        clone_refs: refs.clones,
+        once_flags: refs.once_flags,
     }
 }

@@ -56,4 +56,9 @@ pub struct SymbolRecord {
     /// exact name: their numbers are not stable, so the checksum names them
     /// by demangled name and klp-link matches these across builds.
     pub clone_refs: Vec<String>,
+    /// The once-flags (`__already_done.3`) a function refers to, by exact
+    /// name, in the order its code first refers to them: the site at the
+    /// same position in the running kernel's function has the flag to
+    /// share.
+    pub once_flags: Vec<String>,
 }

@@ -15,6 +15,7 @@ use super::fix_lines::PatchError;
 use super::input::{self, InputError};
 use super::load::LoadError;
 use super::module::{self, Built, ModuleError, ModuleSpec};
+use super::once_flags::OnceChoice;
 use super::report;
 use super::running::{find_module, Vmlinux};
 use super::snapshot::{
@@ -753,6 +754,7 @@ struct ChangedObject<'c> {
     changed: Vec<String>,
     new: Vec<String>,
     new_data: BTreeSet<String>,
+    once_flags: BTreeMap<String, OnceChoice>,
 }
 
 /// Reads every patched object that has changed or new functions.
@@ -777,11 +779,9 @@ fn load_changed_objects<'c>(
         .map(|((target, object), (changed, new))| {
             let path = tree.objtree.join(object);
             let data = std::fs::read(&path).map_err(|error| CommandError::Read { path, error })?;
-            let new_data = cmp.targets[target]
-                .new_data
-                .get(object)
-                .cloned()
-                .unwrap_or_default();
+            let report = &cmp.targets[target];
+            let new_data = report.new_data.get(object).cloned().unwrap_or_default();
+            let once_flags = report.once_flags.get(object).cloned().unwrap_or_default();
             Ok(ChangedObject {
                 target,
                 object,
@@ -789,6 +789,7 @@ fn load_changed_objects<'c>(
                 changed,
                 new,
                 new_data,
+                once_flags,
             })
         })
         .collect()
@@ -804,6 +805,7 @@ fn sources<'a>(loaded: &'a [ChangedObject]) -> Vec<Source<'a>> {
             changed: o.changed.clone(),
             new: o.new.clone(),
             new_data: o.new_data.clone(),
+            once_flags: o.once_flags.clone(),
         })
         .collect()
 }

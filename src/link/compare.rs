@@ -14,10 +14,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::correlate::{correlate, Change};
-use super::data_uses::{escaping_use, is_callsite_metadata, referring_functions};
+use super::data_uses::{escaping_use, referring_functions};
 use super::load::{self, ManifestSource, ObjectRecord, Stamp};
+use super::once_flags::{self, OnceChoice};
 use super::snapshot::Snapshot;
 use super::tree::Tree;
+use crate::callsite::is_callsite_metadata;
 use crate::checksum::{Binding, SymbolKind, SymbolRecord};
 use crate::elf::demangle::cold_parent;
 use crate::elf::{ElfIndex, SymType, SymbolIndex};
@@ -78,6 +80,9 @@ pub struct TargetReport {
     /// Per object, the data objects the original build did not have: the
     /// patch carries its own copy of those its functions use.
     pub new_data: BTreeMap<PathBuf, BTreeSet<String>>,
+    /// Per object, each once-flag its patched functions refer to, and
+    /// whether a copy shares the running kernel's.
+    pub once_flags: BTreeMap<PathBuf, BTreeMap<String, OnceChoice>>,
 }
 
 impl TargetReport {
@@ -295,6 +300,10 @@ pub fn compare_manifests(
             });
             return;
         }
+    }
+    let flags = once_flags::pair(o, p);
+    if !flags.is_empty() {
+        target.once_flags.insert(object.to_owned(), flags);
     }
     for change in correlate(o, p) {
         let s = change.symbol();

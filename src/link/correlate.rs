@@ -240,6 +240,7 @@ mod tests {
             file: Some("a.c".into()),
             parent: None,
             clone_refs: Vec::new(),
+            once_flags: Vec::new(),
         }
     }
 
@@ -275,6 +276,7 @@ mod tests {
         let f = SymbolKind::Func;
         let caller = |target: &str| SymbolRecord {
             clone_refs: vec![target.into()],
+            once_flags: Vec::new(),
             ..sym(f, "apply_one", "apply_one", 9)
         };
         let orig = [
@@ -308,6 +310,7 @@ mod tests {
         let ddebug = |name: &str, checksum| sym(d, name, "__UNIQUE_ID_ddebug", checksum);
         let user = |name: &str, target: &str| SymbolRecord {
             clone_refs: vec![target.into()],
+            once_flags: Vec::new(),
             ..sym(f, name, name, 7)
         };
         // Manifests list symbols sorted by name.
@@ -359,6 +362,7 @@ mod tests {
         let lined = |name: &str, checksum, lines, clones: &[&str]| SymbolRecord {
             lines,
             clone_refs: clones.iter().map(|c| c.to_string()).collect(),
+            once_flags: Vec::new(),
             ..sym(f, name, name, checksum)
         };
         let orig = [

@@ -21,42 +21,6 @@ use std::ops::Range;
 use crate::arch::{insn_at, x86_64::X86_64, Arch as _};
 use crate::elf::{ElfIndex, Reloc, SectionIndex, SectionKind, SymType, SymbolIndex};
 
-/// Static locals that each belong to one call site, by demangled name:
-/// warn-once flags, lockdep keys, `__func__`, ratelimit state, and the
-/// dynamic-debug descriptor of kernels before `__UNIQUE_ID` naming.
-pub const CALLSITE_STATICS: &[&str] = &[
-    "__already_done",
-    "__warned",
-    "__key",
-    "__func__",
-    "_rs",
-    "__print_once",
-    "descriptor",
-];
-
-/// Sections whose objects each describe one call site: dynamic-debug
-/// descriptors (`__verbose` before Linux 2.6.30's rename) and printk index
-/// entries.
-const CALLSITE_SECTIONS: &[&str] = &["__dyndbg", "__verbose", ".printk_index"];
-
-/// Whether a data object (its demangled name, its section) belongs to one
-/// call site of the function that refers to it, rather than being state
-/// of the running kernel.
-pub fn is_callsite_metadata(demangled: &str, section: &str) -> bool {
-    // clang names a static local after its function (`show._rs`).
-    let own = demangled.rsplit('.').next().unwrap_or(demangled);
-    CALLSITE_STATICS.contains(&own) || is_callsite_section(section)
-}
-
-/// Whether `section` holds one call site's metadata per object.
-pub fn is_callsite_section(section: &str) -> bool {
-    CALLSITE_SECTIONS.iter().any(|p| {
-        section
-            .strip_prefix(p)
-            .is_some_and(|r| r.is_empty() || r.starts_with('.'))
-    })
-}
-
 /// How far past a PC-relative field in code its instruction may end, when
 /// the instruction cannot be decoded: the field is followed by at most an
 /// immediate of four bytes (x86-64 has no longer one alongside a

@@ -11,6 +11,8 @@
 //!   ([`data_uses`]: may a changed constant be carried as a copy, and which
 //!   functions does changed per-callsite metadata belong to?);
 //!   [`report`] renders it for people and as JSON.
+//! - [`once_flags`] decides which once-flags a copied function shares with
+//!   the running kernel.
 //! - [`explain`] shows where two versions of a function first differ.
 //! - [`fix_lines`] keeps a source patch from moving the line numbers of
 //!   code it does not change.
@@ -30,6 +32,7 @@ pub mod input;
 pub mod klp_rewrite;
 pub mod load;
 pub mod module;
+pub mod once_flags;
 pub mod report;
 pub mod running;
 pub mod snapshot;

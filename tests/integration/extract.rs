@@ -3,12 +3,15 @@
 //! symbol, what becomes a `.klp.sym` reference with the right sympos, which
 //! special-section entries travel with the code, and what is refused.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
+use klp_cc::checksum::manifest_of;
 use klp_cc::link::extract::{extract, ExtractError, Extracted, RunningKernel, Source};
+use klp_cc::link::once_flags::{self, OnceChoice};
 use klp_cc::link::sympos::Positions;
 use klp_cc::link::symvers::Exports;
+use klp_cc::manifest::Content;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
 
 use crate::support::{klp_cc_command, run, Cc, CcKind, TempDir};
@@ -305,16 +308,33 @@ fn run_extract(
     exports: &str,
     linked: &[(&str, &str)],
 ) -> Result<Extracted, ExtractError> {
-    run_extract_with_new_data(dir, object, target, changed, &[], exports, linked)
+    run_extract_with(
+        dir,
+        object,
+        target,
+        changed,
+        Compared::default(),
+        exports,
+        linked,
+    )
 }
 
-/// [`run_extract`], where `new_data` are data objects the patch adds.
-fn run_extract_with_new_data(
+/// What the compare tells the extraction beside the changed functions.
+#[derive(Default)]
+struct Compared<'x> {
+    /// Data objects the patch adds.
+    new_data: &'x [&'x str],
+    /// Which once-flags a copy shares with the running kernel.
+    once_flags: BTreeMap<String, OnceChoice>,
+}
+
+/// [`run_extract`], with what the compare found.
+fn run_extract_with(
     dir: &TempDir,
     object: &str,
     target: &str,
     changed: &[&str],
-    new_data: &[&str],
+    compared: Compared,
     exports: &str,
     linked: &[(&str, &str)],
 ) -> Result<Extracted, ExtractError> {
@@ -334,7 +354,8 @@ fn run_extract_with_new_data(
         data: &data,
         changed: changed.iter().map(|s| s.to_string()).collect(),
         new: vec![],
-        new_data: new_data.iter().map(|s| s.to_string()).collect(),
+        new_data: compared.new_data.iter().map(|s| s.to_string()).collect(),
+        once_flags: compared.once_flags,
     };
     let kernel = RunningKernel {
         exports: &exports,
@@ -807,6 +828,7 @@ fn mutated_objects_never_panic_extraction() {
             changed: vec!["special".into(), "bystander".into()],
             new: vec![],
             new_data: BTreeSet::new(),
+            once_flags: Default::default(),
         };
         match std::panic::catch_unwind(|| extract(&[source], &kernel).is_ok()) {
             Ok(true) => ok += 1,
@@ -872,6 +894,7 @@ fn new_globals_of_one_object_reach_another() {
         changed: vec![],
         new: vec!["klp_new_helper".into()],
         new_data: BTreeSet::from(["klp_new_count".to_string()]),
+        once_flags: Default::default(),
     };
     let source_b = || Source {
         target: "vmlinux",
@@ -880,6 +903,7 @@ fn new_globals_of_one_object_reach_another() {
         changed: vec!["user".into()],
         new: vec![],
         new_data: BTreeSet::new(),
+        once_flags: Default::default(),
     };
     for (order, sources) in [
         ("b then a", vec![source_b(), source_a()]),
@@ -960,25 +984,38 @@ impl<'d> Pair<'d> {
         changed: &[&str],
         exports: &str,
     ) -> Result<Extracted, ExtractError> {
-        self.extract_with_new_data(target, changed, &[], exports)
+        self.extract_with(target, changed, Compared::default(), exports)
     }
 
-    fn extract_with_new_data(
+    fn extract_with(
         &self,
         target: &str,
         changed: &[&str],
-        new_data: &[&str],
+        compared: Compared,
         exports: &str,
     ) -> Result<Extracted, ExtractError> {
         let linked = format!("{}-linked", self.name);
-        run_extract_with_new_data(
+        run_extract_with(
             self.dir,
             &format!("patched/{}.o", self.name),
             target,
             changed,
-            new_data,
+            compared,
             exports,
             &[(target, &linked)],
+        )
+    }
+
+    /// The once-flags of the patched object paired with the original's,
+    /// from the two manifests, as `klp-link build` pairs them.
+    fn once_flags(&self) -> BTreeMap<String, OnceChoice> {
+        let symbols = |path: String| match manifest_of(&self.dir.join(path)).content {
+            Content::Checksums(s) => s,
+            Content::Unavailable(why) => panic!("{why}"),
+        };
+        once_flags::pair(
+            &symbols(format!("{}.o", self.name)),
+            &symbols(format!("patched/{}.o", self.name)),
         )
     }
 
@@ -1049,6 +1086,106 @@ fn once_flags_in_a_shared_section_are_copied_alone() {
         "one flag of the three"
     );
     assert!(reloc_targets(&file, ".text.first").contains(&".data..once".to_string()));
+}
+
+/// A changed function whose once-sites map one to one (same count, same
+/// order) refers to the running kernel's flags, so a warning that already
+/// fired stays quiet after patching; one that gained a site gets fresh
+/// flags. The report says which way each flag went.
+#[test]
+fn once_flags_are_the_running_kernels_when_the_sites_map_one_to_one() {
+    for kind in [CcKind::Gcc, CcKind::Clang] {
+        let Some(cc) = Cc::find_or_skip(kind, "shared once flags") else {
+            continue;
+        };
+        let dir = TempDir::new("extract-once-shared");
+        let source = |body: &str| {
+            format!(
+                "extern void sink(int);\n\
+                 #define ONCE(x) ({{ static _Bool __attribute__((section(\".data.once\"))) \
+                 __already_done; if (!__already_done) {{ __already_done = 1; sink(x); }} }})\n\
+                 void warn(int x) {{ {body} }}\nvoid other(int x) {{ ONCE(x); }}\n"
+            )
+        };
+        let orig = source("ONCE(x); if (x > 3) ONCE(x + 1);");
+        // The same sites, other code around them.
+        let same = Pair::build(
+            &cc,
+            &dir,
+            "same",
+            &orig,
+            &source("ONCE(x); if (x > 4) ONCE(x + 1);"),
+        );
+        let out = same
+            .extract_with(
+                "vmlinux",
+                &["warn"],
+                Compared {
+                    once_flags: same.once_flags(),
+                    ..Compared::default()
+                },
+                SINK,
+            )
+            .unwrap();
+        let file = object::File::parse(&*out.object).unwrap();
+        let names = symbol_names(&file);
+        let running: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with(".klp.sym.vmlinux.") && n.contains("__already_done"))
+            .collect();
+        assert_eq!(
+            running.len(),
+            2,
+            "{kind}: both flags are the running kernel's: {names:?}"
+        );
+        assert!(
+            file.section_by_name(".data.once").is_none(),
+            "{kind}: no flag is copied"
+        );
+        assert_eq!(
+            out.notes
+                .iter()
+                .filter(|n| n.contains("once-flag") && n.contains("the running kernel's"))
+                .count(),
+            2,
+            "{kind}: {:?}",
+            out.notes
+        );
+
+        // A site more: fresh flags, and the report says why.
+        let more = Pair::build(
+            &cc,
+            &dir,
+            "more",
+            &orig,
+            &source("ONCE(x); if (x > 3) ONCE(x + 1); if (x > 9) ONCE(x + 2);"),
+        );
+        let out = more
+            .extract_with(
+                "vmlinux",
+                &["warn"],
+                Compared {
+                    once_flags: more.once_flags(),
+                    ..Compared::default()
+                },
+                SINK,
+            )
+            .unwrap();
+        let file = object::File::parse(&*out.object).unwrap();
+        assert!(
+            !symbol_names(&file)
+                .iter()
+                .any(|n| n.starts_with(".klp.sym.") && n.contains("__already_done")),
+            "{kind}: no running flag is used"
+        );
+        assert!(
+            out.notes
+                .iter()
+                .any(|n| n.contains("a fresh copy: `warn` has 3 once-sites, the original 2")),
+            "{kind}: {:?}",
+            out.notes
+        );
+    }
 }
 
 /// A replacement of two instructions with an exception-table entry on the
@@ -1392,7 +1529,15 @@ fn new_global_data_in_a_shared_bss_is_copied_alone() {
         let patched = "extern void sink(int);\nint old_a;\nint old_b;\nint calls;\n\
             int count(int x) { calls++; sink(old_a); return x; }\n";
         let out = Pair::build_as(&cc, &dir, "bss", orig, patched, Sections::Off)
-            .extract_with_new_data("vmlinux", &["count"], &["calls"], SINK)
+            .extract_with(
+                "vmlinux",
+                &["count"],
+                Compared {
+                    new_data: &["calls"],
+                    ..Compared::default()
+                },
+                SINK,
+            )
             .unwrap();
         let file = object::File::parse(&*out.object).unwrap();
         let calls = file

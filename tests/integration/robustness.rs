@@ -248,6 +248,7 @@ fn read_paths_property(cc: &Cc, cases: Option<&[&str]>, iterations: usize, seed:
             changed: case.functions[side].clone(),
             new: vec![],
             new_data: BTreeSet::new(),
+            once_flags: Default::default(),
         };
         let out = guarded(|| extract(&[source], &kernel), || failed("extraction"));
         Tally::count(&mut tally.extract, out.is_ok());

@@ -21,7 +21,7 @@ mod pieces;
 mod shared;
 mod tables;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use object::write::{Object, Relocation, SectionId, Symbol, SymbolId, SymbolSection};
@@ -30,15 +30,17 @@ use object::{
     SymbolFlags, SymbolKind, SymbolScope,
 };
 
-use super::data_uses::{escaping_use, is_callsite_metadata};
+use super::data_uses::escaping_use;
 use super::sympos::Positions;
 use super::symvers::Exports;
 use super::tree::VMLINUX;
 use crate::arch::{instruction_ends, x86_64::X86_64};
+use crate::callsite::{is_callsite_metadata, is_once_flag};
 use crate::elf::demangle::{cold_parent, demangle};
 use crate::elf::{
     DefinedFunction, ElfIndex, SectionIndex, SectionKind as Kind, SymType, SymbolIndex,
 };
+use crate::link::once_flags::OnceChoice;
 use delivery::Replaced;
 use pieces::Pieces;
 use tables::CarriedTables;
@@ -112,6 +114,9 @@ pub struct Source<'a> {
     pub new: Vec<String>,
     /// Data objects that are new in the patched object (copied, not shared).
     pub new_data: BTreeSet<String>,
+    /// The once-flags of the patched object and which of them a copy
+    /// shares with the running kernel ([`crate::link::once_flags`]).
+    pub once_flags: BTreeMap<String, OnceChoice>,
 }
 
 /// The running kernel, as far as references from patched code need it.
@@ -250,6 +255,14 @@ struct Copier<'a, 'd> {
 }
 
 impl Copier<'_, '_> {
+    /// Tells the report, once per flag, what the patch does with it.
+    fn note_once(&mut self, flag: &str, what: &str) {
+        let note = format!("{}: once-flag `{flag}`: {what}", self.source.object_name);
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+
     fn refuse(&self, why: String) -> ExtractError {
         ExtractError::Refused {
             object: self.source.object_name.clone(),
@@ -461,6 +474,22 @@ impl Copier<'_, '_> {
                         || is_callsite_metadata(&demangle(o.name), section.name)
                         || section.name.starts_with(".data..once")
                         || value_only_const);
+                if copy && is_once_flag(&demangle(o.name), section.name) {
+                    let source = self.source;
+                    match source.once_flags.get(o.name) {
+                        Some(OnceChoice::Shared { running }) => {
+                            self.note_once(o.name, &format!("the running kernel's `{running}`"));
+                            return self.external(running.as_str(), rel, o.file, true);
+                        }
+                        Some(OnceChoice::Fresh { why }) => {
+                            self.note_once(o.name, &format!("a fresh copy: {why}"))
+                        }
+                        None => self.note_once(
+                            o.name,
+                            "a fresh copy: no function of the manifest refers to it",
+                        ),
+                    }
+                }
                 if copy {
                     if section.named.len() > 1 {
                         // A section of several objects (`.data..once`,
