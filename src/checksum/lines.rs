@@ -18,6 +18,11 @@
 //! - a `__bug_table` entry of Linux 6.1 x86 with `CONFIG_DEBUG_BUGVERBOSE`:
 //!   `{int bug_addr_disp; int file_disp; u16 line; u16 flags}`, 12 bytes
 //!   with relocations at 0 and 4. Other layouts stay fully covered.
+//! - a dynamic-debug descriptor (`struct _ddebug` in `__dyndbg`): four
+//!   pointers (modname, function, filename, format: 8-byte relocations at 0,
+//!   8, 16 and 24), then a 32-bit word whose low 18 bits are `lineno`, the
+//!   rest flags (and, from 6.2, the class id). The descriptor's own record
+//!   gets the line-insensitive checksum; its function hashes it by name.
 //!
 //! What the line-insensitive checksum gets instead: every `mov $imm32,
 //! %esi` with the immediate zeroed and, once the function's code is
@@ -145,6 +150,25 @@ fn calls_line_callee(index: &ElfIndex, relocs: &[Reloc]) -> bool {
         let s = &index.symbols[r.symbol];
         s.binding != elf::STB_LOCAL.0 && LINE_CALLEES.contains(&s.name)
     })
+}
+
+/// Bits of a dynamic-debug descriptor's line word that hold `lineno`.
+pub const DYNDBG_LINENO_BITS: u32 = (1 << 18) - 1;
+
+/// The offset of the line word of the dynamic-debug descriptor that spans
+/// `[start, end)` of section `sec` (see the module header), or `None` when
+/// it is not laid out as one.
+pub fn dyndbg_line(index: &ElfIndex, sec: SectionIndex, start: u64, end: u64) -> Option<u64> {
+    let section = &index.sections[sec];
+    if section.name != "__dyndbg" || end.saturating_sub(start) < 40 {
+        return None;
+    }
+    let pointers: Vec<(u64, u8)> = index
+        .relocs_in(sec, start, start + 32)
+        .iter()
+        .map(|r| (r.offset - start, r.width))
+        .collect();
+    (pointers == [(0, 8), (8, 8), (16, 8), (24, 8)]).then_some(start + 32)
 }
 
 /// The offset of the line field of a 6.1 x86 `__bug_table` entry (see the

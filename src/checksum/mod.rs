@@ -75,14 +75,24 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ObjectError> {
         if s.sym_type != SymType::Object || s.name.is_empty() {
             continue;
         }
+        let (start, end) = (s.value, s.value.saturating_add(s.size));
         describer.collect_refs(1);
-        let checksum = describer.region(sec, s.value, s.value.saturating_add(s.size), 1);
+        let checksum = describer.region(sec, start, end, 1);
+        let lines = lines::dyndbg_line(&index, sec, start, end).map(|line| {
+            let word = describe::slice(index.sections[sec].data, line, line + 4);
+            let word = u32::from_le_bytes(word.try_into().unwrap_or_default());
+            let mut without = Xxh3::new();
+            without.u64(describer.region(sec, start, line, 1));
+            without.u64(u64::from(word & !lines::DYNDBG_LINENO_BITS));
+            without.u64(describer.region(sec, line + 4, end, 1));
+            without.digest()
+        });
         let refs = describer.take_refs();
         symbols.push(record(
             &index,
             i,
             SymbolKind::Data,
-            (checksum, None),
+            (checksum, lines),
             None,
             refs,
         ));

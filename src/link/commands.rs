@@ -424,8 +424,7 @@ pub fn diff_objects(
     cmp.targets.insert("object".into(), target);
     // The objects are named as given, so their root is the working folder.
     check_carried_data(&mut cmp, Path::new(""));
-    cmp.targets
-        .retain(|_, r| !(r.changed.is_empty() && r.new.is_empty() && r.removed.is_empty()));
+    cmp.targets.retain(|_, r| !r.is_empty());
     let explanation = explain_fn
         .map(|name| explain::explain_objects(orig, patched, name))
         .transpose()?;

@@ -86,7 +86,7 @@ pub struct TargetReport {
 }
 
 impl TargetReport {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.changed.is_empty()
             && self.new.is_empty()
             && self.removed.is_empty()
@@ -314,6 +314,18 @@ pub fn compare_manifests(
                     .entry(object.to_owned())
                     .or_default()
                     .insert(s.name.clone());
+            }
+            // A dynamic-debug descriptor whose line number alone moved: the
+            // running kernel's still serves its site.
+            if let Change::LineOnly { orig, patched } = change {
+                if patched.binding == Binding::Local
+                    && is_callsite_metadata(&patched.demangled, &patched.section)
+                {
+                    target
+                        .line_only
+                        .push(FuncEntry::of(object, patched, Some(orig)));
+                    continue;
+                }
             }
             data_change(object, &change, problems, notes, &mut target.carried);
             continue;

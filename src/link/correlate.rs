@@ -126,10 +126,11 @@ pub fn correlate<'a>(orig: &'a [SymbolRecord], patched: &'a [SymbolRecord]) -> V
             },
         );
         before.retain(|b| {
-            // Data never has line sites; a manifest saying so is not believed.
-            let line_only = |a: &&SymbolRecord| {
-                b.kind != SymbolKind::Data && b.lines.is_some() && a.lines == b.lines
-            };
+            // Of data, only a dynamic-debug descriptor has a line number; a
+            // manifest saying other data does is not believed.
+            let has_lines = b.kind != SymbolKind::Data || b.section == "__dyndbg";
+            let line_only =
+                |a: &&SymbolRecord| has_lines && b.lines.is_some() && a.lines == b.lines;
             match after.iter().position(line_only) {
                 Some(i) => {
                     same.push((*b, after.remove(i), true));

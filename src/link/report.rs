@@ -14,7 +14,8 @@ use crate::manifest::escape_path_line;
 /// How a function was proven to differ only in line numbers, for the
 /// reader to judge (`checksum::lines`): no patch line map is consulted.
 pub const LINE_ONLY_RULE: &str = "line-only by the call-site rule: they differ only in \
-     `__LINE__` values passed to __might_sleep() and the like, or kept in __bug_table entries";
+     `__LINE__` values passed to __might_sleep() and the like, or kept in __bug_table entries \
+     and dynamic-debug descriptors";
 
 fn display_name(f: &FuncEntry) -> String {
     let mut name = f.name.clone();

@@ -166,7 +166,7 @@ fn a_changed_descriptor_travels_with_its_function() {
             kind,
             "a_changed_descriptor_travels_with_its_function",
             &orig,
-            &orig.replace("pr_debug_at(10,", "pr_debug_at(12,"),
+            &orig.replace("x=%d", "x is %d"),
         ) else {
             continue;
         };
@@ -201,6 +201,36 @@ fn a_changed_ratelimit_state_travels_with_its_function() {
 }
 
 #[test]
+fn a_descriptor_whose_line_moved_is_line_only() {
+    let orig = format!(
+        "{DYNDBG}int show(int x) {{ pr_debug_at(10, \"x=%d\\n\", x); return x; }}\n\
+         int other(int x) {{ return x * 2; }}\n"
+    );
+    for kind in KINDS {
+        let Some(r) = diff(
+            kind,
+            "a_descriptor_whose_line_moved_is_line_only",
+            &orig,
+            &orig.replace("pr_debug_at(10,", "pr_debug_at(12,"),
+        ) else {
+            continue;
+        };
+        let out = r.stdout();
+        assert_eq!(r.output.status.code(), Some(3), "{}", r.describe());
+        let listed = out
+            .split("line-only, ignored:")
+            .nth(1)
+            .is_some_and(|rest| rest.contains("__UNIQUE_ID_ddebug1"));
+        assert!(
+            listed,
+            "the descriptor is listed as line-only\n{}",
+            r.describe()
+        );
+        assert!(!out.contains("changed  show"), "{}", r.describe());
+    }
+}
+
+#[test]
 fn a_descriptor_of_an_init_function_changes_nothing() {
     let orig = format!(
         "{DYNDBG}__attribute__((section(\".init.text\"))) int setup(int x)\n\
@@ -211,7 +241,8 @@ fn a_descriptor_of_an_init_function_changes_nothing() {
             kind,
             "a_descriptor_of_an_init_function_changes_nothing",
             &orig,
-            &orig.replace("pr_debug_at(10,", "pr_debug_at(12,"),
+            // Only the descriptor holds the file name.
+            &orig.replace("\"f.c\"", "\"g.c\""),
         ) else {
             continue;
         };
