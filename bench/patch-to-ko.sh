@@ -10,8 +10,10 @@
 # without --vmlinux. Per run:
 #   1. klp-link snapshot of the unpatched tree (before the clock starts);
 #   2. klp-link fix-lines PATCH | patch -p1          } the clock
-#   3. make ./ (the objects, built-in.a and the .mod files; -f: make bzImage
-#      modules, a full incremental build that also relinks vmlinux)  }
+#   3. kbuild-snippets/klp-rebuild.sh (make DIR/ for the folders of the
+#      objects that depend on a patched file: the objects, built-in.a and
+#      the .mod files; -f: make bzImage modules, a full incremental build
+#      that also relinks vmlinux)                     }
 #   4. klp-link build, which prints its own phases   }
 #   5. revert and rebuild (not timed).
 # PATCH defaults to tests/kernel/patches/cmdline.patch; RUNS to 3. Prints
@@ -45,14 +47,20 @@ flock -n 9 || { klp_err "e2e.sh is running"; exit 2; }
 export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2026'
 export KBUILD_BUILD_USER=klp-cc KBUILD_BUILD_HOST=kbuild-check KBUILD_BUILD_VERSION=1
 JOBS=${JOBS:-$(nproc)}
-TARGETS="./"
-[ $FULL = 0 ] || TARGETS="bzImage modules"
+# rebuild [make args]: the timed rebuild of the patched (or reverted) tree.
+rebuild() {
+    if [ $FULL = 1 ]; then
+        make -C "$TREE" "$@" bzImage modules
+    else
+        "$ROOT/kbuild-snippets/klp-rebuild.sh" "$TREE" "$WORK/applied.patch" -- "$@"
+    fi
+}
 WORK=$(mktemp -d /var/tmp/klp-patch-to-ko.XXXXXX)
 APPLIED=0
 cleanup() {
     if [ $APPLIED = 1 ]; then
         (cd "$TREE" && patch -p1 -R -s -f < "$WORK/applied.patch") &&
-            make -C "$TREE" -s -j"$JOBS" CC="$CC" $TARGETS > /dev/null 2>&1 ||
+            rebuild -s -j"$JOBS" CC="$CC" > /dev/null 2>&1 ||
             klp_err "could not restore $TREE: run e2e.sh, which repairs it"
     fi
     rm -rf "$WORK"
@@ -62,19 +70,21 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 "$KLP_LINK" fix-lines "$PATCH" -o "$WORK/applied.patch"
+PLAN="make bzImage modules"
+[ $FULL = 1 ] || PLAN=$("$ROOT/kbuild-snippets/klp-rebuild.sh" -n "$TREE" "$WORK/applied.patch" | sed 's|^make -C [^ ]* |make |')
 rel=$(cat "$RUNNING/release")
 # Two-build mode names the running kernel; in one-build mode the tree is it.
 RUNNING_ARGS=(--vmlinux "$RUNNING/vmlinux" --modules "$RUNNING/modroot/lib/modules/$rel")
 [ $ONE = 0 ] || RUNNING_ARGS=()
 totals=()
-echo "patch-to-ko: $(basename "$PATCH"), $([ $ONE = 1 ] && echo one-build || echo two-build) mode, rebuild: make $TARGETS, $(nproc) CPUs, JOBS=$JOBS"
+echo "patch-to-ko: $(basename "$PATCH"), $([ $ONE = 1 ] && echo one-build || echo two-build) mode, rebuild: $PLAN, $(nproc) CPUs, JOBS=$JOBS"
 printf '  %-4s %8s %9s %9s  %s\n' run apply rebuild klp-link "klp-link phases"
 for run in $(seq 1 "$RUNS"); do
     "$KLP_LINK" snapshot "$TREE" -o "$WORK/snap" --force 2> /dev/null
     t0=$(now)
     (cd "$TREE" && patch -p1 -s -f < "$WORK/applied.patch"); APPLIED=1
     t1=$(now)
-    make -C "$TREE" -s -j"$JOBS" CC="$CC" $TARGETS > "$WORK/make.log" 2>&1 ||
+    rebuild -s -j"$JOBS" CC="$CC" > "$WORK/make.log" 2>&1 ||
         { tail -20 "$WORK/make.log" >&2; exit 1; }
     t2=$(now)
     "$KLP_LINK" build "$WORK/snap" "${RUNNING_ARGS[@]}" --name livepatch_bench \
@@ -86,7 +96,7 @@ for run in $(seq 1 "$RUNS"); do
         "$(secs "$t2" "$t3")" "$phases"
     totals+=("$(secs "$t0" "$t3")")
     (cd "$TREE" && patch -p1 -R -s -f < "$WORK/applied.patch"); APPLIED=0
-    make -C "$TREE" -s -j"$JOBS" CC="$CC" $TARGETS > /dev/null 2>&1
+    rebuild -s -j"$JOBS" CC="$CC" > /dev/null 2>&1
 done
 median=$(printf '%s\n' "${totals[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
 echo "patch-to-ko: patch applied -> .ko written: median ${median} s over $RUNS run(s) (${totals[*]})"

@@ -256,39 +256,38 @@ tree_edits() {  # TREE: print relative paths of edited source files
     return 0
 }
 
-# klp_rebuild LOG: the incremental rebuild klp-link needs, with the tree's
-# CC: `make ./` compiles every object whose dependencies changed (built-in
-# and module objects, kbuild's own .cmd dependency tracking, headers
-# included) and refreshes the thin archives built-in.a and lib.a and the
-# .mod files, which are what klp-link reads.  It skips what klp-link does
-# not read: vmlinux.a, vmlinux.o, modpost, the .ko links, vmlinux and
-# bzImage (`make vmlinux_o modules` relinked vmlinux.o and ran modpost).
-# vmlinux stays the original build's.
+# klp_rebuild LOG [PATCH]: the incremental rebuild klp-link needs, with the
+# tree's CC: kbuild-snippets/klp-rebuild.sh, which runs `make DIR/...` for
+# the folders of the objects that depend on a file PATCH touches (by
+# kbuild's .cmd dependency lists) or, without PATCH or for a file no object
+# lists, `make ./`.  Either compiles every stale object (kbuild decides,
+# headers included) and refreshes the lists klp-link reads (built-in.a,
+# lib.a, the .mod files); neither links vmlinux.o, runs modpost or links a
+# module or vmlinux.  vmlinux stays the original build's.
 klp_rebuild() {
-    local t0 rc=0
+    local t0 rc=0 args=(-j"${JOBS:-$(nproc)}" "CC=$KLPCC_CC")
     t0=$(now)
-    env "${KLP_MAKE_ENV[@]}" make -C "$KLP" -j"${JOBS:-$(nproc)}" "CC=$KLPCC_CC" ./ >> "$1" 2>&1 || rc=$?
+    if [ $# -ge 2 ]; then
+        env "${KLP_MAKE_ENV[@]}" "$REPO/kbuild-snippets/klp-rebuild.sh" "$KLP" "$2" -- "${args[@]}" >> "$1" 2>&1 || rc=$?
+    else
+        env "${KLP_MAKE_ENV[@]}" make -C "$KLP" "${args[@]}" ./ >> "$1" 2>&1 || rc=$?
+    fi
     KLP_BUILD_SECS=$(secs "$t0" "$(now)")
     if [ $rc -ne 0 ]; then
-        klp_err "make ./ failed in $KLP (exit $rc); last lines of $1:"
+        klp_err "the rebuild failed in $KLP (exit $rc); last lines of $1:"
         tail -30 "$1" >&2
     fi
     return $rc
 }
 
 # stale_dependents PATCH: the objects of the klp tree that depend on a file
-# PATCH touches (by kbuild's .cmd dependency lists) and are not newer than
-# it, one per line.  Empty when the rebuild missed nothing.
+# PATCH touches (klp-rebuild.sh --dependents) and are not newer than it,
+# one per line.  Empty when the rebuild missed nothing.
 stale_dependents() {
-    local f re cmd obj
-    for f in $(sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$1"); do
-        [ -e "$KLP/$f" ] || continue
-        re=$(printf '%s' "$f" | sed 's/[.[\*^$]/\\&/g')
-        (cd "$KLP" && grep -rlx --include='.*.o.cmd' -E "  (\\\$\\(srctree\\)/)?$re( \\\\)?" .) |
-        while IFS= read -r cmd; do
-            obj=$(dirname "$cmd")/$(basename "$cmd" .cmd); obj=${obj/\/./\/}
-            [ -e "$KLP/$obj" ] && ! [ "$KLP/$obj" -nt "$KLP/$f" ] && echo "${obj#./} ($f)"
-        done
+    local obj f
+    "$REPO/kbuild-snippets/klp-rebuild.sh" --dependents "$KLP" "$1" |
+    while read -r obj f; do
+        [ "$obj" != - ] && [ -e "$KLP/$obj" ] && ! [ "$KLP/$obj" -nt "$KLP/$f" ] && echo "$obj ($f)"
     done
     return 0
 }
@@ -557,7 +556,7 @@ run_test() {
         cp "$applied" "$KLP/.klp-e2e-dirty"; echo "$patch" > "$KLP/.klp-e2e-dirty.name"
         t0=$(now); rc=0
         (cd "$KLP" && patch -p1 -s -f --no-backup-if-mismatch < "$applied") >> "$out/patch.log" 2>&1 || rc=$?
-        [ $rc -ne 0 ] || klp_rebuild "$out/build-patched.log" || rc=$?
+        [ $rc -ne 0 ] || klp_rebuild "$out/build-patched.log" "$applied" || rc=$?
         t_apply=$(secs "$t0" "$(now)")
         local built=$rc
         # The rebuild must have compiled every object that depends on a
@@ -597,7 +596,7 @@ run_test() {
         # Revert and rebuild: the tree is the original build again.
         t0=$(now); rc=0
         (cd "$KLP" && patch -p1 -R -s -f -E --no-backup-if-mismatch < "$applied") >> "$out/patch.log" 2>&1 || rc=$?
-        [ $rc -ne 0 ] || klp_rebuild "$out/build-reverted.log" || rc=$?
+        [ $rc -ne 0 ] || klp_rebuild "$out/build-reverted.log" "$applied" || rc=$?
         t_restore=$(secs "$t0" "$(now)")
         if [ $rc -ne 0 ] || [ -n "$(tree_edits "$KLP")" ]; then
             TREE_BROKEN="the klp tree could not be restored after $label (see $out/patch.log, $out/build-reverted.log)"
