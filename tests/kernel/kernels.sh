@@ -6,7 +6,7 @@
 #     . tests/kernel/lib.sh
 #     . tests/kernel/kernels.sh
 #     klp_kernel_args "$@" || exit 2
-#     set -- ${KLP_ARGS[@]+"${KLP_ARGS[@]}"}
+#     set -- "${KLP_ARGS[@]}"
 #     klp_kernel_select || exit 2
 #
 # KLP_KERNEL (the environment, or --kernel V / --kernel=V; default 6.1):
