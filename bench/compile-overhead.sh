@@ -22,7 +22,9 @@
 # on the machine; on an idle machine the two agree.
 # Targets: added total <= 2 %, median added <= 5 ms per object.
 #
-# Usage: bench/compile-overhead.sh [-n N|all] [-r R] [-k KLP_CC] [TREE]
+# Usage: bench/compile-overhead.sh [--kernel V] [-n N|all] [-r R] [-k KLP_CC] [TREE]
+#   --kernel V  the default TREE is kbuild-check.sh --kernel V's (6.1, the
+#           default or $KLP_KERNEL; 6.12; 7.3: tests/kernel/kernels.sh)
 #   -n N    objects to time (default 200), chosen evenly over the sorted
 #           list of objects (deterministic); "all" for every object
 #   -r R    run each object R times each way (alternating) and keep each
@@ -33,6 +35,15 @@
 # Time: about 0.5 s of serial compile per object and mode, so ~3.5 min for
 # 200 objects and ~17 min for all ~1050 on this lab's VM.
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=tests/kernel/lib.sh
+. "$ROOT/tests/kernel/lib.sh"
+# shellcheck source=tests/kernel/kernels.sh
+. "$ROOT/tests/kernel/kernels.sh"
+KLP_LOG_TAG=compile-overhead
+klp_kernel_args "$@" || exit 2
+set -- "${KLP_ARGS[@]}"
+klp_kernel_select || exit 2
 
 N=200 REPEAT=1 KLP_CC_OVERRIDE=
 while getopts n:r:k:h opt; do
@@ -44,7 +55,7 @@ while getopts n:r:k:h opt; do
     esac
 done
 shift $((OPTIND - 1))
-TREE=${1:-${KLP_KERNEL_CACHE:-/var/tmp/klp-cc-kernel}/check/sections}
+TREE=${1:-$KLP_KERNEL_CACHE/check/sections}
 [ -f "$TREE/Makefile" ] && [ -f "$TREE/vmlinux.o" ] ||
     { echo "compile-overhead: $TREE is not a built kernel tree (run tests/kernel/kbuild-check.sh first)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "compile-overhead: needs GNU time (/usr/bin/time)" >&2; exit 2; }

@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench/patch-to-ko.sh [-r RUNS] [-f] [-1] [PATCH]
+# bench/patch-to-ko.sh [--kernel V] [-r RUNS] [-f] [-1] [PATCH]
 #
 # Time from "patch applied" to "livepatch .ko written" on a built tree, by
 # phase (issue 5's figure; target < 60 s on 2 cores including the rebuild).
@@ -17,13 +17,20 @@
 #   4. klp-link build, which prints its own phases   }
 #   5. revert and rebuild (not timed).
 # PATCH defaults to tests/kernel/patches/cmdline.patch; RUNS to 3. Prints
-# each run and the median. Env: KLP_CC, KLP_LINK (default target/release),
-# KLP_KERNEL_CACHE, JOBS.
+# each run and the median. --kernel V (6.1, the default or $KLP_KERNEL;
+# 6.12; 7.3: tests/kernel/kernels.sh) uses e2e.sh --kernel V's trees; the
+# default PATCH is written against 6.1. Env: KLP_CC, KLP_LINK (default
+# target/release), KLP_KERNEL_CACHE, JOBS.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tests/kernel/lib.sh
 . "$ROOT/tests/kernel/lib.sh"
+# shellcheck source=tests/kernel/kernels.sh
+. "$ROOT/tests/kernel/kernels.sh"
 KLP_LOG_TAG=patch-to-ko
+klp_kernel_args "$@" || exit 2
+set -- "${KLP_ARGS[@]}"
+klp_kernel_select || exit 2
 RUNS=3 FULL=0 ONE=0
 while getopts r:f1 o; do
     case $o in r) RUNS=$OPTARG ;; f) FULL=1 ;; 1) ONE=1 ;; *) exit 2 ;; esac

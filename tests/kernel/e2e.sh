@@ -3,9 +3,13 @@
 # build -> klp-link -> livepatch module -> loaded into a running kernel under
 # qemu -> the patched behaviour is checked in the guest.
 #
-# Usage: tests/kernel/e2e.sh [--one-build] [--self-test] [--module-for NAME=KO]... [PATCH...]
+# Usage: tests/kernel/e2e.sh [--kernel V] [--one-build] [--self-test] [--module-for NAME=KO]... [PATCH...]
 #
-#   PATCH        a -p1 patch against Linux 6.1.  With no PATCH (and no
+#   --kernel V   the Linux version: 6.1 (the default, or $KLP_KERNEL), 6.12
+#                or 7.3 (kernels.sh); other than 6.1, every tree lives under
+#                $KLP_KERNEL_CACHE/V/.  The patches in tests/kernel/patches
+#                are written against 6.1.
+#   PATCH        a -p1 patch against that kernel.  With no PATCH (and no
 #                --self-test) every tests/kernel/patches/*.patch runs.
 #                NAME.patch       klp-link must build a module that loads
 #                                 (enabled=1, transition done) and after which
@@ -49,11 +53,13 @@ REPO=$(cd "$HERE/../.." && pwd)
 KLP_LOG_TAG=e2e
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=kernels.sh
+. "$HERE/kernels.sh"
 
 die()  { klp_err "$*"; exit 2; }
 usage() {  # [0]: --help prints the header; else a short usage line, exit 2
     if [ "${1:-2}" = 0 ]; then sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0; fi
-    echo "usage: $0 [--one-build] [--self-test] [--module-for NAME=KO]... [PATCH...]  (--help for more)" >&2; exit 2
+    echo "usage: $0 [--kernel V] [--one-build] [--self-test] [--module-for NAME=KO]... [PATCH...]  (--help for more)" >&2; exit 2
 }
 
 # ---------------------------------------------------------------- arguments
@@ -61,6 +67,8 @@ SELF_TEST=0
 ONE_BUILD=0
 PATCHES=()
 declare -A MODULE_FOR=()
+klp_kernel_args "$@" || usage
+set -- "${KLP_ARGS[@]}"
 while [ $# -gt 0 ]; do
     case $1 in
         --self-test) SELF_TEST=1 ;;
@@ -74,6 +82,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+klp_kernel_select || usage
 if [ ${#PATCHES[@]} -eq 0 ] && [ $SELF_TEST = 0 ]; then
     for p in "$HERE"/patches/*.patch; do [ -e "$p" ] && PATCHES+=("$p"); done
     [ ${#PATCHES[@]} -gt 0 ] || die "no patches in $HERE/patches"
@@ -157,11 +166,12 @@ done
 exec 9>"$E2E/.lock"
 flock -n 9 || die "another e2e.sh run holds $E2E/.lock"
 
-klp_get_source "$SRC" >&2 || die "could not get the kernel source"
+klp_kernel_source "$SRC" >&2 || die "could not get the kernel source"
 
 # Cache keys: lib.sh's klp_build_key, shared with kbuild-check.sh (source
 # package, gcc/ld/make versions, lib.sh, KBUILD_* environment, make arguments,
-# klp-cc's sha256), so that equal keys mean the same build.
+# klp-cc's sha256; for a version other than 6.1 also rustc's version and
+# kernels.sh), so that equal keys mean the same build.
 build_key() { klp_build_key "$@"; }
 KEY_PLAIN=$(build_key CC=gcc)
 KEY_KLP=$(build_key "klp-cc $KLP_CC_SHA" "CC=$KLPCC_CC" "${KLP_MAKE_ENV[@]}")

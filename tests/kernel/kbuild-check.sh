@@ -1,5 +1,6 @@
 #!/bin/bash
-# tests/kernel/kbuild-check.sh - check klp-cc as CC of a real Linux 6.1 build.
+# tests/kernel/kbuild-check.sh - check klp-cc as CC of a real Linux build
+# (6.1 unless --kernel says otherwise).
 #
 #   (a) make CC="klp-cc gcc" (sections on): every object kbuild compiled
 #       through klp-cc has a complete manifest dir/.name.o.klp, and no other
@@ -10,7 +11,10 @@
 #       vmlinux, bzImage, .config) byte-identical, except ALLOW_DIFF below.
 #   (c) the KLP_CC_SECTIONS=0 bzImage boots under qemu and runs /init.
 #
-# Usage: tests/kernel/kbuild-check.sh
+# Usage: tests/kernel/kbuild-check.sh [--kernel 6.1|6.12|7.3]
+#        --kernel V        the Linux version (kernels.sh; default $KLP_KERNEL
+#                          or 6.1); other than 6.1, everything lives under
+#                          $KLP_KERNEL_CACHE/V/
 # env:   KLP_CC            klp-cc binary (default: <repo>/target/release/klp-cc,
 #                          built with cargo if missing)
 #        KLP_KERNEL_CACHE  cache folder (default /var/tmp/klp-cc-kernel)
@@ -28,8 +32,14 @@ REPO=$(cd "$HERE/../.." && pwd)
 KLP_LOG_TAG=kbuild-check
 # shellcheck source=tests/kernel/lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=tests/kernel/kernels.sh
+. "$HERE/kernels.sh"
 
 die()  { klp_err "$*"; exit 2; }
+klp_kernel_args "$@" || exit 2
+set -- "${KLP_ARGS[@]}"
+[ $# -eq 0 ] || { echo "usage: $0 [--kernel 6.1|6.12|7.3]" >&2; exit 2; }
+klp_kernel_select || exit 2
 T_START=$(date +%s)
 
 # Objects that may legitimately differ between two otherwise identical builds.
@@ -89,13 +99,14 @@ LOGS=$CACHE/logs
 mkdir -p "$CACHE/check" "$LOGS"
 case $CACHE/ in "$REPO"/*) die "KLP_KERNEL_CACHE must be outside the repository";; esac
 
-klp_get_source "$SRC" || die "could not get the kernel source"
+klp_kernel_source "$SRC" || die "could not get the kernel source"
 
 # Cache keys (klp_build_key in lib.sh, shared with the other kernel scripts):
 # a cached build is reused only if everything that goes into it is the same:
 # source package, gcc/ld/make versions, lib.sh (configuration and build
 # steps), the KBUILD_* environment, the make arguments, and for klp-cc builds
-# the klp-cc binary's sha256 and KLP_CC_SECTIONS.  This script's checking
+# the klp-cc binary's sha256 and KLP_CC_SECTIONS; for a kernel other than
+# 6.1 also rustc's version and kernels.sh.  This script's checking
 # logic does not go into the builds.  KLP_CHECK_FRESH=1 rebuilds anyway.
 build_key() { klp_build_key "$@"; }
 KEY_PLAIN=$(build_key CC=gcc)

@@ -1,7 +1,7 @@
 #!/bin/bash
-# tests/kernel/link-check.sh [TREE CC] - klp-link on a real kernel tree.
+# tests/kernel/link-check.sh [--kernel V] [TREE CC] - klp-link on a real kernel tree.
 #
-# TREE is a Linux 6.1 tree fully built with CC (a klp-cc command line, e.g.
+# TREE is a Linux tree fully built with CC (a klp-cc command line, e.g.
 # "/path/klp-cc gcc", exactly as the build used it: kbuild rebuilds
 # everything if CC changes).  Without arguments: e2e.sh's klp tree
 # ($KLP_KERNEL_CACHE/e2e/klp, built with the private copy of $KLP_CC that
@@ -17,6 +17,9 @@
 # Rebuilds are `make ./`: the objects, built-in.a and the .mod files,
 # which is all klp-link reads.
 # The tree is left as it was (patch reverted, header restored, rebuilt).
+# --kernel V (6.1, the default or $KLP_KERNEL; 6.12; 7.3: kernels.sh) picks
+# the default TREE: e2e.sh --kernel V's klp tree.  The patch is written
+# against 6.1.
 # Env: KLP_LINK (default target/release/klp-link of this repo), KLP_CC (for
 # the default CC), KLP_KERNEL_CACHE, JOBS.
 set -euo pipefail
@@ -24,7 +27,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/kernel/lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=tests/kernel/kernels.sh
+. "$HERE/kernels.sh"
 KLP_LOG_TAG=link-check
+klp_kernel_args "$@" || exit 2
+set -- "${KLP_ARGS[@]}"
+klp_kernel_select || exit 2
 KLP_LINK=${KLP_LINK:-$REPO/target/release/klp-link}
 case $# in
     2) TREE=$(cd "$1" && pwd) CC=$2 ;;
@@ -38,7 +46,7 @@ case $# in
         exec 9>"$KLP_KERNEL_CACHE/e2e/.lock"
         flock -n 9 || { klp_err "e2e.sh is running (it holds $KLP_KERNEL_CACHE/e2e/.lock)"; exit 2; }
         ;;
-    *) echo "usage: $0 [TREE CC]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--kernel V] [TREE CC]" >&2; exit 2 ;;
 esac
 grep -qF -- "${CC%% *}" "$TREE/fs/proc/.cmdline.o.cmd" 2>/dev/null ||
     { klp_err "$TREE was not built with CC=\"$CC\" (see fs/proc/.cmdline.o.cmd)"; exit 2; }
