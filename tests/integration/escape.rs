@@ -155,12 +155,17 @@ const DYNDBG: &str = "struct _ddebug { const char *modname, *function, *filename
     { \"m\", __func__, \"f.c\", fmt, line, 0 }; \\\n\
     __dynamic_pr_debug(&__UNIQUE_ID_ddebug1, fmt, ##__VA_ARGS__); } while (0)\n";
 
-#[test]
-fn a_changed_descriptor_travels_with_its_function() {
-    let orig = format!(
+/// `show()`, with a `pr_debug()` at line 10, and `other()` beside it.
+fn show_with_pr_debug() -> String {
+    format!(
         "{DYNDBG}int show(int x) {{ pr_debug_at(10, \"x=%d\\n\", x); return x; }}\n\
          int other(int x) {{ return x * 2; }}\n"
-    );
+    )
+}
+
+#[test]
+fn a_changed_descriptor_travels_with_its_function() {
+    let orig = show_with_pr_debug();
     for kind in KINDS {
         let Some(r) = diff(
             kind,
@@ -202,10 +207,7 @@ fn a_changed_ratelimit_state_travels_with_its_function() {
 
 #[test]
 fn a_descriptor_whose_line_moved_is_line_only() {
-    let orig = format!(
-        "{DYNDBG}int show(int x) {{ pr_debug_at(10, \"x=%d\\n\", x); return x; }}\n\
-         int other(int x) {{ return x * 2; }}\n"
-    );
+    let orig = show_with_pr_debug();
     for kind in KINDS {
         let Some(r) = diff(
             kind,

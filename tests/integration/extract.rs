@@ -685,11 +685,7 @@ fn an_unhookable_function_is_delivered_through_its_callers() {
         &source(true, false),
     );
     let out = local.extract("vmlinux", &["body"], "").unwrap();
-    let replaced: BTreeSet<(&str, Option<&str>)> = out
-        .funcs
-        .iter()
-        .map(|f| (f.old_name.as_str(), f.delivers.as_deref()))
-        .collect();
+    let replaced = replacements(&out);
     assert_eq!(
         replaced,
         BTreeSet::from([("wrapper_a", Some("body")), ("wrapper_b", Some("body"))]),
@@ -1472,11 +1468,7 @@ fn an_unhookable_function_in_a_shared_text_is_delivered_through_its_callers() {
         let out = Pair::build_as(&cc, &dir, "nt", &source(""), &source(" * 5"), Sections::Off)
             .extract("vmlinux", &["body"], "")
             .unwrap();
-        let replaced: BTreeSet<(&str, Option<&str>)> = out
-            .funcs
-            .iter()
-            .map(|f| (f.old_name.as_str(), f.delivers.as_deref()))
-            .collect();
+        let replaced = replacements(&out);
         assert_eq!(
             replaced,
             BTreeSet::from([("wrapper_a", Some("body")), ("wrapper_b", Some("body"))]),
@@ -1490,6 +1482,14 @@ fn an_unhookable_function_in_a_shared_text_is_delivered_through_its_callers() {
         );
         assert_relocated_fields_are_zero(&file, ".text");
     }
+}
+
+/// Each function the patch replaces, with the unhookable one it delivers.
+fn replacements(out: &Extracted) -> BTreeSet<(&str, Option<&str>)> {
+    out.funcs
+        .iter()
+        .map(|f| (f.old_name.as_str(), f.delivers.as_deref()))
+        .collect()
 }
 
 /// The names of `file`'s symbols, in table order.
