@@ -17,7 +17,7 @@
 //! [`fingerprint`](fingerprint_object), which tells whether a manifest still
 //! describes the object beside it.
 
-mod code;
+pub(crate) mod code;
 mod describe;
 mod fingerprint;
 mod lines;

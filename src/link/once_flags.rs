@@ -27,7 +27,8 @@ pub enum OnceChoice {
 /// name in the patched object), with what the patch does with it.
 pub fn pair(orig: &[SymbolRecord], patched: &[SymbolRecord]) -> BTreeMap<String, OnceChoice> {
     let mut out: BTreeMap<String, OnceChoice> = BTreeMap::new();
-    for p in patched.iter().filter(|s| s.kind == SymbolKind::Func) {
+    let sites = |s: &&SymbolRecord| s.kind == SymbolKind::Func && !s.once_flags.is_empty();
+    for p in patched.iter().filter(sites) {
         let o = orig
             .iter()
             .find(|o| o.kind == SymbolKind::Func && o.name == p.name && o.file == p.file);

@@ -36,7 +36,7 @@ use super::symvers::Exports;
 use super::tree::VMLINUX;
 use crate::arch::{instruction_ends, x86_64::X86_64};
 use crate::callsite::{is_callsite_metadata, is_once_flag};
-use crate::elf::demangle::{cold_parent, demangle};
+use crate::elf::demangle::cold_parent;
 use crate::elf::{
     DefinedFunction, ElfIndex, SectionIndex, SectionKind as Kind, SymType, SymbolIndex,
 };
@@ -471,10 +471,10 @@ impl Copier<'_, '_> {
                         .or_insert_with(|| escaping_use(index, n).is_some());
                 let copy = kind != Kind::Code
                     && (self.source.new_data.contains(o.name)
-                        || is_callsite_metadata(&demangle(o.name), section.name)
+                        || is_callsite_metadata(&o.demangled, section.name)
                         || section.name.starts_with(".data..once")
                         || value_only_const);
-                if copy && is_once_flag(&demangle(o.name), section.name) {
+                if copy && is_once_flag(&o.demangled, section.name) {
                     let source = self.source;
                     match source.once_flags.get(o.name) {
                         Some(OnceChoice::Shared { running }) => {

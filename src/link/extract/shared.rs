@@ -17,7 +17,8 @@
 use object::write::SectionId;
 
 use super::{Copier, ExtractError};
-use crate::arch::{x86_64::X86_64, Arch as _, Insn};
+use crate::arch::{x86_64::X86_64, Arch as _, Field, Insn};
+use crate::checksum::code::is_relocated;
 use crate::elf::{DefinedFunction, SectionIndex};
 
 /// A function copied out of a shared section, to `out` of output section
@@ -120,24 +121,13 @@ impl Copier<'_, '_> {
     ) -> Result<(), ExtractError> {
         let sec = f.section();
         let covered = self.index.relocs_in(sec, insn.ip, insn.end());
-        let free = |offset: u8, size: u8| {
-            let (a, b) = (
-                insn.ip + u64::from(offset),
-                insn.ip + u64::from(offset + size),
-            );
-            !covered
-                .iter()
-                .any(|r| r.offset < b && r.offset.saturating_add(u64::from(r.width)) > a)
-        };
+        let free = |field: Field| !is_relocated(insn.ip, field, covered);
         let mut resolved = Vec::new();
-        if let Some(b) = insn.branch.filter(|b| free(b.field.offset, b.field.size)) {
+        if let Some(b) = insn.branch.filter(|b| free(b.field)) {
             let r_type = if insn.is_call { R_PLT32 } else { R_PC32 };
             resolved.push((b.field, b.target, r_type));
         }
-        if let Some(d) = insn
-            .displacement
-            .filter(|d| free(d.field.offset, d.field.size))
-        {
+        if let Some(d) = insn.displacement.filter(|d| free(d.field)) {
             if let Some(target) = d.pc_target {
                 resolved.push((d.field, target, R_PC32));
             }
