@@ -42,7 +42,8 @@
 #                           built with cargo if missing)
 #        KLP_KERNEL_CACHE   cache folder (default /var/tmp/klp-cc-kernel)
 #        KLP_E2E_FRESH=1    do not reuse any cached build: build both kernels
-#        KLP_ACCEL          tcg or kvm; unset: kvm if a probe boot under KVM works
+#        KLP_ACCEL          qemu -accel value; unset: kvm if a probe boot under KVM
+#                           works, else tcg,thread=single (see choose_accel)
 #        JOBS, KLP_BOOT_TIMEOUT, KLP_SMP, KLP_MEM: see lib.sh
 # Exit:  0 every patch behaved, 1 some did not, 2 setup problem or bad usage.
 set -euo pipefail
@@ -768,9 +769,15 @@ EOF
 # KLP_ACCEL is kept.  Otherwise, with a usable /dev/kvm, one short boot of
 # the running kernel under KVM decides: on nested VMs /dev/kvm may exist and
 # still fail (qemu aborts setting an MSR) or hang the guest.
+# TCG runs single-threaded: under multi-threaded TCG a guest CPU can execute
+# a stale int3 after the kernel's text_poke_bp() has removed it (qemu does
+# not keep cross-modified code coherent between vCPU threads).  The guest
+# then dies "int3: 0000 [#1]" in vmlinux code such as __schedule, without
+# any livepatch: enabling and disabling a trace event 400 times kills a plain
+# 6.1 guest every time under -accel tcg, and never under tcg,thread=single.
 choose_accel() {
     [ -z "${KLP_ACCEL:-}" ] || { klp_log "qemu accelerator: $KLP_ACCEL (KLP_ACCEL)"; return 0; }
-    KLP_ACCEL=tcg
+    KLP_ACCEL=tcg,thread=single
     if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
         if KLP_ACCEL=kvm KLP_BOOT_TIMEOUT=30 KLP_BOOT_LOG=$RUNDIR/kvm-probe.log \
                 klp_boot "$RUNNING/bzImage" - "uname -r" > "$RUNDIR/kvm-probe.out" 2>&1; then
