@@ -15,7 +15,9 @@ use super::tree::VMLINUX;
 
 const KBUILD: &str = include_str!("../../kbuild-snippets/Kbuild.in");
 const REGISTER: &str = include_str!("../../kbuild-snippets/klp-register.c.in");
-const PATCH_OBJECT: &str = "klp-patch.o";
+/// The patch object is written as `<stem>.bin` and becomes `<stem>.o` in the
+/// module build (kbuild-snippets/Kbuild.in).
+const PATCH_STEM: &str = "klp-patch";
 
 pub struct ModuleSpec<'a> {
     /// The module's name (its file is `<name>.ko`).
@@ -145,11 +147,11 @@ pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<Built, Modu
         "Kbuild",
         KBUILD
             .replace("@NAME@", spec.name)
-            .replace("@PATCH@", PATCH_OBJECT)
+            .replace("@PATCH@", PATCH_STEM)
             .as_bytes(),
     )?;
     write("klp-register.c", registration(spec).as_bytes())?;
-    write(&format!("{PATCH_OBJECT}_shipped"), spec.patch_object)?;
+    write(&format!("{PATCH_STEM}.bin"), spec.patch_object)?;
     let started = Instant::now();
     let output = Command::new("make")
         .arg("-C")

@@ -2031,7 +2031,7 @@ fn buildable(test: &str) -> Option<Fixture> {
         "Makefile",
         "modules:\n\
          \tname=$$(sed -n 's/^obj-m := \\(.*\\)\\.o$$/\\1/p' $(M)/Kbuild) && \
-         cp $(M)/klp-patch.o_shipped $(M)/$$name.ko\n",
+         cp $(M)/klp-patch.bin $(M)/$$name.ko\n",
     );
     fx.write("include/config/kernel.release", "6.1.0-klp\n");
     Some(fx)
