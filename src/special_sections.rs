@@ -75,7 +75,12 @@ pub const SPECIAL_SECTIONS: &[Special] = &[
     special("__ex_table", Folded, Carried),
     special("__jump_table", Folded, Carried),
     special("__mcount_loc", Derived, Carried),
-    special("__patchable_function_entries", Derived, Carried),
+    // Carried it would break the module link: gcc emits one section per
+    // function with SHF_LINK_ORDER (CALL_PADDING's nops), and ld refuses to
+    // merge ordered and unordered inputs. On x86-64 nothing reads it: vmlinux
+    // discards it and ftrace finds call sites through __mcount_loc. (On a
+    // future arm64 backend it is ftrace's table and must be carried, linked.)
+    special("__patchable_function_entries", Derived, Dropped),
 ];
 
 /// The known special section `name`; `.discard.*` sections, which every
