@@ -95,6 +95,27 @@ pub fn lookup(name: &str) -> Option<Special> {
         .map(|i| SPECIAL_SECTIONS[i])
 }
 
+/// Whether objtool writes table `name` when it runs on a module's linked
+/// object (kernels that delay objtool, see [`crate::link::tree::Tree`]).
+/// Such a table in a patch object would make that pass refuse the module
+/// (ORC) or skip the table for the whole module (the others), so the
+/// extraction leaves it to objtool. `__mcount_loc` and `.static_call_sites`
+/// are not here: objtool keeps a livepatch module's own (7.x says so; 6.12
+/// warns), and gcc's `__mcount_loc` is not objtool's.
+pub fn written_by_module_objtool(name: &str) -> bool {
+    matches!(
+        name,
+        ".orc_unwind"
+            | ".orc_unwind_ip"
+            | ".orc_header"
+            | ".call_sites"
+            | ".return_sites"
+            | ".retpoline_sites"
+            | ".ibt_endbr_seal"
+            | ".cfi_sites"
+    )
+}
+
 /// Whether the checksums leave section `name` out.
 pub fn is_derived(name: &str) -> bool {
     lookup(name).is_some_and(|s| s.checksum == Derived)

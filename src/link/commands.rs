@@ -618,6 +618,7 @@ impl BuildReport {
 struct Running {
     exports: Exports,
     positions: HashMap<String, Positions>,
+    objtool_on_modules: bool,
 }
 
 impl Running {
@@ -625,6 +626,7 @@ impl Running {
         RunningKernel {
             exports: &self.exports,
             positions: &self.positions,
+            objtool_on_modules: self.objtool_on_modules,
         }
     }
 }
@@ -651,7 +653,11 @@ fn running_kernel(
         let p = module_positions(snapshot, tree, target, opts.modules, report)?;
         positions.insert(target.clone(), p);
     }
-    Ok(Running { exports, positions })
+    Ok(Running {
+        exports,
+        positions,
+        objtool_on_modules: tree.objtool_on_modules,
+    })
 }
 
 /// The original build's exports: the patched tree's may differ.

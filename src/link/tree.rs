@@ -61,6 +61,9 @@ pub struct Tree {
     /// Each target's linked file (`vmlinux`, `drivers/my-mod.ko`), relative
     /// to the object tree.
     pub linked: BTreeMap<String, PathBuf>,
+    /// kbuild runs objtool on each module's linked object rather than on
+    /// each compiled object ([`objtool_on_modules`]).
+    pub objtool_on_modules: bool,
 }
 
 impl Tree {
@@ -69,9 +72,11 @@ impl Tree {
             path: dir.to_owned(),
             error: e.to_string(),
         })?;
-        if !objtree.join(".config").is_file() {
+        let config = objtree.join(".config");
+        if !config.is_file() {
             return Err(TreeError::NotATree { dir: objtree });
         }
+        let objtool_on_modules = objtool_on_modules(&read(&config)?);
         let mut targets = BTreeMap::new();
         if !objtree.join(VMLINUX_ARCHIVES[0]).is_file() {
             return Err(TreeError::NotBuilt {
@@ -97,6 +102,7 @@ impl Tree {
             objtree,
             targets,
             linked,
+            objtool_on_modules,
         })
     }
 
@@ -106,6 +112,22 @@ impl Tree {
             .iter()
             .flat_map(|(t, objs)| objs.iter().map(move |o| (t.as_str(), o.as_path())))
     }
+}
+
+/// Whether a kernel with `.config` text `config` delays objtool: kbuild's
+/// `delay-objtool` (scripts/Makefile.lib, 6.1 to 7.x) is set by any of these
+/// options, and then objtool runs once on vmlinux.o and once on each
+/// module's linked object (a livepatch module's included), writing that
+/// object's ORC and call-site tables itself.
+fn objtool_on_modules(config: &[u8]) -> bool {
+    const DELAY_OBJTOOL: &[&[u8]] = &[
+        b"CONFIG_X86_KERNEL_IBT=y",
+        b"CONFIG_LTO_CLANG=y",
+        b"CONFIG_KLP_BUILD=y",
+    ];
+    config
+        .split(|&b| b == b'\n')
+        .any(|line| DELAY_OBJTOOL.contains(&line))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TreeError> {
@@ -198,4 +220,20 @@ fn normalize(p: &Path) -> PathBuf {
 fn dedup_keep_order(v: &mut Vec<PathBuf>) {
     let mut seen = std::collections::HashSet::new();
     v.retain(|p| seen.insert(p.clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::objtool_on_modules;
+
+    #[test]
+    fn objtool_is_delayed_by_ibt_clang_lto_or_klp_build() {
+        assert!(!objtool_on_modules(b"CONFIG_64BIT=y\nCONFIG_OBJTOOL=y\n"));
+        assert!(!objtool_on_modules(b"# CONFIG_X86_KERNEL_IBT is not set\n"));
+        assert!(objtool_on_modules(
+            b"CONFIG_64BIT=y\nCONFIG_X86_KERNEL_IBT=y\n"
+        ));
+        assert!(objtool_on_modules(b"CONFIG_LTO_CLANG=y"));
+        assert!(objtool_on_modules(b"CONFIG_KLP_BUILD=y\n"));
+    }
 }

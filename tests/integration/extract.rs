@@ -326,6 +326,9 @@ struct Compared<'x> {
     new_data: &'x [&'x str],
     /// Which once-flags a copy shares with the running kernel.
     once_flags: BTreeMap<String, OnceChoice>,
+    /// The target kernel runs objtool on the livepatch module (delayed
+    /// objtool: IBT, clang LTO, KLP_BUILD).
+    objtool_on_modules: bool,
 }
 
 /// [`run_extract`], with what the compare found.
@@ -360,6 +363,7 @@ fn run_extract_with(
     let kernel = RunningKernel {
         exports: &exports,
         positions: &positions,
+        objtool_on_modules: compared.objtool_on_modules,
     };
     extract(&[source], &kernel)
 }
@@ -812,6 +816,7 @@ fn mutated_objects_never_panic_extraction() {
     let kernel = RunningKernel {
         exports: &exports,
         positions: &positions,
+        objtool_on_modules: false,
     };
     let mut rng = crate::support::Rng(0x005e_ed0f_c0de);
     let (mut ok, mut refused) = (0, 0);
@@ -880,6 +885,7 @@ fn new_globals_of_one_object_reach_another() {
     let kernel = RunningKernel {
         exports: &exports,
         positions: &positions,
+        objtool_on_modules: false,
     };
     let a = std::fs::read(dir.join("patched/a.o")).unwrap();
     let b = std::fs::read(dir.join("patched/b.o")).unwrap();
@@ -1557,5 +1563,67 @@ fn new_global_data_in_a_shared_bss_is_copied_alone() {
             "the old global stays the running kernel's: {targets:?}"
         );
         assert_relocated_fields_are_zero(&file, ".text");
+    }
+}
+
+/// What objtool wrote into a single-object module of a kernel that delays
+/// objtool (its ORC, return sites), and the static call of a kernel helper.
+const OBJTOOL_MADE: &str = r#"
+extern void __SCT__tp_func_x(int);
+int shown(int x)
+{
+	__SCT__tp_func_x(x);
+	return x + 1;
+}
+asm(".pushsection .orc_unwind_ip,\"a\"\n.long shown - .\n.popsection\n"
+    ".pushsection .orc_unwind,\"a\"\n.fill 6,1,0\n.popsection\n"
+    ".pushsection .return_sites,\"a\"\n.long shown - .\n.popsection\n");
+"#;
+
+/// When the target kernel runs objtool on the module itself, the patch
+/// object leaves objtool's tables to it, and names the key of each exported
+/// static call it makes, so that objtool's `.static_call_sites` entry names
+/// the key, not the trampoline; otherwise the tables travel and no key is
+/// named.
+#[test]
+fn objtool_tables_are_left_to_a_module_objtool_pass() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract for module objtool") else {
+        return;
+    };
+    let dir = TempDir::new("extract-module-objtool");
+    dir.write("patched/m.c", OBJTOOL_MADE);
+    compile(&cc, &dir, &[("patched/m.c", "patched/m.o")]);
+    link(dir.path(), "vmlinux", &["patched/m.o"]);
+    let exports = "0x0\t__SCT__tp_func_x\tvmlinux\tEXPORT_SYMBOL_GPL\t\n\
+                   0x0\t__SCK__tp_func_x\tvmlinux\tEXPORT_SYMBOL_GPL\t\n";
+    for objtool_on_modules in [false, true] {
+        let out = run_extract_with(
+            &dir,
+            "patched/m.o",
+            "vmlinux",
+            &["shown"],
+            Compared {
+                objtool_on_modules,
+                ..Compared::default()
+            },
+            exports,
+            &[("vmlinux", "vmlinux")],
+        )
+        .unwrap();
+        let file = object::File::parse(&*out.object).unwrap();
+        let has = |name: &str| file.section_by_name(name).is_some();
+        for table in [".orc_unwind_ip", ".orc_unwind", ".return_sites"] {
+            assert_eq!(
+                has(table),
+                !objtool_on_modules,
+                "{table}, {objtool_on_modules}"
+            );
+        }
+        let keys = reloc_targets(&file, ".discard.addressable");
+        if objtool_on_modules {
+            assert_eq!(keys, ["__SCK__tp_func_x"]);
+        } else {
+            assert!(keys.is_empty(), "{keys:?}");
+        }
     }
 }

@@ -240,6 +240,7 @@ fn read_paths_property(cc: &Cc, cases: Option<&[&str]>, iterations: usize, seed:
         let kernel = RunningKernel {
             exports: &exports,
             positions: &case.positions,
+            objtool_on_modules: false,
         };
         let source = Source {
             target: "vmlinux",

@@ -19,6 +19,7 @@
 mod delivery;
 mod pieces;
 mod shared;
+mod static_call_keys;
 mod tables;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -124,6 +125,11 @@ pub struct RunningKernel<'a> {
     pub exports: &'a Exports,
     /// Symbols of each target, for sympos.
     pub positions: &'a HashMap<String, Positions>,
+    /// Its kbuild runs objtool on the livepatch module's linked object,
+    /// which then writes the tables objtool makes (ORC, call and return
+    /// sites) for all of the module's code: the patch object must not
+    /// carry them ([`crate::special_sections::written_by_module_objtool`]).
+    pub objtool_on_modules: bool,
 }
 
 pub struct Extracted {
@@ -173,6 +179,9 @@ pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, 
         copier.translate_pending()?;
         copier.carry_tables()?;
     }
+    if kernel.objtool_on_modules {
+        static_call_keys::address_keys(&mut out, &mut by_name, kernel.exports)?;
+    }
     if let Some(name) = new_globals.iter().find(|g| {
         by_name
             .get(*g)
@@ -191,6 +200,29 @@ pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, 
         funcs,
         notes,
     })
+}
+
+/// The patch object's symbol `name`, added undefined when it has none yet.
+fn named_symbol(
+    out: &mut Object<'static>,
+    by_name: &mut HashMap<String, SymbolId>,
+    name: &str,
+) -> SymbolId {
+    if let Some(&id) = by_name.get(name) {
+        return id;
+    }
+    let id = out.add_symbol(Symbol {
+        name: name.as_bytes().to_vec(),
+        value: 0,
+        size: 0,
+        kind: SymbolKind::Unknown,
+        scope: SymbolScope::Dynamic,
+        weak: false,
+        section: SymbolSection::Undefined,
+        flags: SymbolFlags::None,
+    });
+    by_name.insert(name.to_owned(), id);
+    id
 }
 
 /// The global functions and data that the patch adds: other patched objects
@@ -580,21 +612,7 @@ impl Copier<'_, '_> {
     /// The patch object's symbol `name`: undefined until [`Self::define`]
     /// gives it a place.
     fn named(&mut self, name: &str) -> SymbolId {
-        if let Some(&id) = self.by_name.get(name) {
-            return id;
-        }
-        let id = self.out.add_symbol(Symbol {
-            name: name.as_bytes().to_vec(),
-            value: 0,
-            size: 0,
-            kind: SymbolKind::Unknown,
-            scope: SymbolScope::Dynamic,
-            weak: false,
-            section: SymbolSection::Undefined,
-            flags: SymbolFlags::None,
-        });
-        self.by_name.insert(name.to_owned(), id);
-        id
+        named_symbol(self.out, self.by_name, name)
     }
 
     /// Defines the global symbol `name` of the patch object at `value` of
