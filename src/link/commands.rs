@@ -525,6 +525,7 @@ pub fn build(
             patch_object: &extracted.object,
         },
         &tree.objtree,
+        tree.signing.as_ref(),
         opts.output,
     )?;
     Ok((
@@ -601,6 +602,11 @@ impl BuildReport {
             extracted.funcs.len(),
             built.klp_relocs
         ));
+        if let Some(how) = &built.signed {
+            self.text.push_str(&format!(
+                "klp-link: signed it as kbuild signs the tree's modules ({how})\n"
+            ));
+        }
         self.text.push_str(&format!(
             "klp-link: time: compare {:.3} s, symbol tables {:.3} s, extract {:.3} s, kbuild \
              {:.2} s, klp rewrite {:.3} s\n",

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::extract::KlpFunc;
 use super::klp_rewrite::{self, RewriteError};
+use super::signing::{SignError, Signing};
 use super::tree::VMLINUX;
 
 const KBUILD: &str = include_str!("../../kbuild-snippets/Kbuild.in");
@@ -68,6 +69,9 @@ pub fn registration(spec: &ModuleSpec) -> String {
 /// What [`build`] did, for the report.
 pub struct Built {
     pub klp_relocs: usize,
+    /// How the module was signed ([`Signing::describe`]), if the tree signs
+    /// modules.
+    pub signed: Option<String>,
     /// Time spent in the kernel tree's kbuild, and in the klp rewrite.
     pub kbuild: Duration,
     pub rewrite: Duration,
@@ -92,6 +96,8 @@ pub enum ModuleError {
         error: std::io::Error,
     },
     Rewrite(RewriteError),
+    /// The tree signs modules and signing ours failed.
+    Sign(SignError),
     Write {
         path: PathBuf,
         error: std::io::Error,
@@ -113,6 +119,7 @@ impl fmt::Display for ModuleError {
                 write!(f, "{}: {error}", path.display())
             }
             ModuleError::Rewrite(e) => e.fmt(f),
+            ModuleError::Sign(e) => e.fmt(f),
         }
     }
 }
@@ -125,14 +132,22 @@ impl std::error::Error for ModuleError {
             | ModuleError::ReadModule { error, .. }
             | ModuleError::Write { error, .. } => Some(error),
             ModuleError::Rewrite(e) => Some(e),
+            ModuleError::Sign(e) => Some(e),
             ModuleError::Kbuild { .. } => None,
         }
     }
 }
 
 /// Builds the module in a temporary folder with the kernel tree `kernel`'s
-/// kbuild and writes the rewritten `.ko` to `out` (atomically).
-pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<Built, ModuleError> {
+/// kbuild and writes the rewritten `.ko`, signed with `signing` when the
+/// tree signs modules, to `out` (atomically). The signature comes last: it
+/// covers the bytes the rewrite produced.
+pub fn build(
+    spec: &ModuleSpec,
+    kernel: &Path,
+    signing: Option<&Signing>,
+    out: &Path,
+) -> Result<Built, ModuleError> {
     let dir = tempfile::Builder::new()
         .prefix("klp-link-module.")
         .tempdir()
@@ -177,7 +192,19 @@ pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<Built, Modu
     let started = Instant::now();
     let ko = dir.path().join(format!("{}.ko", spec.name));
     let data = std::fs::read(&ko).map_err(|error| ModuleError::ReadModule { path: ko, error })?;
-    let (rewritten, klp_relocs) = klp_rewrite::rewrite(&data).map_err(ModuleError::Rewrite)?;
+    let (mut rewritten, klp_relocs) = klp_rewrite::rewrite(&data).map_err(ModuleError::Rewrite)?;
+    if let Some(signing) = signing {
+        let unsigned = dir.path().join(format!("{}.klp.ko", spec.name));
+        std::fs::write(&unsigned, &rewritten).map_err(|error| ModuleError::Write {
+            path: unsigned.clone(),
+            error,
+        })?;
+        signing.sign(&unsigned).map_err(ModuleError::Sign)?;
+        rewritten = std::fs::read(&unsigned).map_err(|error| ModuleError::ReadModule {
+            path: unsigned,
+            error,
+        })?;
+    }
     crate::atomic_file::write(out, &rewritten, ".klp-link-ko").map_err(|error| {
         ModuleError::Write {
             path: out.to_owned(),
@@ -186,6 +213,7 @@ pub fn build(spec: &ModuleSpec, kernel: &Path, out: &Path) -> Result<Built, Modu
     })?;
     Ok(Built {
         klp_relocs,
+        signed: signing.map(Signing::describe),
         kbuild,
         rewrite: started.elapsed(),
     })

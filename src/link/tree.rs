@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 use object::read::archive::ArchiveFile;
 
+use super::kconfig::KernelConfig;
+use super::signing::Signing;
+
 /// The target every built-in object belongs to.
 pub const VMLINUX: &str = "vmlinux";
 
@@ -64,6 +67,8 @@ pub struct Tree {
     /// kbuild runs objtool on each module's linked object rather than on
     /// each compiled object ([`objtool_on_modules`]).
     pub objtool_on_modules: bool,
+    /// How the tree signs modules, if it does.
+    pub signing: Option<Signing>,
 }
 
 impl Tree {
@@ -76,7 +81,9 @@ impl Tree {
         if !config.is_file() {
             return Err(TreeError::NotATree { dir: objtree });
         }
-        let objtool_on_modules = objtool_on_modules(&read(&config)?);
+        let config = KernelConfig::new(read(&config)?);
+        let objtool_on_modules = objtool_on_modules(&config);
+        let signing = Signing::of_tree(&objtree, &config);
         let mut targets = BTreeMap::new();
         if !objtree.join(VMLINUX_ARCHIVES[0]).is_file() {
             return Err(TreeError::NotBuilt {
@@ -103,6 +110,7 @@ impl Tree {
             targets,
             linked,
             objtool_on_modules,
+            signing,
         })
     }
 
@@ -114,20 +122,19 @@ impl Tree {
     }
 }
 
-/// Whether a kernel with `.config` text `config` delays objtool: kbuild's
+/// Whether a kernel with `.config` `config` delays objtool: kbuild's
 /// `delay-objtool` (scripts/Makefile.lib, 6.1 to 7.x) is set by any of these
 /// options, and then objtool runs once on vmlinux.o and once on each
 /// module's linked object (a livepatch module's included), writing that
 /// object's ORC and call-site tables itself.
-fn objtool_on_modules(config: &[u8]) -> bool {
-    const DELAY_OBJTOOL: &[&[u8]] = &[
-        b"CONFIG_X86_KERNEL_IBT=y",
-        b"CONFIG_LTO_CLANG=y",
-        b"CONFIG_KLP_BUILD=y",
-    ];
-    config
-        .split(|&b| b == b'\n')
-        .any(|line| DELAY_OBJTOOL.contains(&line))
+fn objtool_on_modules(config: &KernelConfig) -> bool {
+    [
+        "CONFIG_X86_KERNEL_IBT",
+        "CONFIG_LTO_CLANG",
+        "CONFIG_KLP_BUILD",
+    ]
+    .iter()
+    .any(|option| config.enabled(option))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TreeError> {
@@ -224,16 +231,15 @@ fn dedup_keep_order(v: &mut Vec<PathBuf>) {
 
 #[cfg(test)]
 mod tests {
-    use super::objtool_on_modules;
+    use super::{objtool_on_modules, KernelConfig};
 
     #[test]
     fn objtool_is_delayed_by_ibt_clang_lto_or_klp_build() {
-        assert!(!objtool_on_modules(b"CONFIG_64BIT=y\nCONFIG_OBJTOOL=y\n"));
-        assert!(!objtool_on_modules(b"# CONFIG_X86_KERNEL_IBT is not set\n"));
-        assert!(objtool_on_modules(
-            b"CONFIG_64BIT=y\nCONFIG_X86_KERNEL_IBT=y\n"
-        ));
-        assert!(objtool_on_modules(b"CONFIG_LTO_CLANG=y"));
-        assert!(objtool_on_modules(b"CONFIG_KLP_BUILD=y\n"));
+        let delays = |text: &[u8]| objtool_on_modules(&KernelConfig::new(text.to_vec()));
+        assert!(!delays(b"CONFIG_64BIT=y\nCONFIG_OBJTOOL=y\n"));
+        assert!(!delays(b"# CONFIG_X86_KERNEL_IBT is not set\n"));
+        assert!(delays(b"CONFIG_64BIT=y\nCONFIG_X86_KERNEL_IBT=y\n"));
+        assert!(delays(b"CONFIG_LTO_CLANG=y"));
+        assert!(delays(b"CONFIG_KLP_BUILD=y\n"));
     }
 }

@@ -2228,3 +2228,61 @@ fn build_refuses_an_init_change_in_its_report() {
     );
     assert!(!fx.root.join("lp.ko").exists());
 }
+
+/// A tree that signs modules (CONFIG_MODULE_SIG) gets its livepatch signed
+/// by its own scripts/sign-file, with the configured hash and key, after
+/// the klp rewrite; a tree whose signing fails gets no module at all.
+#[test]
+fn build_signs_the_module_as_the_tree_signs_its_modules() {
+    let test = "build_signs_the_module_as_the_tree_signs_its_modules";
+    let Some(mut fx) = buildable(test) else {
+        return;
+    };
+    fx.write(
+        ".config",
+        "CONFIG_LIVEPATCH=y\nCONFIG_MODULES=y\nCONFIG_MODULE_SIG=y\n\
+         CONFIG_MODULE_SIG_HASH=\"sha384\"\nCONFIG_MODULE_SIG_KEY=\"certs/signing_key.pem\"\n",
+    );
+    fx.write("certs/signing_key.pem", "key\n");
+    // Appends what it was given, as the real one appends the signature.
+    fx.write(
+        "scripts/sign-file",
+        "#!/bin/sh\n[ $# -eq 4 ] || exit 2\nprintf 'SIGNED %s %s %s' \"$1\" \"${2##*/}\" \"${3##*/}\" >> \"$4\"\n",
+    );
+    let sign_file = fx.path("scripts/sign-file");
+    std::fs::set_permissions(
+        &sign_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    fx.snapshot();
+    fx.edit("mm/alloc.c", "return x + 2;", "return x + 5;");
+    assert_eq!(fx.rebuild(), ["mm/alloc.o"]);
+    let r = fx.build("lp1", &[]);
+    expect_built(&r, &["  vmlinux: tidy (sympos 2)"]);
+    assert!(
+        r.stderr()
+            .contains("signed it as kbuild signs the tree's modules (sha384 with"),
+        "{}",
+        r.describe()
+    );
+    let ko = std::fs::read(fx.root.join("lp1.ko")).unwrap();
+    assert!(
+        ko.ends_with(b"SIGNED sha384 signing_key.pem signing_key.x509"),
+        "the signature is not last"
+    );
+    assert!(
+        object::File::parse(&*ko).is_ok(),
+        "the signed module is ELF"
+    );
+
+    std::fs::write(&sign_file, "#!/bin/sh\necho 'no key' >&2\nexit 1\n").unwrap();
+    let r = fx.build("lp2", &[]);
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.describe());
+    assert!(
+        r.stderr().contains("CONFIG_MODULE_SIG=y") && r.stderr().contains("no key"),
+        "{}",
+        r.describe()
+    );
+    assert!(!fx.root.join("lp2.ko").exists(), "a module was left behind");
+}
