@@ -10,9 +10,11 @@ use super::destination::{
     check_module_output, check_patch_output, DestinationError, SnapshotDestination,
 };
 use super::explain::{self, ExplainError};
+use super::export_crcs::{self, CrcChange};
 use super::extract::{extract, ExtractError, Extracted, RunningKernel, Source};
 use super::fix_lines::PatchError;
 use super::input::{self, InputError};
+use super::klp_rewrite::KLP_SYM_PREFIX;
 use super::load::LoadError;
 use super::module::{self, Built, ModuleError, ModuleSpec};
 use super::once_flags::OnceChoice;
@@ -124,6 +126,8 @@ pub enum CommandError {
         running: String,
         snapshot: String,
     },
+    /// The patch changes the type of exported symbols the livepatch uses.
+    ExportTypeChanged(Vec<CrcChange>),
 }
 
 impl std::fmt::Display for CommandError {
@@ -233,6 +237,25 @@ impl std::fmt::Display for CommandError {
                  snapshot's tree (or leave --vmlinux out when that tree is the running kernel)",
                 vmlinux.display()
             ),
+            CommandError::ExportTypeChanged(changes) => {
+                for c in changes {
+                    writeln!(
+                        f,
+                        "the patch changes the type of exported `{}`: its CRC is {:#010x} in \
+                         the running kernel and {:#010x} in the rebuilt {}",
+                        c.symbol,
+                        c.was,
+                        c.now,
+                        c.object.display()
+                    )?;
+                }
+                f.write_str(
+                    "the livepatch uses these symbols: the running kernel keeps their old types \
+                     while the new code would use the new ones. A live patch cannot change an \
+                     exported interface; keep the types as they are (add a new function or a \
+                     shadow variable instead)",
+                )
+            }
         }
     }
 }
@@ -409,7 +432,7 @@ pub fn diff_objects(
     let (a, b) = (read(orig)?, read(patched)?);
     let mut cmp = Comparison {
         objects: 1,
-        rebuilt: 1,
+        rebuilt: vec![patched.to_owned()],
         ..Comparison::default()
     };
     let mut target = Default::default();
@@ -517,6 +540,7 @@ pub fn build(
     let extracted = timed(&mut times.extract, || {
         extract(&sources(&loaded), &running.kernel())
     })?;
+    check_export_types(&tree, &cmp, &running.exports, &extracted, &mut report)?;
     let built = module::build(
         &ModuleSpec {
             name: opts.name,
@@ -532,6 +556,53 @@ pub fn build(
         report.with_module(&extracted, &built, opts.output, &times),
         Outcome::Changes,
     ))
+}
+
+/// Refuses a patch that changes the type (MODVERSIONS CRC) of an exported
+/// symbol the patch object uses; other CRC changes go in the report.
+fn check_export_types(
+    tree: &Tree,
+    cmp: &Comparison,
+    exports: &Exports,
+    extracted: &Extracted,
+    report: &mut BuildReport,
+) -> Result<(), CommandError> {
+    let changes = export_crcs::changes(&tree.objtree, &cmp.rebuilt, exports);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let used = used_exports(&extracted.object)?;
+    let (refused, noted): (Vec<_>, Vec<_>) =
+        changes.into_iter().partition(|c| used.contains(&c.symbol));
+    if !refused.is_empty() {
+        return Err(CommandError::ExportTypeChanged(refused));
+    }
+    for c in noted {
+        report.note(&format!(
+            "{}: the type of exported `{}` changed (CRC {:#010x} -> {:#010x}); the livepatch \
+             does not use it: check that no changed function relies on its new type",
+            c.object.display(),
+            c.symbol,
+            c.was,
+            c.now
+        ));
+    }
+    Ok(())
+}
+
+/// The running kernel's exports a patch object refers to: its undefined
+/// symbols other than `.klp.sym.*`.
+fn used_exports(object: &[u8]) -> Result<BTreeSet<String>, CommandError> {
+    use object::{Object as _, ObjectSymbol as _};
+    let file = object::File::parse(object)
+        .map_err(|e| CommandError::Extract(ExtractError::Write(format!("reading it back: {e}"))))?;
+    Ok(file
+        .symbols()
+        .filter(|s| s.is_undefined())
+        .filter_map(|s| s.name().ok())
+        .filter(|n| !n.is_empty() && !n.starts_with(KLP_SYM_PREFIX))
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Refuses what `build` could only refuse after the comparison: a bad

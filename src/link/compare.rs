@@ -244,7 +244,8 @@ pub struct Comparison {
     /// Things the patch author should know that do not stop the patch.
     pub notes: Vec<String>,
     pub objects: usize,
-    pub rebuilt: usize,
+    /// The objects the patched build rewrote (tree-relative).
+    pub rebuilt: Vec<PathBuf>,
 }
 
 impl Comparison {
@@ -438,7 +439,7 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
         }
         rebuilt.push((target, object));
     }
-    cmp.rebuilt = rebuilt.len();
+    cmp.rebuilt = rebuilt.iter().map(|(_, o)| o.to_path_buf()).collect();
     let loaded = load::parallel_map(&rebuilt, |(_, o)| load::load(&tree.objtree, o));
 
     for ((target, object), record) in rebuilt.iter().zip(loaded) {

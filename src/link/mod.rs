@@ -26,6 +26,7 @@ pub mod correlate;
 pub mod data_uses;
 pub mod destination;
 pub mod explain;
+pub mod export_crcs;
 pub mod extract;
 pub mod fix_lines;
 pub mod input;

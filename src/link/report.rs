@@ -33,7 +33,8 @@ pub fn human(cmp: &Comparison) -> String {
     let _ = writeln!(
         out,
         "klp-link: {} objects compared, {} rebuilt",
-        cmp.objects, cmp.rebuilt
+        cmp.objects,
+        cmp.rebuilt.len()
     );
     let changes = cmp
         .targets
@@ -126,7 +127,7 @@ pub fn json(cmp: &Comparison) -> Value {
         "notes": cmp.notes,
         "errors": cmp.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "objects": cmp.objects,
-        "rebuilt": cmp.rebuilt,
+        "rebuilt": cmp.rebuilt.len(),
     })
 }
 

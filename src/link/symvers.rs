@@ -27,8 +27,15 @@ impl std::error::Error for SymversError {
 
 #[derive(Debug, Clone, Default)]
 pub struct Exports {
-    /// Symbol name to the target that exports it (`vmlinux` or a module name).
-    by_name: HashMap<String, String>,
+    by_name: HashMap<String, Export>,
+}
+
+#[derive(Debug, Clone)]
+struct Export {
+    /// `vmlinux` or a module name.
+    target: String,
+    /// The CRC of its type with MODVERSIONS (0 without).
+    crc: u32,
 }
 
 impl Exports {
@@ -46,22 +53,33 @@ impl Exports {
         let mut by_name = HashMap::new();
         for line in text.lines() {
             let mut f = line.split('\t');
-            let (Some(_), Some(name), Some(module)) = (f.next(), f.next(), f.next()) else {
+            let (Some(crc), Some(name), Some(module)) = (f.next(), f.next(), f.next()) else {
                 continue;
             };
             let target = Path::new(module)
                 .file_name()
                 .map(|n| n.to_string_lossy().replace('-', "_"))
                 .unwrap_or_default();
-            by_name.insert(name.to_owned(), target);
+            let crc = parse_crc(crc).unwrap_or(0);
+            by_name.insert(name.to_owned(), Export { target, crc });
         }
         Exports { by_name }
     }
 
     /// The target exporting `name`, if any.
     pub fn exporter(&self, name: &str) -> Option<&str> {
-        self.by_name.get(name).map(String::as_str)
+        self.by_name.get(name).map(|e| e.target.as_str())
     }
+
+    /// The CRC of exported symbol `name` (0 without MODVERSIONS).
+    pub fn crc(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).map(|e| e.crc)
+    }
+}
+
+/// A CRC as kbuild writes it: `0x` and hex digits.
+pub fn parse_crc(text: &str) -> Option<u32> {
+    u32::from_str_radix(text.strip_prefix("0x")?, 16).ok()
 }
 
 #[cfg(test)]

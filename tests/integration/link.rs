@@ -2286,3 +2286,53 @@ fn build_signs_the_module_as_the_tree_signs_its_modules() {
     );
     assert!(!fx.root.join("lp2.ko").exists(), "a module was left behind");
 }
+
+/// With MODVERSIONS, a rebuilt object's `.cmd` records the CRC of each
+/// symbol it exports (`#SYMVER`). A patch that changes the CRC of an export
+/// the livepatch uses is refused, naming it; one it does not use is noted.
+#[test]
+fn build_refuses_a_changed_type_of_an_export_it_uses() {
+    let test = "build_refuses_a_changed_type_of_an_export_it_uses";
+    let Some(mut fx) = buildable(test) else {
+        return;
+    };
+    fx.write(
+        "Module.symvers",
+        &(FIXTURE_SYMVERS
+            .replace("0x0\tshared_log", "0x11111111\tshared_log")
+            .replace("0x0\t__fentry__", "0x33333333\t__fentry__")
+            + "0x44444444\tunused_export\tvmlinux\tEXPORT_SYMBOL\t\n"),
+    );
+    fx.snapshot();
+    fx.edit("mm/alloc.c", "return x + 2;", "return x + 5;");
+    assert_eq!(fx.rebuild(), ["mm/alloc.o"]);
+    // As kbuild's gen_symversions appends them after the compile.
+    fx.write(
+        "mm/.alloc.o.cmd",
+        "cmd_mm/alloc.o := gcc -c mm/alloc.c\n#SYMVER unused_export 0x55555555\n\
+         #SYMVER __fentry__ 0x33333333\n",
+    );
+    let r = fx.build("lp1", &[]);
+    expect_built(&r, &["  vmlinux: tidy (sympos 2)"]);
+    assert!(
+        r.stderr()
+            .contains("type of exported `unused_export` changed"),
+        "{}",
+        r.describe()
+    );
+    fx.write(
+        "mm/.alloc.o.cmd",
+        "cmd_mm/alloc.o := gcc -c mm/alloc.c\n#SYMVER shared_log 0x22222222\n",
+    );
+    let r = fx.build("lp2", &[]);
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.describe());
+    assert!(
+        r.stderr()
+            .contains("changes the type of exported `shared_log`")
+            && r.stderr().contains("0x11111111")
+            && r.stderr().contains("0x22222222"),
+        "{}",
+        r.describe()
+    );
+    assert!(!fx.root.join("lp2.ko").exists(), "a module was left behind");
+}
