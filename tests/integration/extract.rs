@@ -1627,3 +1627,49 @@ fn objtool_tables_are_left_to_a_module_objtool_pass() {
         }
     }
 }
+
+/// With CALL_PADDING every function has 16 NOPs before it, recorded in
+/// `__patchable_function_entries`: a function copied out of a shared
+/// `.text` takes them along (call depth tracking writes into them), and
+/// the gaps between copies are int3, so that objtool decodes each copy
+/// from its first byte.
+#[test]
+fn a_function_copied_alone_keeps_its_padding() {
+    for kind in [CcKind::Gcc, CcKind::Clang] {
+        let Some(cc) = Cc::find_or_skip(kind, "padding") else {
+            continue;
+        };
+        let dir = TempDir::new("extract-padding");
+        let source = |k: &str| {
+            format!(
+                "extern void sink(int);\n\
+                 #define padded __attribute__((patchable_function_entry(16, 16), noinline))\n\
+                 static padded int scale(int x) {{ sink(x); return x * {k}; }}\n\
+                 padded int entry(int x) {{ return scale(x) + 1; }}\n\
+                 padded int bystander(int x) {{ return x - 1; }}\n"
+            )
+        };
+        let pair = Pair::build_as(&cc, &dir, "pad", &source("3"), &source("4"), Sections::Off);
+        let out = pair.extract("vmlinux", &["entry", "scale"], SINK).unwrap();
+        let file = object::File::parse(&*out.object).unwrap();
+        let text = file.section_by_name(".text").expect("a .text copy");
+        let bytes = text.data().unwrap();
+        let mut owned = vec![false; bytes.len()];
+        for name in ["entry", "scale"] {
+            let s = file
+                .symbols()
+                .find(|s| s.name() == Ok(name))
+                .unwrap_or_else(|| panic!("no {name} in the copy"));
+            let (at, end) = (s.address() as usize, (s.address() + s.size()) as usize);
+            assert!(at >= 16, "{name} at {at:#x} has no room for its padding");
+            assert_eq!(bytes[at - 16..at], [0x90; 16], "{name}'s padding");
+            owned[at - 16..end].fill(true);
+        }
+        for (i, &b) in bytes.iter().enumerate() {
+            assert!(
+                owned[i] || b == 0xcc,
+                "byte {i:#x} between copies is {b:#x}, not int3"
+            );
+        }
+    }
+}

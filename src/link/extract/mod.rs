@@ -376,6 +376,21 @@ impl Copier<'_, '_> {
         Ok(id)
     }
 
+    /// Appends `data` to output section `id` at alignment `align` and
+    /// returns its offset. In code, the gap before it is int3 rather than
+    /// zeros: objtool decodes a module's code from each section's start, and
+    /// zero bytes (two-byte `add`s) would run past a copy's first instruction.
+    fn append_code(&mut self, id: SectionId, data: &[u8], align: u64) -> u64 {
+        const INT3: u8 = 0xcc;
+        let section = self.out.section_mut(id);
+        let len = section.data().len() as u64;
+        let gap = len.next_multiple_of(align) - len;
+        if gap > 0 {
+            section.append_data(&vec![INT3; gap as usize], 1);
+        }
+        section.append_data(data, align)
+    }
+
     fn translate_pending(&mut self) -> Result<(), ExtractError> {
         for moved in std::mem::take(&mut self.moved) {
             self.relocate_moved(moved)?;

@@ -34,6 +34,9 @@ pub(super) struct Moved {
 const R_PC32: u32 = 2;
 const R_PLT32: u32 = 4;
 
+/// The one-byte x86 NOP, which gcc's patchable function entries are made of.
+const NOP: u8 = 0x90;
+
 impl Copier<'_, '_> {
     /// Copies function `f` (once) and returns the output section and the
     /// offset of its copy there.
@@ -52,15 +55,42 @@ impl Copier<'_, '_> {
         self.delimit(f)?;
         let (id, _) = self.piece_section(sec)?;
         let section = &self.index.sections[sec];
-        let (start, end) = (f.start(), f.end());
-        let out = self.out.append_section_data(
+        let (lead, start, end) = (self.padding_start(f), f.start(), f.end());
+        let at = self.append_code(
             id,
-            &section.data[start as usize..end as usize],
+            &section.data[lead as usize..end as usize],
             section.align.max(1),
         );
-        self.add_piece(sec, start, start, end, out);
+        self.add_piece(sec, start, lead, end, at);
+        let out = at + (start - lead);
         self.moved.push(Moved { f, id, out });
         Ok((id, out))
+    }
+
+    /// Where the bytes that belong to `f` begin: before `f` itself when gcc
+    /// put NOPs there (`-fpatchable-function-entry=N,N`, CALL_PADDING),
+    /// which it records in `__patchable_function_entries`. Call depth
+    /// tracking writes its accounting thunk into them for calls to the
+    /// function: a copy without them would have the thunk written over
+    /// whatever precedes it, and objtool's `__pfx_` symbol would be missing.
+    fn padding_start(&self, f: DefinedFunction) -> u64 {
+        const MAX_PADDING: u64 = 64;
+        let index = self.index;
+        let (sec, start) = (f.section(), f.start());
+        let code = &index.sections[sec].data;
+        index
+            .sections
+            .enumerate()
+            .filter(|(_, t)| t.name == "__patchable_function_entries")
+            .flat_map(|(t, table)| index.relocs_in(t, 0, table.size))
+            .filter_map(|r| {
+                let target = &index.symbols[r.symbol];
+                (target.section == Some(sec)).then(|| target.value.wrapping_add(r.addend as u64))
+            })
+            .filter(|&at| at < start && start - at <= MAX_PADDING)
+            .filter(|&at| code[at as usize..start as usize].iter().all(|&b| b == NOP))
+            .min()
+            .unwrap_or(start)
     }
 
     /// Gives the references that `moved` had resolved inside its section
