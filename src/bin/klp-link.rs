@@ -82,6 +82,12 @@ enum Step {
     /// `klp-link fix-lines fix.patch | patch -p1`.
     FixLines {
         patch: PathBuf,
+        /// The source tree the patch will be applied to (-p1): each hunk's
+        /// directives then name the lines where the hunk really applies.
+        /// Without it the hunk headers must be exact (a patch made against
+        /// this very tree).
+        #[arg(short = 'd', long)]
+        tree: Option<PathBuf>,
         /// Write here instead of to standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -167,14 +173,17 @@ fn main() -> ExitCode {
         ),
         Step::FixLines {
             patch,
+            tree,
             output,
             force,
-        } => commands::fix_lines(&patch, output.as_deref(), force).and_then(|fixed| {
-            std::io::stdout()
-                .write_all(&fixed)
-                .map(|()| 0)
-                .map_err(commands::CommandError::Stdout)
-        }),
+        } => commands::fix_lines(&patch, tree.as_deref(), output.as_deref(), force).and_then(
+            |fixed| {
+                std::io::stdout()
+                    .write_all(&fixed)
+                    .map(|()| 0)
+                    .map_err(commands::CommandError::Stdout)
+            },
+        ),
         Step::Build {
             snapshot,
             tree,

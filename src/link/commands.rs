@@ -459,6 +459,7 @@ pub fn diff_objects(
 /// text: patches to kernel sources hold Latin-1.
 pub fn fix_lines(
     patch: &Path,
+    tree: Option<&Path>,
     output: Option<&Path>,
     force: bool,
 ) -> Result<Vec<u8>, CommandError> {
@@ -466,10 +467,20 @@ pub fn fix_lines(
         check_patch_output(out, patch, force)?;
     }
     let text = input::read(patch)?;
-    let fixed = super::fix_lines::fix_lines(&text).map_err(|error| CommandError::Patch {
-        path: patch.to_owned(),
-        error,
-    })?;
+    let read_original = |rel: &[u8]| {
+        use std::os::unix::ffi::OsStrExt as _;
+        let dir = tree?;
+        std::fs::read(dir.join(std::ffi::OsStr::from_bytes(rel))).ok()
+    };
+    let original: Option<super::fix_lines::Original> = match tree {
+        Some(_) => Some(&read_original),
+        None => None,
+    };
+    let fixed =
+        super::fix_lines::fix_lines(&text, original).map_err(|error| CommandError::Patch {
+            path: patch.to_owned(),
+            error,
+        })?;
     for w in &fixed.warnings {
         eprintln!("klp-link: warning: {w}");
     }

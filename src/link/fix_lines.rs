@@ -44,9 +44,17 @@ pub struct Fixed {
     pub warnings: Vec<String>,
 }
 
+/// The original content of a patched file, by its path in the patch
+/// without the first component (`-p1`); `None` when there is no such file.
+pub type Original<'a> = &'a dyn Fn(&[u8]) -> Option<Vec<u8>>;
+
 /// The patch `text` with `#line` directives added to its hunks for `.c` and
-/// `.h` files, and its hunk headers counted anew.
-pub fn fix_lines(text: &[u8]) -> Result<Fixed, PatchError> {
+/// `.h` files, and its hunk headers counted anew. With `original`, each
+/// hunk's old lines are looked up in the file it patches, as `patch` does,
+/// and the directives name the lines where they really are: a patch made
+/// against another version applies at an offset, and the numbers in its
+/// hunk headers would shift everything below the change.
+pub fn fix_lines(text: &[u8], original: Option<Original>) -> Result<Fixed, PatchError> {
     let lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
     let mut out = Vec::with_capacity(text.len() + 256);
     let mut warnings = Vec::new();
@@ -65,10 +73,25 @@ pub fn fix_lines(text: &[u8]) -> Result<Fixed, PatchError> {
         } else if line.starts_with(b"+++ ") {
             file.path = path_of(line).to_owned();
             file.c_source = is_c_source(&file.path) && !file.new_file;
+            if let (Some(original), true) = (original, file.c_source) {
+                let rel = file
+                    .path
+                    .splitn(2, |&b| b == b'/')
+                    .nth(1)
+                    .unwrap_or_default();
+                let content = original(rel).ok_or_else(|| PatchError {
+                    line: i + 1,
+                    reason: format!(
+                        "{} is not in the tree the patch is for",
+                        String::from_utf8_lossy(rel)
+                    ),
+                })?;
+                file.original = Some(split_lines(&content));
+            }
             out.extend_from_slice(line);
             i += 1;
         } else if line.starts_with(b"@@ ") {
-            let hunk = Hunk::parse(line).ok_or_else(|| PatchError {
+            let mut hunk = Hunk::parse(line).ok_or_else(|| PatchError {
                 line: i + 1,
                 reason: format!(
                     "not a hunk header: {}",
@@ -76,6 +99,17 @@ pub fn fix_lines(text: &[u8]) -> Result<Fixed, PatchError> {
                 ),
             })?;
             let (body, next) = hunk_body(&lines, i + 1, &hunk)?;
+            if let Some(original) = &file.original {
+                hunk.old_start =
+                    locate(original, &body, hunk.old_start).ok_or_else(|| PatchError {
+                        line: i + 1,
+                        reason: format!(
+                            "this hunk of {} matches the file at no line: the patch does not \
+                             apply to this tree as it is",
+                            String::from_utf8_lossy(&file.path)
+                        ),
+                    })?;
+            }
             let new_body = if file.c_source {
                 // A pure insertion goes after old line N: N+1 comes next.
                 let first = hunk.old_start + usize::from(hunk.old_count == 0);
@@ -136,6 +170,8 @@ struct FileState {
     /// and from which original line on.
     lag: i64,
     off_from: usize,
+    /// The patched file's lines (without line ends), to locate hunks in.
+    original: Option<Vec<Vec<u8>>>,
 }
 
 impl FileState {
@@ -150,6 +186,48 @@ impl FileState {
             ));
         }
     }
+}
+
+/// `text`'s lines without their line ends.
+fn split_lines(text: &[u8]) -> Vec<Vec<u8>> {
+    let mut lines: Vec<Vec<u8>> = text
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+        .collect();
+    if text.ends_with(b"\n") {
+        lines.pop();
+    }
+    lines
+}
+
+/// The 1-based line of `file` where the old lines of hunk `body` (context
+/// and removed lines) are, nearest to `stated` as `patch` looks; for a hunk
+/// without old lines, `stated`.
+fn locate(file: &[Vec<u8>], body: &[&[u8]], stated: usize) -> Option<usize> {
+    let old: Vec<&[u8]> = body
+        .iter()
+        .filter(|l| l.starts_with(b" ") || l.starts_with(b"-") || is_empty_context(l))
+        .map(|l| {
+            let l = l.strip_suffix(b"\n").unwrap_or(l);
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            l.get(1..).unwrap_or_default()
+        })
+        .collect();
+    if old.is_empty() {
+        return Some(stated);
+    }
+    let fits = |start: usize| {
+        start >= 1
+            && file.len() >= start - 1 + old.len()
+            && file[start - 1..start - 1 + old.len()]
+                .iter()
+                .zip(&old)
+                .all(|(a, b)| a.as_slice() == *b)
+    };
+    (0..=file.len()).find_map(|d| {
+        let below = stated.checked_sub(d).filter(|&s| fits(s));
+        below.or_else(|| Some(stated + d).filter(|&s| fits(s)))
+    })
 }
 
 /// The path of a `+++ b/path.c` line, without a tab and timestamp.
@@ -403,7 +481,7 @@ mod tests {
 
     /// The rewrite of a UTF-8 patch, as text.
     fn rewrite(patch: &str) -> String {
-        String::from_utf8(fix_lines(patch.as_bytes()).unwrap().text).unwrap()
+        String::from_utf8(fix_lines(patch.as_bytes(), None).unwrap().text).unwrap()
     }
 
     const ADD: &str =
@@ -416,6 +494,25 @@ mod tests {
             fixed,
             "--- a/f.c\n+++ b/f.c\n@@ -3,4 +3,6 @@ int f(void)\n a;\n b;\n+c;\n+#line 5\n d;\n e;\n"
         );
+    }
+
+    /// A patch made against another version applies where its lines are:
+    /// the directive and the header name those lines, not the stated ones.
+    #[test]
+    fn with_the_tree_a_hunk_is_numbered_where_it_applies() {
+        let file = b"p;\nq;\nr;\ns;\nt;\na;\nb;\nd;\ne;\n".to_vec();
+        let original = |rel: &[u8]| (rel == b"f.c").then(|| file.clone());
+        let fixed = fix_lines(ADD.as_bytes(), Some(&original)).unwrap().text;
+        assert_eq!(
+            String::from_utf8(fixed).unwrap(),
+            "--- a/f.c\n+++ b/f.c\n@@ -6,4 +6,6 @@ int f(void)\n a;\n b;\n+c;\n+#line 8\n d;\n e;\n"
+        );
+        let elsewhere = |_: &[u8]| Some(b"a;\nb;\nX;\ne;\n".to_vec());
+        let e = fix_lines(ADD.as_bytes(), Some(&elsewhere)).unwrap_err();
+        assert!(e.reason.contains("matches the file at no line"), "{e}");
+        let missing = |_: &[u8]| None;
+        let e = fix_lines(ADD.as_bytes(), Some(&missing)).unwrap_err();
+        assert!(e.reason.contains("f.c is not in the tree"), "{e}");
     }
 
     #[test]
@@ -482,7 +579,7 @@ mod tests {
         // No line of the first hunk may take the directive: the second does.
         let patch = "--- a/f.c\n+++ b/f.c\n@@ -1,2 +1,3 @@\n /* a\n+ b\n c\n\
                      @@ -20,2 +21,2 @@\n */\n int x;\n";
-        let fixed = fix_lines(patch.as_bytes()).unwrap();
+        let fixed = fix_lines(patch.as_bytes(), None).unwrap();
         let text = String::from_utf8_lossy(&fixed.text);
         assert!(
             text.contains("@@ -20,2 +21,3 @@\n */\n+#line 21\n int x;\n"),
@@ -490,7 +587,7 @@ mod tests {
         );
         assert!(fixed.warnings.is_empty(), "{:?}", fixed.warnings);
         let stuck = "--- a/f.c\n+++ b/f.c\n@@ -1,2 +1,3 @@\n /* a\n+ b\n c\n";
-        let fixed = fix_lines(stuck.as_bytes()).unwrap();
+        let fixed = fix_lines(stuck.as_bytes(), None).unwrap();
         assert_eq!(fixed.warnings.len(), 1, "{fixed:?}");
         assert!(fixed.warnings[0].contains("f.c"), "{:?}", fixed.warnings);
     }
@@ -505,7 +602,7 @@ mod tests {
     fn latin1_bytes_in_crlf_patches_pass_through() {
         let patch = b"--- a/\xe9.c\r\n+++ b/\xe9.c\r\n@@ -1,1 +1,2 @@ \xe7\r\n+x; /* \xe9 */\r\n y;\xff\r\n";
         let want = b"--- a/\xe9.c\r\n+++ b/\xe9.c\r\n@@ -1,1 +1,3 @@ \xe7\r\n+x; /* \xe9 */\r\n+#line 1\r\n y;\xff\r\n";
-        assert_eq!(fix_lines(patch).unwrap().text, want);
+        assert_eq!(fix_lines(patch, None).unwrap().text, want);
     }
 
     #[test]
@@ -516,7 +613,7 @@ mod tests {
 
     #[test]
     fn a_truncated_hunk_is_an_error() {
-        let e = fix_lines(b"--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n a\n").unwrap_err();
+        let e = fix_lines(b"--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n a\n", None).unwrap_err();
         assert!(e.reason.contains("ends inside a hunk"), "{e}");
     }
 }
