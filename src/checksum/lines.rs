@@ -15,9 +15,11 @@
 //!   or of any relocation (a jump table, a `.cold` part jumping back, a
 //!   table entry). An immediate passed explicitly to one of those callees
 //!   cannot be told from a line number; only the patch's line map could.
-//! - a `__bug_table` entry of Linux 6.1 x86 with `CONFIG_DEBUG_BUGVERBOSE`:
+//! - a `__bug_table` entry of x86 with `CONFIG_DEBUG_BUGVERBOSE`: in 6.1
 //!   `{int bug_addr_disp; int file_disp; u16 line; u16 flags}`, 12 bytes
-//!   with relocations at 0 and 4. Other layouts stay fully covered.
+//!   with relocations at 0 and 4; from 6.19 (`HAVE_ARCH_BUG_FORMAT`) a
+//!   `format_disp` comes second, 16 bytes with relocations at 0, 4 and 8.
+//!   Other layouts stay fully covered.
 //! - a dynamic-debug descriptor (`struct _ddebug` in `__dyndbg`): four
 //!   pointers (modname, function, filename, format: 8-byte relocations at 0,
 //!   8, 16 and 24), then a 32-bit word whose low 18 bits are `lineno`, the
@@ -171,11 +173,11 @@ pub fn dyndbg_line(index: &ElfIndex, sec: SectionIndex, start: u64, end: u64) ->
     (pointers == [(0, 8), (8, 8), (16, 8), (24, 8)]).then_some(start + 32)
 }
 
-/// The offset of the line field of a 6.1 x86 `__bug_table` entry (see the
+/// The offset of the line field of an x86 `__bug_table` entry (see the
 /// module header), or `None` for any other entry.
 pub fn bug_line(index: &ElfIndex, e: &Entry) -> Option<u64> {
     let table = &index.sections[e.table];
-    if table.name != "__bug_table" || e.end - e.start != 12 {
+    if table.name != "__bug_table" {
         return None;
     }
     let relocs: Vec<(u64, u8)> = index
@@ -183,5 +185,10 @@ pub fn bug_line(index: &ElfIndex, e: &Entry) -> Option<u64> {
         .iter()
         .map(|r| (r.offset - e.start, r.width))
         .collect();
-    (relocs == [(0, 4), (4, 4)]).then_some(e.start + 8)
+    // The displacements, then the line.
+    match (e.end - e.start, relocs.as_slice()) {
+        (12, [(0, 4), (4, 4)]) => Some(e.start + 8),
+        (16, [(0, 4), (4, 4), (8, 4)]) => Some(e.start + 12),
+        _ => None,
+    }
 }

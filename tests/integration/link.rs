@@ -1263,6 +1263,58 @@ fn line_only_functions_are_listed_apart() {
     );
 }
 
+/// x86's `__bug_table` entry from 6.19 on (`HAVE_ARCH_BUG_FORMAT`): a
+/// format string between the address and the file, 16 bytes.
+const WARN_ON_WITH_FORMAT: &str = r#"#define WARN_ON(cond) ({			\
+	int __c = !!(cond);						\
+	if (__builtin_expect(__c, 0))					\
+		asm volatile("1: ud2\n\t"				\
+			     ".pushsection __bug_table,\"aw\"\n"	\
+			     "2: .long 1b - ., %c4 - ., %c0 - .\n\t"	\
+			     ".word %c1, %c2\n\t.org 2b + %c3\n\t"	\
+			     ".popsection" : : "i" (__FILE__),		\
+			     "i" (__LINE__), "i" (1 << 9 | 1), "i" (16),	\
+			     "i" ("cond: %d"));				\
+	__builtin_expect(__c, 0); })
+"#;
+
+/// The line of a 7.x `__bug_table` entry is a line too: the same shift as
+/// in [`line_only_functions_are_listed_apart`] leaves its function
+/// line-only.
+#[test]
+fn line_only_with_bug_entries_that_have_a_format() {
+    let Some(mut fx) = Fixture::new("line_only_with_bug_entries_that_have_a_format") else {
+        return;
+    };
+    let start = CORE_LINE_SITES.find("#define WARN_ON").unwrap();
+    let end = start + CORE_LINE_SITES[start..].find("\nint ").unwrap() + 1;
+    let sites = format!(
+        "{}{WARN_ON_WITH_FORMAT}{}",
+        &CORE_LINE_SITES[..start],
+        &CORE_LINE_SITES[end..]
+    );
+    fx.write("kernel/core.c", &format!("{CORE_C}{sites}"));
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    fx.snapshot();
+    fx.edit(
+        "kernel/core.c",
+        "\treturn a * 2 + b;\n",
+        "\tint r = a * 2 + b;\n\n\t/* the fix */\n\treturn r + 1;\n",
+    );
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let d = fx.diff();
+    d.expect(
+        0,
+        &[
+            "vmlinux changed core_add kernel/core.o",
+            "vmlinux line_only core_early kernel/core.o [init]",
+            "vmlinux line_only core_sleeper kernel/core.o",
+            "vmlinux line_only core_warner kernel/core.o",
+        ],
+    );
+    d.expect_no_errors();
+}
+
 #[test]
 fn new_object_in_vmlinux_is_all_new() {
     let Some(mut fx) = snapshotted("new_object_in_vmlinux_is_all_new") else {
