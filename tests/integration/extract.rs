@@ -1673,3 +1673,46 @@ fn a_function_copied_alone_keeps_its_padding() {
         }
     }
 }
+
+/// x86's runtime constants (6.11+): a placeholder that vmlinux overwrites
+/// at boot, which no module loader would. A function with one is refused,
+/// naming the constant.
+#[test]
+fn a_runtime_constant_is_refused_by_name() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "runtime constant") else {
+        return;
+    };
+    let dir = TempDir::new("extract-runtime-const");
+    dir.write(
+        "patched/r.c",
+        r#"
+unsigned long limit_ok(unsigned long p)
+{
+	unsigned long max;
+	asm("mov %1,%0\n1:\n"
+	    ".pushsection runtime_ptr_USER_PTR_MAX,\"a\"\n\t"
+	    ".long 1b - %c2 - .\n"
+	    ".popsection"
+	    : "=r" (max) : "i" (0x0123456789abcdefull), "i" (8));
+	return p <= max;
+}
+"#,
+    );
+    compile(&cc, &dir, &[("patched/r.c", "patched/r.o")]);
+    link(dir.path(), "vmlinux", &["patched/r.o"]);
+    let err = run_extract(
+        &dir,
+        "patched/r.o",
+        "vmlinux",
+        &["limit_ok"],
+        "",
+        &[("vmlinux", "vmlinux")],
+    )
+    .err()
+    .expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("`limit_ok` uses the runtime constant `USER_PTR_MAX`"),
+        "{text}"
+    );
+}

@@ -42,6 +42,29 @@ fn is_tracepoint_key(table: &str, symbol: &str) -> bool {
     }
 }
 
+/// Why klp-link will not carry the entries of table `name` about `at`.
+fn refusal(at: &str, name: &str) -> String {
+    // x86 runtime constants (6.11+): the code holds a placeholder that
+    // vmlinux overwrites once at boot with the value of `sym`; nothing does
+    // that for a module, whose own headers read the variable instead.
+    let constant = ["runtime_ptr_", "runtime_shift_", "runtime_mask_"]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix));
+    match constant {
+        Some(sym) => format!(
+            "`{at}` uses the runtime constant `{sym}` ({name}): vmlinux writes its value into \
+             the code once at boot, and a copy in a module would keep the placeholder. \
+             klp-link cannot patch such a function yet (on x86: access_ok(), get_user() and \
+             put_user() via USER_PTR_MAX, the dentry hash): write the fix so that it leaves \
+             such functions unchanged"
+        ),
+        None => format!(
+            "`{at}` has {name} entries, a table klp-link does not know; refusing rather than \
+             dropping them"
+        ),
+    }
+}
+
 /// Whether section `name` is a table of entries about code (carried or
 /// dropped), rather than code or data.
 pub(super) fn is_special(name: &str) -> bool {
@@ -90,10 +113,7 @@ impl Copier<'_, '_> {
                 }
                 if fate == InPatch::Refused {
                     let (at, _) = self.owner_of(t, owned[0]);
-                    return Err(self.refuse(format!(
-                        "`{at}` has {name} entries, a table klp-link does not know; refusing \
-                         rather than dropping them"
-                    )));
+                    return Err(self.refuse(refusal(at, name)));
                 }
                 self.carry(t, &owned)?;
                 carried_any = true;
