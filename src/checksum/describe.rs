@@ -13,6 +13,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::callsite::is_once_flag;
 use crate::elf::{ElfIndex, SectionIndex, SectionKind, SymType, SymbolIndex};
+use crate::special_sections::{inferred_entry_size, lookup, InChecksum};
 
 /// How many levels of referenced contents are folded into a checksum.
 const MAX_DEPTH: u8 = 2;
@@ -34,6 +35,7 @@ pub mod tag {
     pub const ENTRY: u8 = 13;
     pub const INSN: u8 = 14;
     pub const OUTSIDE: u8 = 15;
+    pub const TABLE_ENTRY: u8 = 16;
 }
 
 /// Typed, length-prefixed writes into an XXH3 stream (or into a trace of
@@ -259,6 +261,19 @@ impl<'a, 'd> Describer<'a, 'd> {
             }
             return;
         }
+        if let Some((field, owner, at)) = self.table_entry_owner(sec, offset) {
+            // Code that points at an entry of a table folded into the
+            // function the entry describes (7.x x86 WARN passes its
+            // __bug_table entry): the entry's contents are that function's
+            // checksum's, line-insensitively; here it is named by its owner,
+            // not by bytes that hold other functions' positions in a shared
+            // section.
+            h.tag(tag::TABLE_ENTRY);
+            h.bytes(section.name.as_bytes());
+            h.u64(field);
+            self.symbol(h, owner, at as i64, depth);
+            return;
+        }
         match section.kind {
             SectionKind::Strings => {
                 h.tag(tag::STRING);
@@ -289,6 +304,27 @@ impl<'a, 'd> Describer<'a, 'd> {
                 }
             },
         }
+    }
+
+    /// For a place `offset` in an entry of a table folded into the function
+    /// each entry describes: the offset within the entry, that function, and
+    /// where in it the entry's first field points.
+    fn table_entry_owner(&self, sec: SectionIndex, offset: u64) -> Option<(u64, SymbolIndex, u64)> {
+        let index = self.index;
+        let section = &index.sections[sec];
+        if lookup(section.name)?.checksum != InChecksum::Folded {
+            return None;
+        }
+        let size = inferred_entry_size(section.size, &section.relocs);
+        let start = offset - offset % size;
+        let first = index.relocs_in(sec, start, start + 1).first()?;
+        let s = &index.symbols[first.symbol];
+        let code = s
+            .section
+            .filter(|&c| index.sections[c].kind == SectionKind::Code)?;
+        let at = s.value.wrapping_add(first.addend as u64);
+        let owner = index.symbol_at(code, at)?;
+        Some((offset - start, owner, at - index.symbols[owner].value))
     }
 
     /// The hash of the bytes `[start, end)` of `sec` with every relocation in

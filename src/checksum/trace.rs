@@ -180,6 +180,7 @@ pub fn render_tokens(tokens: &[Token]) -> String {
                 tag::LABEL => "label".into(),
                 tag::JUMP_LABEL => "jump-label-site".into(),
                 tag::OUTSIDE => "outside-section".into(),
+                tag::TABLE_ENTRY => "table-entry".into(),
                 tag::INSN | tag::COLD | tag::ENTRY => continue,
                 other => format!("tag{other}"),
             },

@@ -1264,17 +1264,19 @@ fn line_only_functions_are_listed_apart() {
 }
 
 /// x86's `__bug_table` entry from 6.19 on (`HAVE_ARCH_BUG_FORMAT`): a
-/// format string between the address and the file, 16 bytes.
+/// format string between the address and the file, 16 bytes; the code
+/// also takes the entry's address, as 7.x's WARN does to pass it on.
 const WARN_ON_WITH_FORMAT: &str = r#"#define WARN_ON(cond) ({			\
 	int __c = !!(cond);						\
 	if (__builtin_expect(__c, 0))					\
-		asm volatile("1: ud2\n\t"				\
+		asm volatile("lea 2f(%%rip), %%rax\n\t"		\
+			     "1: ud2\n\t"				\
 			     ".pushsection __bug_table,\"aw\"\n"	\
 			     "2: .long 1b - ., %c4 - ., %c0 - .\n\t"	\
 			     ".word %c1, %c2\n\t.org 2b + %c3\n\t"	\
 			     ".popsection" : : "i" (__FILE__),		\
 			     "i" (__LINE__), "i" (1 << 9 | 1), "i" (16),	\
-			     "i" ("cond: %d"));				\
+			     "i" ("cond: %d") : "rax");			\
 	__builtin_expect(__c, 0); })
 "#;
 
