@@ -1716,3 +1716,40 @@ unsigned long limit_ok(unsigned long p)
         "{text}"
     );
 }
+
+/// A literal with embedded NULs (`COMPAT_UTS_MACHINE`, "i686\0\0") goes to
+/// `.rodata` unnamed, beside named constants: the copy carries its bytes,
+/// and none of theirs.
+#[test]
+fn an_unnamed_constant_beside_named_ones_is_copied() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "unnamed constant") else {
+        return;
+    };
+    let dir = TempDir::new("extract-unnamed-const");
+    let source = |k: &str| {
+        format!(
+            "extern void sink(int);\n\
+             static const char table[16] = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}};\n\
+             static const short other[8] = {{9, 8, 7, 6, 5, 4, 3, 2}};\n\
+             int use_table(int i) {{ sink(i); return table[i & 15] + other[i & 7]; }}\n\
+             extern unsigned long copy_out(void *dst, const void *src, unsigned long n);\n\
+             unsigned long machine(void *dst) {{ sink({k}); \
+             return copy_out(dst, \"i686\\0\\0\", sizeof(\"i686\\0\\0\")); }}\n"
+        )
+    };
+    let pair = Pair::build_as(&cc, &dir, "anon", &source("1"), &source("2"), Sections::Off);
+    let exports = format!("{SINK}0x0\tcopy_out\tvmlinux\tEXPORT_SYMBOL\t\n");
+    let out = pair.extract("vmlinux", &["machine"], &exports).unwrap();
+    let file = object::File::parse(&*out.object).unwrap();
+    let rodata = file.section_by_name(".rodata").expect("a .rodata copy");
+    let data = rodata.data().unwrap();
+    assert!(
+        data.windows(7).any(|w| w == b"i686\0\0\0"),
+        "the literal is copied: {data:?}"
+    );
+    assert!(
+        !data.windows(4).any(|w| w == [1, 2, 3, 4]),
+        "the named table is not: {data:?}"
+    );
+    assert!(reloc_targets(&file, ".text").iter().any(|t| t == ".rodata"));
+}

@@ -498,6 +498,17 @@ impl Copier<'_, '_> {
                 let (_, ssym) = self.copy_section(sec)?;
                 Ok((ssym, offset as i64))
             }
+            (Kind::ReadOnly, None) if self.unnamed_constant(sec, place).is_some() => {
+                // A literal the compiler put between named constants
+                // ("i686" padded for a fixed-size copy): read-only and
+                // unnamed, so the copy's value is all that matters.
+                let (start, end) = self.unnamed_constant(sec, place).expect("checked");
+                let (ssym, at) = self.data_piece(sec, start, end)?;
+                Ok((
+                    ssym,
+                    (at as i64).wrapping_add(offset.wrapping_sub(start) as i64),
+                ))
+            }
             (_, None) => Err(self.refuse(format!(
                 "a reference to {}+{place:#x} lies outside every object of that section, so \
                  klp-link cannot tell which one it means",
@@ -555,6 +566,23 @@ impl Copier<'_, '_> {
     /// The named object that source place `at` of section `sec` belongs to:
     /// the one covering it, else the one it is just past the end of (a
     /// loop's end pointer), else the section's only one.
+    /// The unnamed stretch of read-only section `sec` around `place`: from
+    /// the end of the named object before it to the start of the next one
+    /// (what the checksum hashed), when nothing in it is relocated.
+    fn unnamed_constant(&self, sec: SectionIndex, place: u64) -> Option<(u64, u64)> {
+        let index = self.index;
+        let start = index.sections[sec]
+            .named
+            .iter()
+            .map(|&i| &index.symbols[i])
+            .map(|s| s.value.saturating_add(s.size))
+            .filter(|&end| end <= place)
+            .max()
+            .unwrap_or(0);
+        let end = index.region_end(sec, place);
+        (start < end && index.relocs_in(sec, start, end).is_empty()).then_some((start, end))
+    }
+
     fn owner_of_place(&self, sec: SectionIndex, at: u64) -> Option<SymbolIndex> {
         let index = self.index;
         if let Some(n) = index.symbol_at(sec, at) {

@@ -105,6 +105,29 @@ impl Copier<'_, '_> {
 }
 
 impl Copier<'_, '_> {
+    /// Copies the bytes `[start, end)` of data section `sec` alone (once):
+    /// an unnamed constant. Returns the output section symbol and the
+    /// offset of the copy of `start`.
+    pub(super) fn data_piece(
+        &mut self,
+        sec: SectionIndex,
+        start: u64,
+        end: u64,
+    ) -> Result<(SymbolId, u64), ExtractError> {
+        if let Some(found) = self.pieces.find(sec, start) {
+            return Ok(found);
+        }
+        let section = &self.index.sections[sec];
+        let (id, sym) = self.piece_section(sec)?;
+        let out = self.out.append_section_data(
+            id,
+            &section.data[start as usize..end as usize],
+            section.align.max(1),
+        );
+        self.add_piece(sec, start, start, end, out);
+        Ok((sym, out))
+    }
+
     /// Copies named object `n` of section `sec` alone (once): a section
     /// that holds several objects (`.data..once`, `__dyndbg`) when only one
     /// belongs in the patch. Returns the output section symbol and the
