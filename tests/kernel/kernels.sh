@@ -25,7 +25,7 @@
 #                     check/, e2e*/, logs/ and bin/, laid out as 6.1's are at
 #                     the top of the cache, plus pkg/ (the download, below)
 #   KLP_TARBALL       the tarball inside the downloaded package
-#   KLP_PKGS          without linux-source-6.1
+#   KLP_PKGS          without linux-source-6.1, with openssl
 #   KLP_CONFIG        6.1's list with the version's edits, each explained
 #   klp_source_id     the downloaded package's version, the toolchain, and a
 #                     hash of this file: the version's keys cover this file too
@@ -94,7 +94,8 @@ klp_kernel_select() {
     KLP_TARBALL=$KLP_KERNEL_CACHE/pkg/root/usr/src/$KLP_KERNEL_PKG.tar.xz
     local p pkgs=()
     for p in "${KLP_PKGS[@]}"; do [ "$p" = linux-source-6.1 ] || pkgs+=("$p"); done
-    KLP_PKGS=("${pkgs[@]}")
+    # openssl: kbuild generates the module signing key (MODULE_SIG below).
+    KLP_PKGS=("${pkgs[@]}" openssl)
     klp_kernel_config || return 1
 
     # Replaces lib.sh's (which names the installed linux-source-6.1); the
@@ -142,6 +143,26 @@ klp_kernel_config() {
             +CONFIG_X86_KERNEL_IBT=y
             +CONFIG_MITIGATION_CALL_DEPTH_TRACKING=y
             +CONFIG_CALL_PADDING=y
+            # Also what distro kernels have and 6.1's lab kernel lacks:
+            # paravirt patch sites in real use (a KVM guest);
+            +CONFIG_HYPERVISOR_GUEST=y
+            +CONFIG_PARAVIRT=y
+            +CONFIG_KVM_GUEST=y
+            # pr_debug() descriptors in __dyndbg;
+            +CONFIG_DYNAMIC_DEBUG=y
+            # a CRC per exported symbol and __versions in every module;
+            +CONFIG_MODVERSIONS=y
+            # DWARF 5 debug info: .debug_* sections whose relocations
+            # point into every function klp-link copies.
+            +CONFIG_DEBUG_KERNEL=y
+            +CONFIG_DEBUG_INFO_DWARF5=y
+            # signed modules, with the key kbuild generates
+            # (certs/signing_key.pem), and a kernel that loads no other:
+            # klp-link must sign the livepatch the way kbuild signs modules.
+            +CONFIG_MODULE_SIG=y
+            +CONFIG_MODULE_SIG_ALL=y
+            +CONFIG_MODULE_SIG_FORCE=y
+            +CONFIG_MODULE_SIG_SHA512=y
         ) ;;
     esac
     if [ "$KLP_KERNEL" = 7.3 ]; then
