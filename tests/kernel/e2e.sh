@@ -8,7 +8,11 @@
 #   --kernel V   the Linux version: 6.1 (the default, or $KLP_KERNEL), 6.12
 #                or 7.3 (kernels.sh); other than 6.1, every tree lives under
 #                $KLP_KERNEL_CACHE/V/.  The patches in tests/kernel/patches
-#                are written against 6.1.
+#                are written against 6.1; where V's code differs, the port
+#                in tests/kernel/patches/V/ (same name, or NAME-FAIL.patch
+#                where V must refuse what 6.1 loads) replaces one, and uses
+#                the .check, .expect and .refusal of patches/ unless it has
+#                its own.
 #   PATCH        a -p1 patch against that kernel.  With no PATCH (and no
 #                --self-test) every tests/kernel/patches/*.patch runs.
 #                NAME.patch       klp-link must build a module that loads
@@ -85,7 +89,12 @@ while [ $# -gt 0 ]; do
 done
 klp_kernel_select || usage
 if [ ${#PATCHES[@]} -eq 0 ] && [ $SELF_TEST = 0 ]; then
-    for p in "$HERE"/patches/*.patch; do [ -e "$p" ] && PATCHES+=("$p"); done
+    for p in "$HERE"/patches/*.patch; do
+        [ -e "$p" ] || continue
+        v=$HERE/patches/$KLP_KERNEL/${p##*/}
+        f=${v%.patch}-FAIL.patch
+        if [ -e "$v" ]; then PATCHES+=("$v"); elif [ -e "$f" ]; then PATCHES+=("$f"); else PATCHES+=("$p"); fi
+    done
     [ ${#PATCHES[@]} -gt 0 ] || die "no patches in $HERE/patches"
 fi
 for i in "${!PATCHES[@]}"; do
@@ -200,6 +209,19 @@ build_fresh() {
 # ---------------------------------------------------------------- running kernel
 # $RUNNING holds what the tests need from the plain build: bzImage, vmlinux,
 # .config, release, and modroot/lib/modules/<release>/ (every .ko + depmod).
+# sign_like_kbuild TREE KO: when TREE signs modules (CONFIG_MODULE_SIG), sign
+# KO as its `make modules_install` would (scripts/Makefile.modinst): `make
+# modules` leaves them unsigned, and a MODULE_SIG_FORCE guest loads no other.
+sign_like_kbuild() {
+    local tree=$1 ko=$2 hash key
+    grep -qx 'CONFIG_MODULE_SIG=y' "$tree/.config" || return 0
+    hash=$(sed -n 's/^CONFIG_MODULE_SIG_HASH="\(.*\)"$/\1/p' "$tree/.config")
+    key=$(sed -n 's/^CONFIG_MODULE_SIG_KEY="\(.*\)"$/\1/p' "$tree/.config")
+    case $key in /*|pkcs11:*) ;; *) key=$tree/$key ;; esac
+    "$tree/scripts/sign-file" "$hash" "$key" "$tree/certs/signing_key.x509" "$ko" ||
+        { klp_err "sign-file failed for $ko"; return 1; }
+}
+
 keep_running_outputs() {  # FROM: a built plain tree or kbuild-check's stash
     local from=$1 tmp=$RUNNING.tmp.$$ rel m
     rm -rf "$tmp"; mkdir -p "$tmp"
@@ -215,7 +237,8 @@ keep_running_outputs() {  # FROM: a built plain tree or kbuild-check's stash
     (cd "$from" && find . -path ./tools -prune -o -name '*.ko' -type f -printf '%P\n' | sort) > "$tmp/modules.list"
     [ -s "$tmp/modules.list" ] || { klp_err "no .ko files in $from"; rm -rf "$tmp"; return 1; }
     while read -r k; do
-        mkdir -p "$m/kernel/$(dirname "$k")" && cp "$from/$k" "$m/kernel/$k"
+        mkdir -p "$m/kernel/$(dirname "$k")" && cp "$from/$k" "$m/kernel/$k" &&
+            sign_like_kbuild "$from" "$m/kernel/$k" || { rm -rf "$tmp"; return 1; }
     done < "$tmp/modules.list"
     sed 's|^|kernel/|' "$tmp/modules.list" > "$m/modules.order"
     : > "$m/modules.builtin"; : > "$m/modules.builtin.modinfo"
@@ -389,6 +412,22 @@ klp_link_build() {  # SNAPSHOT RUNNING_VMLINUX RUNNING_MODULES MODNAME OUT_KO
 # /sys/kernel/livepatch/ directory): livepatch_ + NAME, non-identifier chars -> _.
 modname_of() { local n=livepatch_$1; echo "${n//[^A-Za-z0-9_]/_}"; }
 
+# strip_signature KO OUT: OUT := KO without its appended module signature
+# (struct module_signature, sig_len big-endian at byte 8, then the magic);
+# fails when KO has none.
+strip_signature() {
+    python3 - "$1" "$2" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+magic = b"~Module signature appended~\n"
+if not data.endswith(magic):
+    sys.exit(1)
+info = data[-len(magic) - 12:-len(magic)]
+(sig_len,) = struct.unpack(">I", info[8:12])
+open(sys.argv[2], "wb").write(data[: len(data) - len(magic) - 12 - sig_len])
+PY
+}
+
 # guest_script OUT MODNAME CHECKFILE LABEL [PRELUDE]: the shell text the guest
 # runs (klp_boot's CHECK).  The livepatch module is /ko/01-*.ko; the running
 # kernel's modules follow as /ko/02-... and are installed under
@@ -429,6 +468,11 @@ echo "e2e: $label: running the check before loading the livepatch (it must fail)
 if (cd /tmp && KLP_E2E_PHASE=before sh /e2e/test.check); then
     e2e_fail "the check passes without the livepatch: it does not test the patch"
 fi
+for u in /ko/*-unsigned-*.ko; do
+    [ -e "\$u" ] || continue
+    if insmod "\$u"; then e2e_fail "the kernel loaded \$u, the livepatch without its signature"; fi
+    echo "e2e: the livepatch without its signature was refused, as it must be"
+done
 echo "e2e: insmod \$(ls /ko/01-*.ko)"
 insmod /ko/01-*.ko || e2e_fail "insmod of the livepatch module failed"
 L=/sys/kernel/livepatch/$mod
@@ -494,12 +538,23 @@ link_failure() {
     esac
 }
 
+# sidecar PATCH EXT: the file NAME.EXT beside PATCH (NAME.patch); for a
+# version's port in patches/V/, the one in patches/ when the port has none.
+sidecar() {
+    local f=${1%.patch}.$2
+    if [ ! -e "$f" ] && [ "$(dirname "$1")" = "$HERE/patches/$KLP_KERNEL" ]; then
+        f=$HERE/patches/$(basename "$f")
+    fi
+    echo "$f"
+}
+
 # check_expected PATCH OUT: when PATCH has a NAME.expect beside it (NAME.patch
 # -> NAME.expect), compare it with what `klp-link diff` reports, one
 # "TARGET changed|new|removed FUNCTION" a line (order and # comments do not
 # matter).  Prints why they differ, or nothing.
 check_expected() {
-    local want=${1%.patch}.expect out=$2
+    local want out=$2
+    want=$(sidecar "$1" expect)
     [ -f "$want" ] || return 0
     "$KLP_LINK" diff "$out/snapshot" --json > "$out/klp-link-diff.json" 2>/dev/null || true
     python3 - "$out/klp-link-diff.json" > "$out/diff.lines" <<'PY' || { echo "no JSON from klp-link diff"; return 0; }
@@ -528,7 +583,7 @@ run_test() {
     if [ "$patch" != - ]; then
         name=$(basename "$patch" .patch)
         case $name in *-FAIL) expect=refuse; name=${name%-FAIL};; esac
-        [ -n "$check" ] || check=$(dirname "$patch")/$name.check
+        [ -n "$check" ] || check=$(sidecar "$(dirname "$patch")/$name.patch" check)
     fi
     mod=$(modname_of "$name")
     klp_log "=== $label (${patch##*/}, expect: $expect; logs in $out)"
@@ -541,9 +596,10 @@ run_test() {
 
     if [ "$patch" != - ]; then
         # Applied as a user would: through `klp-link fix-lines`, so that the
-        # code below each change keeps its line numbers.
+        # code below each change keeps its line numbers (-d: where each hunk
+        # really applies, as 6.1's patches do at an offset on newer kernels).
         local applied=$out/applied.patch
-        if ! "$KLP_LINK" fix-lines "$patch" -o "$applied" --force > "$out/patch.log" 2>&1; then
+        if ! "$KLP_LINK" fix-lines -d "$KLP" "$patch" -o "$applied" --force > "$out/patch.log" 2>&1; then
             record "$label" "$expect" FAIL - - - - "klp-link fix-lines failed: $(tail -1 "$out/patch.log")"
             return
         fi
@@ -630,7 +686,7 @@ run_test() {
             return
         fi
         if [ "$expect" = refuse ]; then
-            local why=$(dirname "$patch")/$name.refusal
+            local why; why=$(sidecar "$(dirname "$patch")/$name.patch" refusal)
             if [ -f "$why" ] && ! grep -qF -- "$(head -1 "$why")" "$out/klp-link-build.log"; then
                 record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
                     "${note}refused, but not with '$(head -1 "$why")': $(link_reason "$out/klp-link-build.log" | cut -c1-100)"
@@ -678,6 +734,13 @@ run_test() {
     while read -r k; do
         modules+=":$RUNNING/modroot/lib/modules/$(cat "$RUNNING/release")/kernel/$k"
     done < "$RUNNING/modules.list"
+    # A kernel that loads only signed modules must refuse the livepatch
+    # without its signature (guest_script tries it first).
+    if grep -qx 'CONFIG_MODULE_SIG_FORCE=y' "$RUNNING/.config"; then
+        strip_signature "$ko" "$out/unsigned-$mod.ko" ||
+            { record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "${note}the module is not signed"; return; }
+        modules+=":$out/unsigned-$mod.ko"
+    fi
     guest_script "$out/guest.sh" "$mod" "$check" "$label" "$prelude" ||
         { record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "cannot embed $check"; return; }
     t0=$(now); rc=0
