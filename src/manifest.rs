@@ -3,7 +3,7 @@
 //! and by `diff` as much as by klp-link.
 //!
 //! ```text
-//! klp-cc-manifest 3
+//! klp-cc-manifest 4
 //! object fs/proc/cmdline.o
 //! compiler GCC: (Debian 12.2.0-14+deb12u1) 12.2.0
 //! driver /usr/bin/x86_64-linux-gnu-gcc-12
@@ -26,7 +26,10 @@
 //! once-flags the function refers to, comma-separated in the order of its
 //! code; new in version 3) and `lines` (the line-insensitive checksum, only
 //! where line numbers were left out: its absence means there are none,
-//! which version 1 could not say). The `end` line
+//! which version 1 could not say). Version 4 has the same lines, with
+//! checksums that name a reference to a folded table entry by the function
+//! it describes and know the line of 6.19's `__bug_table` entries: a
+//! version-3 manifest is recomputed rather than compared. The `end` line
 //! carries the symbol count, so a truncated file is never mistaken for a
 //! complete one. A manifest that could not be computed says
 //! `status unavailable <reason>` and lists no symbols. Values escape `\`,
@@ -43,7 +46,7 @@ use crate::checksum::{Binding, SymbolKind, SymbolRecord};
 
 /// First line of every manifest; the number is bumped on any incompatible change.
 pub const MAGIC: &str = "klp-cc-manifest";
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// How a symbol line spells its kind.
 impl SymbolKind {

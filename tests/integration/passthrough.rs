@@ -165,7 +165,7 @@ fn a_failing_compile_keeps_its_status_and_output_and_leaves_no_manifest() {
     let dir = TempDir::new("fail");
     dir.write("bad.c", "int f(void) { return undeclared; }\n");
     // A manifest from an earlier, successful compile of the same object.
-    dir.write(".bad.o.klp", "klp-cc-manifest 3\n");
+    dir.write(".bad.o.klp", "klp-cc-manifest 4\n");
     let bare = run({
         let mut c = Command::new(&cc.path);
         c.current_dir(dir.path())
