@@ -684,6 +684,9 @@ impl BuildReport {
             extracted.funcs.len(),
             built.klp_relocs
         ));
+        for w in &built.warnings {
+            self.text.push_str(&format!("klp-link: kbuild: {w}\n"));
+        }
         if let Some(how) = &built.signed {
             self.text.push_str(&format!(
                 "klp-link: signed it as kbuild signs the tree's modules ({how})\n"

@@ -72,6 +72,9 @@ pub struct Built {
     /// How the module was signed ([`Signing::describe`]), if the tree signs
     /// modules.
     pub signed: Option<String>,
+    /// What kbuild warned about while building it (objtool's checks of the
+    /// copied code, on kernels that run objtool on modules).
+    pub warnings: Vec<String>,
     /// Time spent in the kernel tree's kbuild, and in the klp rewrite.
     pub kbuild: Duration,
     pub rewrite: Duration,
@@ -189,6 +192,7 @@ pub fn build(
         });
     }
     let kbuild = started.elapsed();
+    let warnings = kbuild_warnings(&output.stdout, &output.stderr);
     let started = Instant::now();
     let ko = dir.path().join(format!("{}.ko", spec.name));
     let data = std::fs::read(&ko).map_err(|error| ModuleError::ReadModule { path: ko, error })?;
@@ -214,14 +218,41 @@ pub fn build(
     Ok(Built {
         klp_relocs,
         signed: signing.map(Signing::describe),
+        warnings,
         kbuild,
         rewrite: started.elapsed(),
     })
 }
 
+/// The warnings in kbuild's output, but modpost's about the `.klp.sym.*`
+/// symbols, which stay undefined by design until the klp rewrite.
+fn kbuild_warnings(stdout: &[u8], stderr: &[u8]) -> Vec<String> {
+    [stdout, stderr]
+        .iter()
+        .flat_map(|out| {
+            String::from_utf8_lossy(out)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| l.contains("warning:") || l.contains("WARNING:"))
+        .filter(|l| !l.contains(super::klp_rewrite::KLP_SYM_PREFIX))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kbuild_warnings_leave_out_the_klp_symbols() {
+        let stdout = b"  LD [M]  livepatch_x.o\nlivepatch_x.o: warning: objtool: f+0x12: unreachable instruction\n";
+        let stderr = b"WARNING: modpost: \".klp.sym.vmlinux.saved_command_line,0\" [livepatch_x.ko] undefined!\n";
+        assert_eq!(
+            kbuild_warnings(stdout, stderr),
+            ["livepatch_x.o: warning: objtool: f+0x12: unreachable instruction"]
+        );
+    }
 
     #[test]
     fn registration_lists_each_target_and_function() {
