@@ -10,9 +10,9 @@
 #                $KLP_KERNEL_CACHE/V/.  The patches in tests/kernel/patches
 #                are written against 6.1; where V's code differs, the port
 #                in tests/kernel/patches/V/ (same name, or NAME-FAIL.patch
-#                where V must refuse what 6.1 loads) replaces one, and uses
-#                the .check, .expect and .refusal of patches/ unless it has
-#                its own.
+#                where V must refuse what 6.1 loads) replaces one; V's own
+#                .check, .expect and .refusal there serve both ports and
+#                the 6.1 patches, else those of patches/ do.
 #   PATCH        a -p1 patch against that kernel.  With no PATCH (and no
 #                --self-test) every tests/kernel/patches/*.patch runs.
 #                NAME.patch       klp-link must build a module that loads
@@ -538,14 +538,22 @@ link_failure() {
     esac
 }
 
-# sidecar PATCH EXT: the file NAME.EXT beside PATCH (NAME.patch); for a
-# version's port in patches/V/, the one in patches/ when the port has none.
+# sidecar PATCH EXT: the file NAME.EXT for PATCH (NAME.patch): for a patch
+# of patches/ or of its version folder patches/V/, V's own NAME.EXT first
+# (a version can differ in what it reports without a port of the patch),
+# then the one in patches/; for any other patch, the one beside it.
 sidecar() {
-    local f=${1%.patch}.$2
-    if [ ! -e "$f" ] && [ "$(dirname "$1")" = "$HERE/patches/$KLP_KERNEL" ]; then
-        f=$HERE/patches/$(basename "$f")
-    fi
-    echo "$f"
+    local dir base
+    dir=$(dirname "$1") base=$(basename "${1%.patch}")
+    case $dir in
+        "$HERE/patches"|"$HERE/patches/$KLP_KERNEL")
+            if [ -e "$HERE/patches/$KLP_KERNEL/$base.$2" ]; then
+                echo "$HERE/patches/$KLP_KERNEL/$base.$2"
+            else
+                echo "$HERE/patches/$base.$2"
+            fi ;;
+        *) echo "$dir/$base.$2" ;;
+    esac
 }
 
 # check_expected PATCH OUT: when PATCH has a NAME.expect beside it (NAME.patch
