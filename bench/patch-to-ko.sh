@@ -9,7 +9,7 @@
 # tree e2e-one-build/klp, rebuilt with KLP_CC_SECTIONS=0, and klp-link build
 # without --vmlinux. Per run:
 #   1. klp-link snapshot of the unpatched tree (before the clock starts);
-#   2. klp-link fix-lines PATCH | patch -p1          } the clock
+#   2. klp-link fix-lines -d TREE PATCH | patch -p1  } the clock
 #   3. kbuild-snippets/klp-rebuild.sh (make DIR/ for the folders of the
 #      objects that depend on a patched file: the objects, built-in.a and
 #      the .mod files; -f: make bzImage modules, a full incremental build
@@ -76,7 +76,7 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
-"$KLP_LINK" fix-lines "$PATCH" -o "$WORK/applied.patch"
+"$KLP_LINK" fix-lines -d "$TREE" "$PATCH" -o "$WORK/applied.patch"
 PLAN="make bzImage modules"
 [ $FULL = 1 ] || PLAN=$("$ROOT/kbuild-snippets/klp-rebuild.sh" -n "$TREE" "$WORK/applied.patch" | sed 's|^make -C [^ ]* |make |')
 rel=$(cat "$RUNNING/release")
