@@ -94,7 +94,7 @@ klp_kernel_select() {
     KLP_TARBALL=$KLP_KERNEL_CACHE/pkg/root/usr/src/$KLP_KERNEL_PKG.tar.xz
     local p pkgs=()
     for p in "${KLP_PKGS[@]}"; do [ "$p" = linux-source-6.1 ] || pkgs+=("$p"); done
-    # openssl: kbuild generates the module signing key (7.3's MODULE_SIG).
+    # openssl: kbuild generates the module signing key (MODULE_SIG below).
     KLP_PKGS=("${pkgs[@]}" openssl)
     klp_kernel_config || return 1
 
@@ -156,8 +156,21 @@ klp_kernel_config() {
             # point into every function klp-link copies.
             +CONFIG_DEBUG_KERNEL=y
             +CONFIG_DEBUG_INFO_DWARF5=y
+            # Signed modules, with the key kbuild generates
+            # (certs/signing_key.pem), and a kernel that loads no other:
+            # klp-link must sign the livepatch the way kbuild signs modules.
+            # The hash: SHA-512 on 7.3 (below). This 6.12 configuration's
+            # kernel refuses every module signed with SHA-512, kbuild's own
+            # included, with -ENOENT and no message; SHA-256 (Debian's
+            # choice too) works.
+            +CONFIG_MODULE_SIG=y
+            +CONFIG_MODULE_SIG_ALL=y
+            +CONFIG_MODULE_SIG_FORCE=y
         ) ;;
     esac
+    if [ "$KLP_KERNEL" = 6.12 ]; then
+        edits+=(+CONFIG_MODULE_SIG_SHA256=y)
+    fi
     if [ "$KLP_KERNEL" = 7.3 ]; then
         edits+=(
             # Upstream's klp-build support has no prompt and follows
@@ -169,17 +182,6 @@ klp_kernel_config() {
             # and hide what klp-cc adds.  x86 cannot have it in 7.3, and
             # distro kernels do not: keep it off should that change.
             +CONFIG_LD_DEAD_CODE_DATA_ELIMINATION=n
-            # Signed modules, with the key kbuild generates
-            # (certs/signing_key.pem), and a kernel that loads no other:
-            # klp-link must sign the livepatch the way kbuild signs modules.
-            # 7.3 only: this 6.12 configuration's kernel fails to verify
-            # any signed module, kbuild's own included, with -ENOENT from
-            # its signature check (crypto_alloc_sig of
-            # "pkcs1pad(rsa,sha512)", as far as we could tell), so it
-            # could not test signing.
-            +CONFIG_MODULE_SIG=y
-            +CONFIG_MODULE_SIG_ALL=y
-            +CONFIG_MODULE_SIG_FORCE=y
             +CONFIG_MODULE_SIG_SHA512=y
         )
     fi
