@@ -1206,16 +1206,11 @@ __attribute__((section(".init.text"), cold)) int core_early(int x)
 }
 "#;
 
-/// A fix that adds lines above functions whose code holds `__LINE__`
-/// (applied as packaging does, without fix-lines): they are listed apart
-/// as line-only, not as changed, and an __init one is no refusal.
-#[test]
-fn line_only_functions_are_listed_apart() {
-    let Some(mut fx) = Fixture::new("line_only_functions_are_listed_apart") else {
-        return;
-    };
-    let core = format!("{CORE_C}{CORE_LINE_SITES}");
-    fx.write("kernel/core.c", &core);
+/// Builds kernel/core.c with `sites` appended and snapshots it, then adds
+/// lines to core_add above them: core_add changed, the functions with line
+/// sites line-only, no error.
+fn shift_lines_above_sites(fx: &mut Fixture, sites: &str) -> Diff {
+    fx.write("kernel/core.c", &format!("{CORE_C}{sites}"));
     assert_eq!(fx.rebuild(), ["kernel/core.o"]);
     fx.snapshot();
     fx.edit(
@@ -1235,6 +1230,18 @@ fn line_only_functions_are_listed_apart() {
         ],
     );
     d.expect_no_errors();
+    d
+}
+
+/// A fix that adds lines above functions whose code holds `__LINE__`
+/// (applied as packaging does, without fix-lines): they are listed apart
+/// as line-only, not as changed, and an __init one is no refusal.
+#[test]
+fn line_only_functions_are_listed_apart() {
+    let Some(mut fx) = Fixture::new("line_only_functions_are_listed_apart") else {
+        return;
+    };
+    let d = shift_lines_above_sites(&mut fx, CORE_LINE_SITES);
     let human = d.human.stdout();
     assert!(
         human.contains("line-only, ignored") && human.contains("call-site rule"),
@@ -1295,26 +1302,7 @@ fn line_only_with_bug_entries_that_have_a_format() {
         &CORE_LINE_SITES[..start],
         &CORE_LINE_SITES[end..]
     );
-    fx.write("kernel/core.c", &format!("{CORE_C}{sites}"));
-    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
-    fx.snapshot();
-    fx.edit(
-        "kernel/core.c",
-        "\treturn a * 2 + b;\n",
-        "\tint r = a * 2 + b;\n\n\t/* the fix */\n\treturn r + 1;\n",
-    );
-    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
-    let d = fx.diff();
-    d.expect(
-        0,
-        &[
-            "vmlinux changed core_add kernel/core.o",
-            "vmlinux line_only core_early kernel/core.o [init]",
-            "vmlinux line_only core_sleeper kernel/core.o",
-            "vmlinux line_only core_warner kernel/core.o",
-        ],
-    );
-    d.expect_no_errors();
+    shift_lines_above_sites(&mut fx, &sites);
 }
 
 #[test]
