@@ -95,7 +95,7 @@ for run in $(seq 1 "$RUNS"); do
         { tail -20 "$WORK/make.log" >&2; exit 1; }
     t2=$(now)
     "$KLP_LINK" build "$WORK/snap" "${RUNNING_ARGS[@]}" --name livepatch_bench \
-        -o "$WORK/livepatch_bench.ko" 2> "$WORK/build.log" ||
+        --patch "$WORK/applied.patch" -o "$WORK/livepatch_bench.ko" 2> "$WORK/build.log" ||
         { cat "$WORK/build.log" >&2; exit 1; }
     t3=$(now)
     phases=$(sed -n 's/^klp-link: time: //p' "$WORK/build.log")

@@ -3,7 +3,7 @@
 //! and by `diff` as much as by klp-link.
 //!
 //! ```text
-//! klp-cc-manifest 4
+//! klp-cc-manifest 5
 //! object fs/proc/cmdline.o
 //! compiler GCC: (Debian 12.2.0-14+deb12u1) 12.2.0
 //! driver /usr/bin/x86_64-linux-gnu-gcc-12
@@ -16,7 +16,7 @@
 //! data 77aa01c2d3e4f506 global 8 .data.foo foo
 //! cold 1b2c3d4e5f607182 local 21 .text.unlikely.bar bar.cold file=bar.c parent=bar
 //! func 2c3d4e5f60718293 local 30 .text.baz baz file=bar.c clones=bar.constprop.1 once=__already_done.3
-//! func 4e5f607182930a1b global 64 .text.qux qux lines=5f60718293a4b5c6
+//! func 4e5f607182930a1b global 64 .text.qux qux lines=5f60718293a4b5c6 sites=812:fs/qux.c
 //! end 5
 //! ```
 //!
@@ -29,7 +29,12 @@
 //! which version 1 could not say). Version 4 has the same lines, with
 //! checksums that name a reference to a folded table entry by the function
 //! it describes and know the line of 6.19's `__bug_table` entries: a
-//! version-3 manifest is recomputed rather than compared. The `end` line
+//! version-3 manifest is recomputed rather than compared. Version 5 adds
+//! `sites`: the line-number sites `lines` leaves out, comma-separated in
+//! the order the checksum meets them, each `LINE:FILE`, or
+//! `LINE:?NAME|NAME...` when the site names no file and it is one of the
+//! file names the function loads (`LINE:?` for none), so that klp-link can
+//! check each changed line against the patch's line map. The `end` line
 //! carries the symbol count, so a truncated file is never mistaken for a
 //! complete one. A manifest that could not be computed says
 //! `status unavailable <reason>` and lists no symbols. Values escape `\`,
@@ -42,11 +47,11 @@ use std::fmt::{self, Write as _};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use crate::checksum::{Binding, SymbolKind, SymbolRecord};
+use crate::checksum::{Binding, LineSite, SiteFile, SymbolKind, SymbolRecord};
 
 /// First line of every manifest; the number is bumped on any incompatible change.
 pub const MAGIC: &str = "klp-cc-manifest";
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// How a symbol line spells its kind.
 impl SymbolKind {
@@ -178,6 +183,19 @@ impl Manifest {
                     if let Some(l) = s.lines {
                         let _ = write!(out, " lines={l:016x}");
                     }
+                    if !s.line_sites.is_empty() {
+                        let sites: Vec<String> = s
+                            .line_sites
+                            .iter()
+                            .map(|site| match &site.file {
+                                SiteFile::Known(f) => format!("{}:{f}", site.line),
+                                SiteFile::OneOf(names) => {
+                                    format!("{}:?{}", site.line, names.join("|"))
+                                }
+                            })
+                            .collect();
+                        let _ = write!(out, " sites={}", sites.join(","));
+                    }
                     out.push('\n');
                 }
                 let _ = writeln!(out, "end {}", symbols.len());
@@ -289,6 +307,20 @@ impl<'a> Parser<'a> {
         } else {
             unescape(v).map(Some).map_err(|e| self.error(e.to_string()))
         }
+    }
+
+    /// `LINE:FILE`, or `LINE:?NAME|NAME...` when the file is one of those.
+    fn line_site(&self, v: &str) -> Result<LineSite, ParseError> {
+        let bad = || self.error(format!("bad line site `{v}`"));
+        let (line, file) = v.split_once(':').ok_or_else(bad)?;
+        let line = line.parse().map_err(|_| bad())?;
+        let file = match file.strip_prefix('?') {
+            Some("") => SiteFile::OneOf(Vec::new()),
+            Some(names) => SiteFile::OneOf(names.split('|').map(str::to_owned).collect()),
+            None if SiteFile::writable(file) => SiteFile::Known(file.to_owned()),
+            None => return Err(bad()),
+        };
+        Ok(LineSite { line, file })
     }
 
     fn opt_hex(&self, v: &str) -> Result<Option<u64>, ParseError> {
@@ -419,6 +451,7 @@ impl<'a> Parser<'a> {
             parent: None,
             clone_refs: Vec::new(),
             once_flags: Vec::new(),
+            line_sites: Vec::new(),
         };
         for extra in f {
             let (k, v) = extra
@@ -439,6 +472,13 @@ impl<'a> Parser<'a> {
             }
             if k == "lines" {
                 rec.lines = Some(self.hex(v)?);
+                continue;
+            }
+            if k == "sites" {
+                rec.line_sites = v
+                    .split(',')
+                    .map(|site| self.line_site(site))
+                    .collect::<Result<_, _>>()?;
                 continue;
             }
             let v = unescape(v).map_err(|e| self.error(e.to_string()))?;
@@ -623,6 +663,20 @@ mod tests {
                     parent: None,
                     clone_refs: vec!["bar.isra.0".into(), "baz.part.1".into()],
                     once_flags: vec!["__already_done.3".into()],
+                    line_sites: vec![
+                        LineSite {
+                            line: 812,
+                            file: SiteFile::Known("fs/a.c".into()),
+                        },
+                        LineSite {
+                            line: 9,
+                            file: SiteFile::OneOf(Vec::new()),
+                        },
+                        LineSite {
+                            line: 10,
+                            file: SiteFile::OneOf(vec!["a.c".into(), "include/b.h".into()]),
+                        },
+                    ],
                 },
                 SymbolRecord {
                     kind: SymbolKind::Cold,
@@ -637,6 +691,7 @@ mod tests {
                     parent: Some("foo".into()),
                     clone_refs: Vec::new(),
                     once_flags: Vec::new(),
+                    line_sites: Vec::new(),
                 },
             ]),
         }

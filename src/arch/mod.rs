@@ -58,6 +58,14 @@ pub struct Displacement {
     pub pc_target: Option<u64>,
 }
 
+/// See [`Insn::address_load`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressLoad {
+    pub field: Field,
+    /// The register is the first integer argument's.
+    pub first_arg: bool,
+}
+
 /// One decoded instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Insn {
@@ -91,6 +99,15 @@ pub struct Insn {
     /// Falls through to the next instruction and is known to leave the
     /// second argument's register as it was.
     pub keeps_second_arg: bool,
+    /// An address (or constant) the instruction puts into a register
+    /// (x86-64 `lea disp(%rip), %reg`, `mov $imm32, %reg`): how a caller
+    /// passes `__FILE__` to a `(file, line, ...)` callee, directly or kept
+    /// in a callee-saved register across a loop. The relocation on the
+    /// field names the string.
+    pub address_load: Option<AddressLoad>,
+    /// Falls through to the next instruction and is known to leave the
+    /// first argument's register as it was.
+    pub keeps_first_arg: bool,
 }
 
 impl Insn {

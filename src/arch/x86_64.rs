@@ -4,7 +4,7 @@ use iced_x86::{
     Decoder, DecoderOptions, Formatter as _, GasFormatter, Instruction, Mnemonic, OpKind, Register,
 };
 
-use super::{Arch, Branch, Displacement, Field, Insn};
+use super::{AddressLoad, Arch, Branch, Displacement, Field, Insn};
 
 /// The x86-64 backend.
 #[derive(Debug, Clone, Copy, Default)]
@@ -41,6 +41,8 @@ impl Iterator for Decoded<'_> {
                 prefixes: 0,
                 second_arg_immediate: None,
                 keeps_second_arg: false,
+                address_load: None,
+                keeps_first_arg: false,
             });
         }
         let offsets = self.decoder.get_constant_offsets(insn);
@@ -77,6 +79,21 @@ impl Iterator for Decoded<'_> {
                 u64::from(insn.immediate32()),
             )
         });
+        let address_load = (insn.op_count() == 2 && insn.op0_kind() == OpKind::Register)
+            .then(|| match (insn.mnemonic(), insn.op1_kind()) {
+                (Mnemonic::Lea, OpKind::Memory) if insn.is_ip_rel_memory_operand() => offsets
+                    .has_displacement()
+                    .then(|| field(offsets.displacement_offset(), offsets.displacement_size())),
+                (Mnemonic::Mov, OpKind::Immediate32 | OpKind::Immediate32to64) => offsets
+                    .has_immediate()
+                    .then(|| field(offsets.immediate_offset(), offsets.immediate_size())),
+                _ => None,
+            })
+            .flatten()
+            .map(|field| AddressLoad {
+                field,
+                first_arg: matches!(insn.op0_register(), Register::RDI | Register::EDI),
+            });
         let accesses_memory = insn.mnemonic() != Mnemonic::Lea
             && (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory);
         Some(Insn {
@@ -95,15 +112,22 @@ impl Iterator for Decoded<'_> {
             opcode: insn.mnemonic() as u64,
             prefixes: u64::from(insn.has_repne_prefix()) | u64::from(insn.has_rep_prefix()) << 1,
             second_arg_immediate,
-            keeps_second_arg: keeps_rsi(insn),
+            keeps_second_arg: keeps(insn, ARG2),
+            address_load,
+            keeps_first_arg: keeps(insn, ARG1),
         })
     }
 }
 
-/// Whether an instruction is known to fall through and leave `%rsi` alone:
-/// one that writes at most its first operand, which is not `%rsi`. Anything
-/// else (branches, string instructions, `xchg`, ...) counts as a write.
-fn keeps_rsi(insn: &Instruction) -> bool {
+/// The names of the first and second argument registers, `%rdi` and `%rsi`.
+const ARG1: [Register; 4] = [Register::RDI, Register::EDI, Register::DI, Register::DIL];
+const ARG2: [Register; 4] = [Register::RSI, Register::ESI, Register::SI, Register::SIL];
+
+/// Whether an instruction is known to fall through and leave the register
+/// named by `reg` alone: one that writes at most its first operand, which
+/// is not that register. Anything else (branches, string instructions,
+/// `xchg`, ...) counts as a write.
+fn keeps(insn: &Instruction, reg: [Register; 4]) -> bool {
     let writes_op0_only = matches!(
         insn.mnemonic(),
         Mnemonic::Mov
@@ -132,10 +156,7 @@ fn keeps_rsi(insn: &Instruction) -> bool {
     writes_op0_only
         && !(insn.op_count() > 0
             && insn.op0_kind() == OpKind::Register
-            && matches!(
-                insn.op0_register(),
-                Register::RSI | Register::ESI | Register::SI | Register::SIL
-            ))
+            && reg.contains(&insn.op0_register()))
 }
 
 fn ends_path(m: Mnemonic) -> bool {
@@ -225,6 +246,26 @@ mod tests {
         );
         assert!(!insns[1].keeps_second_arg && insns[1].second_arg_immediate.is_none());
         assert!(insns[2].keeps_second_arg && insns[2].second_arg_immediate.is_none());
+        assert!(insns[0].keeps_first_arg && !insns[2].keeps_first_arg);
+        assert_eq!(
+            insns[2].address_load,
+            Some(AddressLoad {
+                field: Field { offset: 1, size: 4 },
+                first_arg: true
+            })
+        );
+        assert!(insns[0].address_load.is_some_and(|a| !a.first_arg));
+        assert_eq!(insns[1].address_load, None);
+        // lea 0x0(%rip),%r12: an address kept in a callee-saved register.
+        let kept = [0x4c, 0x8d, 0x25, 0x00, 0x00, 0x00, 0x00];
+        let lea = X86_64.decode(&kept, 0).next().unwrap();
+        assert_eq!(
+            lea.address_load,
+            Some(AddressLoad {
+                field: Field { offset: 3, size: 4 },
+                first_arg: false
+            })
+        );
         assert!(!insns[2].is_direct_call_or_jump());
         assert!(X86_64
             .decode(&code, 0)

@@ -64,6 +64,12 @@ enum Step {
         /// taken --with-objects).
         #[arg(long, value_name = "NAME")]
         explain: Option<String>,
+        /// The patch as it was applied (the `fix-lines` output, if that
+        /// went through `patch`); repeat for several, in order. A function
+        /// that differs only in line numbers is then line-only only where
+        /// each number is the one the patch moved that line to.
+        #[arg(long = "patch", value_name = "PATCH")]
+        patches: Vec<PathBuf>,
     },
     /// Compare two objects directly, computing their checksums in-process.
     DiffObjects {
@@ -75,6 +81,12 @@ enum Step {
         /// Show where function NAME first differs between the two objects.
         #[arg(long, value_name = "NAME")]
         explain: Option<String>,
+        /// The patch as it was applied (the `fix-lines` output, if that
+        /// went through `patch`); repeat for several, in order. A function
+        /// that differs only in line numbers is then line-only only where
+        /// each number is the one the patch moved that line to.
+        #[arg(long = "patch", value_name = "PATCH")]
+        patches: Vec<PathBuf>,
     },
     /// Add `#line` directives to a source patch, so that applying it moves
     /// no line numbers below its changes (WARN/BUG tables, initcall names):
@@ -127,6 +139,12 @@ enum Step {
         /// Do not replace earlier livepatches (atomic replace is the default).
         #[arg(long)]
         no_replace: bool,
+        /// The patch as it was applied (the `fix-lines` output, if that
+        /// went through `patch`); repeat for several, in order. A function
+        /// that differs only in line numbers is then line-only only where
+        /// each number is the one the patch moved that line to.
+        #[arg(long = "patch", value_name = "PATCH")]
+        patches: Vec<PathBuf>,
     },
 }
 
@@ -154,18 +172,25 @@ fn main() -> ExitCode {
             tree,
             json,
             explain,
-        } => commands::diff(&snapshot, tree.as_deref(), json, explain.as_deref()).map(
-            |(out, outcome)| {
-                print!("{out}");
-                outcome.exit_code()
-            },
-        ),
+            patches,
+        } => commands::diff(
+            &snapshot,
+            tree.as_deref(),
+            &patches,
+            json,
+            explain.as_deref(),
+        )
+        .map(|(out, outcome)| {
+            print!("{out}");
+            outcome.exit_code()
+        }),
         Step::DiffObjects {
             orig,
             patched,
             json,
             explain,
-        } => commands::diff_objects(&orig, &patched, json, explain.as_deref()).map(
+            patches,
+        } => commands::diff_objects(&orig, &patched, &patches, json, explain.as_deref()).map(
             |(out, outcome)| {
                 print!("{out}");
                 outcome.exit_code()
@@ -192,6 +217,7 @@ fn main() -> ExitCode {
             name,
             output,
             no_replace,
+            patches,
         } => {
             let output = output.unwrap_or_else(|| PathBuf::from(format!("{name}.ko")));
             let opts = commands::BuildOptions {
@@ -200,6 +226,7 @@ fn main() -> ExitCode {
                 name: &name,
                 output: &output,
                 replace: !no_replace,
+                patches: &patches,
             };
             commands::build(&snapshot, tree.as_deref(), &opts).map(|(out, outcome)| {
                 eprint!("{out}");

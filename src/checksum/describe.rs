@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use xxhash_rust::xxh3::Xxh3;
 
+use super::record::LineSite;
 use crate::callsite::is_once_flag;
 use crate::elf::{ElfIndex, SectionIndex, SectionKind, SymType, SymbolIndex};
 use crate::special_sections::{inferred_entry_size, lookup, InChecksum};
@@ -59,9 +60,9 @@ pub trait HashExt {
     }
     /// Writes into the line-insensitive checksum only.
     fn lines_only(&mut self, _v: u64) {}
-    /// Notes that a proven line number was left out of the line-insensitive
-    /// checksum.
-    fn line_site(&mut self) {}
+    /// Notes that a proven line number, `site`, was left out of the
+    /// line-insensitive checksum.
+    fn line_site(&mut self, _site: LineSite) {}
 }
 
 impl HashExt for Xxh3 {
@@ -84,7 +85,7 @@ impl HashExt for Xxh3 {
 pub struct Pair {
     main: Xxh3,
     lines: Option<Xxh3>,
-    sites: bool,
+    sites: Vec<LineSite>,
 }
 
 impl Pair {
@@ -99,7 +100,15 @@ impl Pair {
     /// The line-insensitive checksum; `None` when no line number was left
     /// out, so that it would say no more than [`digest`](Pair::digest).
     pub fn lines_digest(&self) -> Option<u64> {
-        self.lines.as_ref().filter(|_| self.sites).map(Xxh3::digest)
+        self.lines
+            .as_ref()
+            .filter(|_| !self.sites.is_empty())
+            .map(Xxh3::digest)
+    }
+
+    /// The line sites left out, in order.
+    pub fn take_sites(&mut self) -> Vec<LineSite> {
+        std::mem::take(&mut self.sites)
     }
 }
 
@@ -133,8 +142,8 @@ impl HashExt for Pair {
     fn lines_only(&mut self, v: u64) {
         self.fork().u64(v);
     }
-    fn line_site(&mut self) {
-        self.sites = true;
+    fn line_site(&mut self, site: LineSite) {
+        self.sites.push(site);
     }
 }
 
@@ -369,7 +378,7 @@ pub fn slice(data: &[u8], start: u64, end: u64) -> &[u8] {
 
 /// The string at `offset` up to its terminating zero unit (units of
 /// `entsize` bytes for wide strings).
-fn string_at(data: &[u8], offset: u64, entsize: u64) -> &[u8] {
+pub fn string_at(data: &[u8], offset: u64, entsize: u64) -> &[u8] {
     let unit = entsize.max(1) as usize;
     let rest = slice(data, offset, data.len() as u64);
     let mut end = 0;

@@ -26,6 +26,15 @@
 //!   rest flags (and, from 6.2, the class id). The descriptor's own record
 //!   gets the line-insensitive checksum; its function hashes it by name.
 //!
+//! Each proven site is also recorded with the file its line belongs to:
+//! the string whose address the caller puts into the first argument (`lea
+//! .LC0(%rip), %rdi` in the same basic block), or the entry's file field.
+//! A caller that keeps `__FILE__` in a callee-saved register across a loop
+//! (`mov %r12, %rdi`) names no file at the site; it is then one of the file
+//! names the function loads anywhere, and the site records those.
+//! With the patch at hand klp-link checks each changed line against the
+//! patch's line map.
+//!
 //! What the line-insensitive checksum gets instead: every `mov $imm32,
 //! %esi` with the immediate zeroed and, once the function's code is
 //! walked, for each of them in order either "line site" or its immediate.
@@ -35,10 +44,11 @@
 use object::elf;
 
 use super::code::is_relocated;
-use super::describe::HashExt;
+use super::describe::{string_at, HashExt};
+use super::record::{LineSite, SiteFile};
 use super::tables::{Entry, Tables};
 use crate::arch::{Field, Insn};
-use crate::elf::{ElfIndex, Reloc, SectionIndex};
+use crate::elf::{ElfIndex, Reloc, SectionIndex, SectionKind};
 
 /// Kernel functions (Linux 6.1) whose second argument is the caller's
 /// `__LINE__`: `might_sleep()`, `cond_resched()` and the lock variants,
@@ -58,11 +68,21 @@ pub const LINE_CALLEES: &[&str] = &[
 /// the immediate (which is at most 32 bits wide).
 const SITE: u64 = u64::MAX;
 
-/// A `mov $imm32, %esi`, and the call to a line callee it feeds, if any.
+/// A `mov $imm32, %esi`, and the call to a line callee it feeds, if any,
+/// with the address in `%rdi` at that call.
 struct Candidate {
     mov: u64,
     imm: u64,
     call: Option<u64>,
+    file: Option<FileLoad>,
+}
+
+/// An instruction that put a relocated address into `%rdi`.
+#[derive(Clone, Copy)]
+struct FileLoad {
+    ip: u64,
+    end: u64,
+    reloc: Reloc,
 }
 
 /// The line-number call sites of one contiguous piece of code, found while
@@ -74,6 +94,10 @@ pub struct LineSites {
     open: Option<usize>,
     /// Where resolved branches of this piece land.
     targets: Vec<u64>,
+    /// What `%rdi` holds, if an address loaded in this basic block.
+    file: Option<FileLoad>,
+    /// Every relocated address the piece loads into a register.
+    loads: Vec<FileLoad>,
 }
 
 impl LineSites {
@@ -89,6 +113,7 @@ impl LineSites {
     ) -> Option<Field> {
         if jump_label || !insn.valid {
             self.open = None;
+            self.file = None;
             return None;
         }
         let resolved = insn
@@ -96,6 +121,26 @@ impl LineSites {
             .filter(|b| !is_relocated(insn.ip, b.field, relocs));
         if let Some(b) = resolved {
             self.targets.push(b.target);
+        }
+        let file_before = self.file;
+        let load = insn.address_load.and_then(|a| {
+            let reloc = relocs
+                .iter()
+                .find(|r| is_relocated(insn.ip, a.field, std::slice::from_ref(r)))?;
+            let load = FileLoad {
+                ip: insn.ip,
+                end: insn.end(),
+                reloc: *reloc,
+            };
+            Some((a.first_arg, load))
+        });
+        if let Some((_, l)) = load {
+            self.loads.push(l);
+        }
+        match load {
+            Some((true, l)) => self.file = Some(l),
+            _ if !insn.keeps_first_arg => self.file = None,
+            _ => {}
         }
         if let Some((field, imm)) = insn
             .second_arg_immediate
@@ -106,6 +151,7 @@ impl LineSites {
                 mov: insn.ip,
                 imm,
                 call: None,
+                file: None,
             });
             return Some(field);
         }
@@ -115,6 +161,7 @@ impl LineSites {
         }
         if insn.is_direct_call_or_jump() && calls_line_callee(index, relocs) {
             self.candidates[open].call = Some(insn.ip);
+            self.candidates[open].file = file_before;
         }
         self.open = None;
         None
@@ -130,19 +177,66 @@ impl LineSites {
         tables: &Tables,
         sec: SectionIndex,
     ) {
+        let straight = |from: u64, call: u64| {
+            !self.targets.iter().any(|&t| t > from && t <= call)
+                && !tables.entered_between(index, sec, from, call)
+        };
+        let loaded = |f: &FileLoad| file_at(index, &f.reloc, (f.end - f.reloc.offset) as i64);
+        let mut kept = None;
         for c in &self.candidates {
-            let proven = c.call.is_some_and(|call| {
-                !self.targets.iter().any(|&t| t > c.mov && t <= call)
-                    && !tables.entered_between(index, sec, c.mov, call)
-            });
-            if proven {
-                h.line_site();
-                h.lines_only(SITE);
-            } else {
-                h.lines_only(c.imm);
+            match c.call.filter(|&call| straight(c.mov, call)) {
+                Some(call) => {
+                    let file = match c
+                        .file
+                        .filter(|f| straight(f.ip, call))
+                        .and_then(|f| loaded(&f))
+                    {
+                        Some(name) => SiteFile::Known(name),
+                        None => SiteFile::OneOf(
+                            kept.get_or_insert_with(|| {
+                                let mut names: Vec<String> = self
+                                    .loads
+                                    .iter()
+                                    .filter_map(loaded)
+                                    .filter(|n| n.contains('.'))
+                                    .collect();
+                                names.sort();
+                                names.dedup();
+                                names
+                            })
+                            .clone(),
+                        ),
+                    };
+                    h.line_site(LineSite {
+                        line: c.imm as u32,
+                        file,
+                    });
+                    h.lines_only(SITE);
+                }
+                None => h.lines_only(c.imm),
             }
         }
     }
+}
+
+/// The file name a relocation points at, as a line site records it: a
+/// string of a read-only section, valid UTF-8 that a manifest can list
+/// ([`SiteFile::writable`]). `bias` is what
+/// turns the relocation's addend into the offset in its target (a
+/// PC-relative field in code is taken from the end of its instruction).
+pub fn file_at(index: &ElfIndex, r: &Reloc, bias: i64) -> Option<String> {
+    let s = &index.symbols[r.symbol];
+    let section = &index.sections[s.section?];
+    if !matches!(section.kind, SectionKind::Strings | SectionKind::ReadOnly) {
+        return None;
+    }
+    let bias = if r.pc_relative { bias } else { 0 };
+    let offset = s.value.wrapping_add(r.addend.wrapping_add(bias) as u64);
+    if offset >= section.size {
+        return None;
+    }
+    let name = std::str::from_utf8(string_at(section.data, offset, 1)).ok()?;
+    SiteFile::writable(name).then(|| name.to_owned())
 }
 
 /// Whether the instruction's relocation names a global line callee (a
@@ -171,6 +265,34 @@ pub fn dyndbg_line(index: &ElfIndex, sec: SectionIndex, start: u64, end: u64) ->
         .map(|r| (r.offset - start, r.width))
         .collect();
     (pointers == [(0, 8), (8, 8), (16, 8), (24, 8)]).then_some(start + 32)
+}
+
+/// The site an x86 `__bug_table` entry's line field (at `line`, see
+/// [`bug_line`]) records: its file field comes just before it.
+pub fn bug_site(index: &ElfIndex, e: &Entry, line: u64) -> LineSite {
+    let data = index.sections[e.table].data;
+    let value = super::describe::slice(data, line, line + 2);
+    let file = index
+        .relocs_in(e.table, line - 4, line)
+        .first()
+        .and_then(|r| file_at(index, r, 0));
+    LineSite {
+        line: u32::from(u16::from_le_bytes(value.try_into().unwrap_or_default())),
+        file: file.map_or(SiteFile::OneOf(Vec::new()), SiteFile::Known),
+    }
+}
+
+/// The site a dynamic-debug descriptor records: its filename pointer
+/// (third) and `lineno` (the low bits of the word at `line`).
+pub fn dyndbg_site(index: &ElfIndex, sec: SectionIndex, start: u64, word: u32) -> LineSite {
+    let file = index
+        .relocs_in(sec, start + 16, start + 24)
+        .first()
+        .and_then(|r| file_at(index, r, 0));
+    LineSite {
+        line: word & DYNDBG_LINENO_BITS,
+        file: file.map_or(SiteFile::OneOf(Vec::new()), SiteFile::Known),
+    }
 }
 
 /// The offset of the line field of an x86 `__bug_table` entry (see the

@@ -29,7 +29,7 @@ pub mod trace;
 use std::collections::HashMap;
 
 pub use object_manifest::manifest_of;
-pub use record::{Binding, SymbolKind, SymbolRecord};
+pub use record::{Binding, LineSite, SiteFile, SymbolKind, SymbolRecord};
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -78,9 +78,11 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ObjectError> {
         let (start, end) = (s.value, s.value.saturating_add(s.size));
         describer.collect_refs(1);
         let checksum = describer.region(sec, start, end, 1);
+        let mut sites = Vec::new();
         let lines = lines::dyndbg_line(&index, sec, start, end).map(|line| {
             let word = describe::slice(index.sections[sec].data, line, line + 4);
             let word = u32::from_le_bytes(word.try_into().unwrap_or_default());
+            sites.push(lines::dyndbg_site(&index, sec, start, word));
             let mut without = Xxh3::new();
             without.u64(describer.region(sec, start, line, 1));
             without.u64(u64::from(word & !lines::DYNDBG_LINENO_BITS));
@@ -92,7 +94,7 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ObjectError> {
             &index,
             i,
             SymbolKind::Data,
-            (checksum, lines),
+            (checksum, lines, sites),
             None,
             refs,
         ));
@@ -115,7 +117,7 @@ pub fn checksum_object(data: &[u8]) -> Result<ObjectChecksums, ObjectError> {
         } else {
             SymbolKind::Func
         };
-        let sums = (h.digest(), h.lines_digest());
+        let sums = (h.digest(), h.lines_digest(), h.take_sites());
         symbols.push(record(&index, f.symbol(), kind, sums, parent, refs));
     }
     symbols.sort_by(|a, b| (&a.name, &a.section).cmp(&(&b.name, &b.section)));
@@ -188,7 +190,7 @@ fn hash_function(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, f: De
                 without.u64(before);
                 without.u64(after);
                 h.split_u64(entry, without.digest());
-                h.line_site();
+                h.line_site(lines::bug_site(index, e, line));
             }
             None => h.u64(entry),
         }
@@ -235,7 +237,7 @@ fn record(
     index: &ElfIndex,
     i: SymbolIndex,
     kind: SymbolKind,
-    (checksum, lines): (u64, Option<u64>),
+    (checksum, lines, line_sites): (u64, Option<u64>, Vec<LineSite>),
     parent: Option<String>,
     refs: Refs,
 ) -> SymbolRecord {
@@ -257,5 +259,6 @@ fn record(
         parent,
         clone_refs: refs.clones,
         once_flags: refs.once_flags,
+        line_sites,
     }
 }

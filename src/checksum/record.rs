@@ -61,4 +61,37 @@ pub struct SymbolRecord {
     /// same position in the running kernel's function has the flag to
     /// share.
     pub once_flags: Vec<String>,
+    /// The proven line-number sites the line-insensitive checksum leaves
+    /// out, in the order it meets them: with the patch at hand, klp-link
+    /// accepts a line-only difference only where the patch moved each line
+    /// to its new number.
+    pub line_sites: Vec<LineSite>,
+}
+
+/// One `__LINE__` in a function's code or in a call site's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineSite {
+    pub line: u32,
+    pub file: SiteFile,
+}
+
+/// The file a line site's number belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteFile {
+    /// The `__FILE__` passed or recorded beside it.
+    Known(String),
+    /// Not read at the site (the caller kept `__FILE__` in another
+    /// register, across a loop): one of these file names the function
+    /// loads, sorted, or none that could be read.
+    OneOf(Vec<String>),
+}
+
+impl SiteFile {
+    /// Whether `name` can be written in a manifest's `sites=` list.
+    pub fn writable(name: &str) -> bool {
+        !name.is_empty()
+            && !name.starts_with('?')
+            && !name.contains([',', '|'])
+            && !name.contains(char::is_whitespace)
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::compare::{check_carried_data, compare_manifests, compare_tree, Comparison};
+use super::compare::{check_carried_data, compare_manifests, compare_tree, Comparison, LineRule};
 use super::destination::{
     check_module_output, check_patch_output, DestinationError, SnapshotDestination,
 };
@@ -15,6 +15,7 @@ use super::extract::{extract, ExtractError, Extracted, RunningKernel, Source};
 use super::fix_lines::PatchError;
 use super::input::{self, InputError};
 use super::klp_rewrite::KLP_SYM_PREFIX;
+use super::line_map::LineMap;
 use super::load::LoadError;
 use super::module::{self, Built, ModuleError, ModuleSpec};
 use super::once_flags::OnceChoice;
@@ -379,14 +380,41 @@ fn open(snapshot: &Path, tree: Option<&Path>) -> Result<(Snapshot, Tree), Comman
     Ok((snap, tree))
 }
 
+/// The line map of the patches, in the order they were applied; `None`
+/// when none is given.
+pub fn line_map(patches: &[PathBuf]) -> Result<Option<LineMap>, CommandError> {
+    if patches.is_empty() {
+        return Ok(None);
+    }
+    let mut map = LineMap::default();
+    for path in patches {
+        let text = input::read(path)?;
+        map.add(&text).map_err(|error| CommandError::Patch {
+            path: path.to_owned(),
+            error,
+        })?;
+    }
+    Ok(Some(map))
+}
+
+/// The rule for line-only differences: the patches' map when given.
+fn line_rule<'a>(map: Option<&'a LineMap>, root: Option<&'a Path>) -> LineRule<'a> {
+    match map {
+        Some(map) => LineRule::Patch { map, root },
+        None => LineRule::CallSite,
+    }
+}
+
 pub fn diff(
     snapshot: &Path,
     tree: Option<&Path>,
+    patches: &[PathBuf],
     json: bool,
     explain_fn: Option<&str>,
 ) -> Result<(String, Outcome), CommandError> {
     let (snap, tree) = open(snapshot, tree)?;
-    let cmp = compare_tree(&snap, &tree);
+    let map = line_map(patches)?;
+    let cmp = compare_tree(&snap, &tree, line_rule(map.as_ref(), Some(&tree.objtree)));
     let mut explanation = None;
     if let Some(name) = explain_fn {
         let entry = cmp
@@ -415,9 +443,11 @@ pub fn diff(
 pub fn diff_objects(
     orig: &Path,
     patched: &Path,
+    patches: &[PathBuf],
     json: bool,
     explain_fn: Option<&str>,
 ) -> Result<(String, Outcome), CommandError> {
+    let map = line_map(patches)?;
     let read = |p: &Path| {
         input::regular_file(p)?;
         let m = manifest_of(p);
@@ -430,16 +460,18 @@ pub fn diff_objects(
         }
     };
     let (a, b) = (read(orig)?, read(patched)?);
+    let rule = line_rule(map.as_ref(), None);
     let mut cmp = Comparison {
         objects: 1,
         rebuilt: vec![patched.to_owned()],
+        lines_by_patch: map.is_some(),
         ..Comparison::default()
     };
     let mut target = Default::default();
     compare_manifests(
         patched,
-        &a,
-        &b,
+        (&a, &b),
+        rule,
         &mut target,
         &mut cmp.problems,
         &mut cmp.notes,
@@ -526,6 +558,8 @@ pub struct BuildOptions<'a> {
     pub name: &'a str,
     pub output: &'a Path,
     pub replace: bool,
+    /// The patches as applied, for their line map.
+    pub patches: &'a [PathBuf],
 }
 
 /// Compares like `diff`, then builds the livepatch module from the changed
@@ -538,7 +572,9 @@ pub fn build(
     let (snap, tree) = open(snapshot, tree)?;
     check_build_options(snapshot, opts)?;
     let mut times = Times::default();
-    let cmp = timed(&mut times.compare, || compare_tree(&snap, &tree));
+    let map = line_map(opts.patches)?;
+    let rule = line_rule(map.as_ref(), Some(&tree.objtree));
+    let cmp = timed(&mut times.compare, || compare_tree(&snap, &tree, rule));
     let mut report = BuildReport::new(&cmp);
     let outcome = Outcome::of(&cmp);
     if outcome != Outcome::Changes {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::correlate::{correlate, Change};
 use super::data_uses::{escaping_use, referring_functions};
+use super::line_map::LineMap;
 use super::load::{self, ManifestSource, ObjectRecord, Stamp};
 use super::once_flags::{self, OnceChoice};
 use super::snapshot::Snapshot;
@@ -246,6 +247,23 @@ pub struct Comparison {
     pub objects: usize,
     /// The objects the patched build rewrote (tree-relative).
     pub rebuilt: Vec<PathBuf>,
+    /// Whether line-only differences were checked against the patch's line
+    /// map, not only by the call-site rule.
+    pub lines_by_patch: bool,
+}
+
+/// How a difference in proven line sites alone is judged.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum LineRule<'a> {
+    /// By the call-site rule alone: every proven site may hold any line.
+    #[default]
+    CallSite,
+    /// Each site must hold the line the patch moved its old line to.
+    /// `root` is the source tree, for `__FILE__`s named by absolute path.
+    Patch {
+        map: &'a LineMap,
+        root: Option<&'a Path>,
+    },
 }
 
 impl Comparison {
@@ -259,8 +277,8 @@ impl Comparison {
 /// Compares two manifests of one object, adding to `target`'s report.
 pub fn compare_manifests(
     object: &Path,
-    orig: &Manifest,
-    patched: &Manifest,
+    (orig, patched): (&Manifest, &Manifest),
+    rule: LineRule,
     target: &mut TargetReport,
     problems: &mut Vec<Problem>,
     notes: &mut Vec<String>,
@@ -307,6 +325,7 @@ pub fn compare_manifests(
         target.once_flags.insert(object.to_owned(), flags);
     }
     for change in correlate(o, p) {
+        let change = judge_lines(object, change, rule, notes);
         let s = change.symbol();
         if s.kind == SymbolKind::Data {
             if let Change::New(_) = change {
@@ -352,6 +371,31 @@ pub fn compare_manifests(
             }
             Change::New(s) => target.new.push(FuncEntry::of(object, s, None)),
             Change::Removed(s) => target.removed.push(FuncEntry::of(object, s, None)),
+        }
+    }
+}
+
+/// A line-only difference the patch's line map does not explain is a
+/// change, with a note that says which line.
+fn judge_lines<'a>(
+    object: &Path,
+    change: Change<'a>,
+    rule: LineRule,
+    notes: &mut Vec<String>,
+) -> Change<'a> {
+    let (Change::LineOnly { orig, patched }, LineRule::Patch { map, root }) = (&change, rule)
+    else {
+        return change;
+    };
+    match map.explains(&orig.line_sites, &patched.line_sites, root) {
+        Ok(()) => change,
+        Err(why) => {
+            notes.push(format!(
+                "{}: `{}` differs only in line numbers, but {why}: it counts as changed",
+                object.display(),
+                patched.name
+            ));
+            Change::Changed { orig, patched }
         }
     }
 }
@@ -419,8 +463,11 @@ fn data_change(
 /// Compares the snapshot of the original build with the patched tree.
 /// Objects whose size and modification time are as the snapshot recorded
 /// them were not rebuilt and are not read again.
-pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
-    let mut cmp = Comparison::default();
+pub fn compare_tree(snapshot: &Snapshot, tree: &Tree, rule: LineRule) -> Comparison {
+    let mut cmp = Comparison {
+        lines_by_patch: matches!(rule, LineRule::Patch { .. }),
+        ..Comparison::default()
+    };
     for name in tree.targets.keys() {
         if !snapshot.targets.contains_key(name) {
             cmp.problems.push(Problem::NewModule { name: name.clone() });
@@ -467,8 +514,8 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
                     }
                     compare_manifests(
                         object,
-                        &orig,
-                        &record.manifest,
+                        (&orig, &record.manifest),
+                        rule,
                         report,
                         &mut cmp.problems,
                         &mut cmp.notes,
@@ -476,8 +523,8 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
                 }
                 Ok(orig) => compare_manifests(
                     object,
-                    &orig,
-                    &record.manifest,
+                    (&orig, &record.manifest),
+                    rule,
                     report,
                     &mut cmp.problems,
                     &mut cmp.notes,
@@ -498,8 +545,8 @@ pub fn compare_tree(snapshot: &Snapshot, tree: &Tree) -> Comparison {
                 };
                 compare_manifests(
                     object,
-                    &empty,
-                    &record.manifest,
+                    (&empty, &record.manifest),
+                    rule,
                     report,
                     &mut cmp.problems,
                     &mut cmp.notes,

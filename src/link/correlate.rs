@@ -242,6 +242,7 @@ mod tests {
             parent: None,
             clone_refs: Vec::new(),
             once_flags: Vec::new(),
+            line_sites: Vec::new(),
         }
     }
 

@@ -231,7 +231,7 @@ fn locate(file: &[Vec<u8>], body: &[&[u8]], stated: usize) -> Option<usize> {
 }
 
 /// The path of a `+++ b/path.c` line, without a tab and timestamp.
-fn path_of(header: &[u8]) -> &[u8] {
+pub(super) fn path_of(header: &[u8]) -> &[u8] {
     header[4..]
         .split(|&b| b == b'\t')
         .next()
@@ -248,9 +248,9 @@ fn is_empty_context(line: &[u8]) -> bool {
     line == b"\n" || line == b"\r\n"
 }
 
-struct Hunk<'a> {
-    old_start: usize,
-    old_count: usize,
+pub(super) struct Hunk<'a> {
+    pub(super) old_start: usize,
+    pub(super) old_count: usize,
     new_count: usize,
     /// What follows the second `@@`, with the line end.
     rest: &'a [u8],
@@ -258,7 +258,7 @@ struct Hunk<'a> {
 
 impl<'a> Hunk<'a> {
     /// `@@ -a[,b] +c[,d] @@ rest`
-    fn parse(line: &'a [u8]) -> Option<Hunk<'a>> {
+    pub(super) fn parse(line: &'a [u8]) -> Option<Hunk<'a>> {
         let body = line.strip_prefix(b"@@ -")?;
         let end = body.windows(3).position(|w| w == b" @@")?;
         let (ranges, rest) = (std::str::from_utf8(&body[..end]).ok()?, &body[end + 3..]);
@@ -282,7 +282,7 @@ impl<'a> Hunk<'a> {
 
 /// The lines of the hunk whose header precedes line `from`, and the index
 /// of the line after it.
-fn hunk_body<'a>(
+pub(super) fn hunk_body<'a>(
     lines: &[&'a [u8]],
     from: usize,
     hunk: &Hunk,

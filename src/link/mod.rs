@@ -15,7 +15,8 @@
 //!   the running kernel.
 //! - [`explain`] shows where two versions of a function first differ.
 //! - [`fix_lines`] keeps a source patch from moving the line numbers of
-//!   code it does not change.
+//!   code it does not change; [`line_map`] reads where a patch moved each
+//!   line, to check line-only differences against.
 //! - [`extract`], [`module`] and [`klp_rewrite`] make the livepatch module;
 //!   [`sympos`], [`symvers`] and [`running`] say what the running kernel has.
 //! - [`commands`] ties these together for the `klp-link` binary.
@@ -32,6 +33,7 @@ pub mod fix_lines;
 pub mod input;
 pub mod kconfig;
 pub mod klp_rewrite;
+pub mod line_map;
 pub mod load;
 pub mod module;
 pub mod once_flags;

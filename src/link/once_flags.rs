@@ -88,6 +88,7 @@ mod tests {
             parent: None,
             clone_refs: Vec::new(),
             once_flags: once.iter().map(|s| s.to_string()).collect(),
+            line_sites: Vec::new(),
         }
     }
 

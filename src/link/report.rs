@@ -12,10 +12,23 @@ use super::compare::{Comparison, FuncEntry};
 use crate::manifest::escape_path_line;
 
 /// How a function was proven to differ only in line numbers, for the
-/// reader to judge (`checksum::lines`): no patch line map is consulted.
+/// reader to judge (`checksum::lines`), when no patch is given.
 pub const LINE_ONLY_RULE: &str = "line-only by the call-site rule: they differ only in \
      `__LINE__` values passed to __might_sleep() and the like, or kept in __bug_table entries \
      and dynamic-debug descriptors";
+
+/// The same, checked against the patch's line map (`--patch`).
+pub const LINE_MAP_RULE: &str = "line-only by the patch's line map: each `__LINE__` that \
+     differs (passed to __might_sleep() and the like, or kept in __bug_table entries and \
+     dynamic-debug descriptors) is the number the patch moved that line to";
+
+fn line_rule(cmp: &Comparison) -> &'static str {
+    if cmp.lines_by_patch {
+        LINE_MAP_RULE
+    } else {
+        LINE_ONLY_RULE
+    }
+}
 
 fn display_name(f: &FuncEntry) -> String {
     let mut name = f.name.clone();
@@ -65,7 +78,7 @@ pub fn human(cmp: &Comparison) -> String {
                 let name = display_name(f);
                 let _ = writeln!(out, "    {name:<47} {}", escape_path_line(&f.object));
             }
-            let _ = writeln!(out, "  ({LINE_ONLY_RULE})");
+            let _ = writeln!(out, "  ({})", line_rule(cmp));
         }
     }
     if !cmp.notes.is_empty() {
@@ -122,7 +135,7 @@ pub fn json(cmp: &Comparison) -> Value {
         "new": names(|r| &r.new),
         "removed": names(|r| &r.removed),
         "line_only": names(|r| &r.line_only),
-        "line_only_rule": LINE_ONLY_RULE,
+        "line_only_rule": line_rule(cmp),
         "targets": targets,
         "notes": cmp.notes,
         "errors": cmp.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),

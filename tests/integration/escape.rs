@@ -10,6 +10,11 @@ const OPS: &str = "struct ops { int (*f)(int); int x; };\n\
 
 /// Compiles `orig` and `patched` with kernel flags and compares them.
 fn diff(kind: CcKind, test: &str, orig: &str, patched: &str) -> Option<Run> {
+    diff_with(kind, test, orig, patched, &[])
+}
+
+/// [`diff`] with `patches` given to `diff-objects --patch`.
+fn diff_with(kind: CcKind, test: &str, orig: &str, patched: &str, patches: &[&str]) -> Option<Run> {
     let cc = Cc::find_or_skip(kind, test)?;
     let dir = TempDir::new("escape");
     for (name, text) in [("orig", orig), ("patched", patched)] {
@@ -24,10 +29,14 @@ fn diff(kind: CcKind, test: &str, orig: &str, patched: &str) -> Option<Run> {
         ]);
         run_klp_cc(dir.path(), &args).assert_success();
     }
-    Some(run_klp_link(
-        dir.path(),
-        ["diff-objects", "orig.o", "patched.o"],
-    ))
+    let mut args: Vec<String> = ["diff-objects", "orig.o", "patched.o"]
+        .map(String::from)
+        .into();
+    for (i, text) in patches.iter().enumerate() {
+        dir.write(format!("{i}.patch"), text);
+        args.extend(["--patch".into(), format!("{i}.patch")]);
+    }
+    Some(run_klp_link(dir.path(), args))
 }
 
 #[track_caller]
@@ -229,6 +238,34 @@ fn a_descriptor_whose_line_moved_is_line_only() {
             r.describe()
         );
         assert!(!out.contains("changed  show"), "{}", r.describe());
+    }
+}
+
+/// With the patch given, the descriptor's new line must be where the
+/// patch moved the old one, in the descriptor's own file.
+#[test]
+fn a_descriptor_whose_line_moved_is_checked_against_the_patch() {
+    let orig = show_with_pr_debug();
+    let patched = orig.replace("pr_debug_at(10,", "pr_debug_at(12,");
+    let two_above = "--- a/f.c\n+++ b/f.c\n@@ -1,1 +1,3 @@\n a\n+b\n+c\n";
+    let one_above = "--- a/f.c\n+++ b/f.c\n@@ -1,1 +1,2 @@\n a\n+b\n";
+    for kind in KINDS {
+        let test = "a_descriptor_whose_line_moved_is_checked_against_the_patch";
+        let Some(r) = diff_with(kind, test, &orig, &patched, &[two_above]) else {
+            continue;
+        };
+        assert_eq!(r.output.status.code(), Some(3), "{}", r.describe());
+        assert!(r.stdout().contains("patch's line map"), "{}", r.describe());
+        let Some(r) = diff_with(kind, test, &orig, &patched, &[one_above]) else {
+            continue;
+        };
+        let out = r.stdout();
+        assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+        assert!(
+            out.contains("changed  show") && out.contains("line 10 of f.c is 12 now"),
+            "{}",
+            r.describe()
+        );
     }
 }
 

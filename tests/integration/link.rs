@@ -23,7 +23,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -31,8 +31,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    find_program, foreign_object, klp_cc_command, mutate, run, run_klp_link, skip, Cc, CcKind,
-    ObjectInfo, Rng, Run, TempDir,
+    find_program, foreign_object, klp_cc_command, mutate, run, run_klp_link, skip, unified_diff,
+    Cc, CcKind, ObjectInfo, Rng, Run, TempDir,
 };
 
 const SHARED_H: &str = r#"#ifndef SHARED_H
@@ -479,6 +479,17 @@ impl Fixture {
 
     fn diff(&self) -> Diff {
         self.diff_tree(None)
+    }
+
+    /// `klp-link diff snap --patch PATCH`, with the patch written to the
+    /// fixture's root.
+    fn diff_with_patch(&self, patch: &str) -> Diff {
+        let path = self.root.write("fix.patch", patch);
+        let mut args: Vec<OsString> = vec!["diff".into(), self.snap().into_os_string()];
+        args.extend(["--patch".into(), path.into_os_string()]);
+        let human = self.link(&args);
+        args.push("--json".into());
+        Diff::new(self.link(&args), human)
     }
 
     /// `nm` of an object in the tree: its defined symbol names.
@@ -1268,6 +1279,163 @@ fn line_only_functions_are_listed_apart() {
             "vmlinux line_only core_warner kernel/core.o",
         ],
     );
+}
+
+/// With the patch given, a line-only difference must be the patch's own
+/// move: the shift of [`line_only_functions_are_listed_apart`] is line-only
+/// by the patch's line map, and a patch that moves none of those lines
+/// (the same fix made in place) explains none of them: they are changes,
+/// and the __init one a refusal.
+#[test]
+fn line_only_is_checked_against_the_patch_line_map() {
+    let Some(mut fx) = Fixture::new("line_only_is_checked_against_the_patch_line_map") else {
+        return;
+    };
+    fx.write("kernel/core.c", &format!("{CORE_C}{CORE_LINE_SITES}"));
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    fx.snapshot();
+    let before = fx.read("kernel/core.c");
+    let (from, to) = (
+        "\treturn a * 2 + b;\n",
+        "\tint r = a * 2 + b;\n\n\t/* the fix */\n\treturn r + 1;\n",
+    );
+    fx.edit("kernel/core.c", from, to);
+    assert_eq!(fx.rebuild(), ["kernel/core.o"]);
+    let after = fx.read("kernel/core.c");
+
+    let d = fx.diff_with_patch(&unified_diff("kernel/core.c", &before, &after));
+    d.expect(
+        0,
+        &[
+            "vmlinux changed core_add kernel/core.o",
+            "vmlinux line_only core_early kernel/core.o [init]",
+            "vmlinux line_only core_sleeper kernel/core.o",
+            "vmlinux line_only core_warner kernel/core.o",
+        ],
+    );
+    d.expect_no_errors();
+    assert!(
+        d.json["line_only_rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("patch's line map")),
+        "{}",
+        d.context()
+    );
+
+    let in_place = before.replacen(from, "\treturn a * 2 + b + 1;\n", 1);
+    let d = fx.diff_with_patch(&unified_diff("kernel/core.c", &before, &in_place));
+    d.expect(
+        1,
+        &[
+            "vmlinux changed core_add kernel/core.o",
+            "vmlinux changed core_early kernel/core.o [init]",
+            "vmlinux changed core_sleeper kernel/core.o",
+            "vmlinux changed core_warner kernel/core.o",
+        ],
+    );
+    let notes = d.strings("notes");
+    for f in ["core_early", "core_sleeper", "core_warner"] {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains(&format!("`{f}`")) && n.contains("where the patch puts it")),
+            "a note says why `{f}` counts as changed\n{}",
+            d.context()
+        );
+    }
+    assert!(
+        d.errors().iter().any(|e| e.contains("core_early")),
+        "{}",
+        d.context()
+    );
+}
+
+/// The same rule on the corpus's line-only pair with each compiler, through
+/// `diff-objects --patch`: every site the fix moved is line-only, and an
+/// explicit `__might_sleep("here", 100)` turned 101, which the call-site
+/// rule cannot tell from a line, is a change the patch does not explain.
+#[test]
+fn diff_objects_checks_line_sites_against_the_patch() {
+    for kind in [CcKind::Gcc, CcKind::Clang] {
+        let Some(cc) = Cc::find_or_skip(kind, "diff_objects_checks_line_sites_against_the_patch")
+        else {
+            continue;
+        };
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/line_only");
+        let dir = TempDir::new("line-map");
+        let mut objects = Vec::new();
+        let mut texts = Vec::new();
+        for side in ["orig", "patched"] {
+            let text = std::fs::read_to_string(corpus.join(format!("{side}.c"))).unwrap();
+            dir.write(format!("{side}/kernel/lines.c"), &text);
+            let mut cmd = Command::new(&cc.path);
+            cmd.current_dir(dir.join(side))
+                .args(cc.kernel_cflags())
+                .args(["-c", "kernel/lines.c", "-o", "kernel/lines.o"]);
+            run(cmd).assert_success();
+            objects.push(dir.join(format!("{side}/kernel/lines.o")));
+            texts.push(text);
+        }
+        let patch = dir.write(
+            "fix.patch",
+            unified_diff("kernel/lines.c", &texts[0], &texts[1]),
+        );
+        let diff = |with_patch: bool| {
+            let mut args: Vec<OsString> = vec![
+                "diff-objects".into(),
+                objects[0].clone().into(),
+                objects[1].clone().into(),
+                "--json".into(),
+            ];
+            if with_patch {
+                args.extend(["--patch".into(), patch.clone().into()]);
+            }
+            let r = run_klp_link(dir.path(), &args);
+            assert_no_panic(&r);
+            let json: Value = serde_json::from_str(&r.stdout())
+                .unwrap_or_else(|e| panic!("{kind}: no JSON ({e})\n{}", r.describe()));
+            (r, json)
+        };
+        let names = |json: &Value, key: &str| -> Vec<String> {
+            json[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| v.as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        let (r, json) = diff(true);
+        assert_eq!(
+            names(&json, "line_only"),
+            ["resched_loop", "setup_thing", "sleeper", "warner"],
+            "{kind}\n{}",
+            r.describe()
+        );
+        let changed = names(&json, "changed");
+        for f in ["edited", "explicit_line", "reporter", "sleeps_and_changes"] {
+            assert!(
+                changed.iter().any(|c| c == f),
+                "{kind}: {f} changed\n{}",
+                r.describe()
+            );
+        }
+        assert!(
+            json["line_only_rule"]
+                .as_str()
+                .is_some_and(|r| r.contains("patch's line map")),
+            "{kind}\n{}",
+            r.describe()
+        );
+        // Without the patch, the call-site rule takes 101 for a line.
+        let (r, json) = diff(false);
+        assert!(
+            names(&json, "line_only")
+                .iter()
+                .any(|f| f == "explicit_line"),
+            "{kind}\n{}",
+            r.describe()
+        );
+    }
 }
 
 /// x86's `__bug_table` entry from 6.19 on (`HAVE_ARCH_BUG_FORMAT`): a

@@ -214,7 +214,7 @@ fn read_paths_property(cc: &Cc, cases: Option<&[&str]>, iterations: usize, seed:
         let other = &case.paths[1 - side];
         for (a, b) in [(other, &bad_path), (&bad_path, other)] {
             let out = guarded(
-                || diff_objects(a, b, i % 2 == 0, None).map(|(o, _)| o),
+                || diff_objects(a, b, &[], i % 2 == 0, None).map(|(o, _)| o),
                 || failed("diff-objects"),
             );
             let text = match &out {

@@ -244,6 +244,27 @@ impl Cc {
     }
 }
 
+/// `diff -u` of `before` and `after` as a patch to `rel` (`-p1` paths
+/// `a/rel` and `b/rel`), made by the real diff.
+pub fn unified_diff(rel: &str, before: &str, after: &str) -> String {
+    let dir = TempDir::new("unified-diff");
+    let (old, new) = (dir.write("old", before), dir.write("new", after));
+    let out = Command::new("diff")
+        .args([
+            "-u",
+            "--label",
+            &format!("a/{rel}"),
+            "--label",
+            &format!("b/{rel}"),
+        ])
+        .arg(&old)
+        .arg(&new)
+        .output()
+        .expect("running diff");
+    assert_eq!(out.status.code(), Some(1), "diff found no difference");
+    String::from_utf8(out.stdout).expect("a patch of text")
+}
+
 /// Prints the standard note for a test that cannot run here.
 pub fn skip(test: &str, why: &str) {
     eprintln!("note: skipping {test}: {why}");

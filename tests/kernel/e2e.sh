@@ -397,13 +397,14 @@ prepare_klp() {
 # ---------------------------------------------------------------- klp-link
 # The one place that knows `klp-link build`'s command line.  The snapshot
 # names the tree it was taken of; the patched objects are read from there.
-klp_link_build() {  # SNAPSHOT RUNNING_VMLINUX RUNNING_MODULES MODNAME OUT_KO
+# APPLIED is the patch as applied: its line map checks line-only functions.
+klp_link_build() {  # SNAPSHOT RUNNING_VMLINUX RUNNING_MODULES MODNAME OUT_KO APPLIED
     if [ "$ONE_BUILD" = 1 ]; then
         # The tree is the running kernel: sympos from the snapshot's own
         # symbol tables.
-        "$KLP_LINK" build "$1" --name "$4" -o "$5"
+        "$KLP_LINK" build "$1" --name "$4" -o "$5" --patch "$6"
     else
-        "$KLP_LINK" build "$1" --vmlinux "$2" --modules "$3" --name "$4" -o "$5"
+        "$KLP_LINK" build "$1" --vmlinux "$2" --modules "$3" --name "$4" -o "$5" --patch "$6"
     fi
 }
 
@@ -556,15 +557,15 @@ sidecar() {
     esac
 }
 
-# check_expected PATCH OUT: when PATCH has a NAME.expect beside it (NAME.patch
-# -> NAME.expect), compare it with what `klp-link diff` reports, one
-# "TARGET changed|new|removed FUNCTION" a line (order and # comments do not
-# matter).  Prints why they differ, or nothing.
+# check_expected PATCH OUT APPLIED: when PATCH has a NAME.expect beside it
+# (NAME.patch -> NAME.expect), compare it with what `klp-link diff --patch
+# APPLIED` reports, one "TARGET changed|new|removed FUNCTION" a line (order
+# and # comments do not matter).  Prints why they differ, or nothing.
 check_expected() {
     local want out=$2
     want=$(sidecar "$1" expect)
     [ -f "$want" ] || return 0
-    "$KLP_LINK" diff "$out/snapshot" --json > "$out/klp-link-diff.json" 2>/dev/null || true
+    "$KLP_LINK" diff "$out/snapshot" --patch "$3" --json > "$out/klp-link-diff.json" 2>/dev/null || true
     python3 - "$out/klp-link-diff.json" > "$out/diff.lines" <<'PY' || { echo "no JSON from klp-link diff"; return 0; }
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -646,15 +647,15 @@ run_test() {
             note+="the patched tree does not build (see $out/build-patched.log); "
         else
             t0=$(now)
-            "$KLP_LINK" diff "$out/snapshot" > "$out/klp-link-diff.txt" 2>&1 || true
-            unexpected=$(check_expected "$patch" "$out")
+            "$KLP_LINK" diff "$out/snapshot" --patch "$applied" > "$out/klp-link-diff.txt" 2>&1 || true
+            unexpected=$(check_expected "$patch" "$out" "$applied")
             [ -z "$stale" ] ||
                 unexpected+="the rebuild left objects older than a patched file they depend on: $stale; "
             case $source in
                 klp-link)
                     touch "$out/.before-klp-link"
                     (cd "$out" && klp_link_build "$out/snapshot" "$RUNNING/vmlinux" \
-                        "$RUNNING/modroot/lib/modules/$(cat "$RUNNING/release")" "$mod" "$ko") \
+                        "$RUNNING/modroot/lib/modules/$(cat "$RUNNING/release")" "$mod" "$ko" "$applied") \
                         > "$out/klp-link-build.log" 2>&1 || lrc=$?
                     # klp-link must leave the kernel tree exactly as it was.
                     touched=$(find "$KLP" -newer "$out/.before-klp-link" -print -quit)
