@@ -62,8 +62,17 @@ pub struct Displacement {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddressLoad {
     pub field: Field,
-    /// The register is the first integer argument's.
-    pub first_arg: bool,
+    /// The integer argument (1 to 4) whose register it is, if any.
+    pub arg: Option<u8>,
+}
+
+/// See [`Insn::arg_immediate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgImmediate {
+    /// The integer argument, 2 to 4.
+    pub arg: u8,
+    pub field: Field,
+    pub value: u64,
 }
 
 /// One decoded instruction.
@@ -92,22 +101,20 @@ pub struct Insn {
     pub opcode: u64,
     /// Prefixes that change what a branch does (x86 `rep`/`repne`).
     pub prefixes: u64,
-    /// A constant the instruction puts into the second integer argument's
-    /// register (x86-64 `mov $imm32, %esi`), and the field that holds it:
-    /// how a caller passes `__LINE__` to a `(file, line, ...)` callee.
-    pub second_arg_immediate: Option<(Field, u64)>,
-    /// Falls through to the next instruction and is known to leave the
-    /// second argument's register as it was.
-    pub keeps_second_arg: bool,
+    /// A constant the instruction puts into the second, third or fourth
+    /// integer argument's register (x86-64 `mov $imm32, %esi`): how a
+    /// caller passes `__LINE__` to a `(file, line, ...)` or `(sb, func,
+    /// line, ...)` callee.
+    pub arg_immediate: Option<ArgImmediate>,
+    /// Bit `n` set: falls through to the next instruction and is known to
+    /// leave the register of integer argument `n` (1 to 4) as it was.
+    pub keeps_args: u8,
     /// An address (or constant) the instruction puts into a register
     /// (x86-64 `lea disp(%rip), %reg`, `mov $imm32, %reg`): how a caller
     /// passes `__FILE__` to a `(file, line, ...)` callee, directly or kept
     /// in a callee-saved register across a loop. The relocation on the
     /// field names the string.
     pub address_load: Option<AddressLoad>,
-    /// Falls through to the next instruction and is known to leave the
-    /// first argument's register as it was.
-    pub keeps_first_arg: bool,
 }
 
 impl Insn {
@@ -120,6 +127,12 @@ impl Insn {
     pub fn is_branch_field(&self, at: u64, width: u64) -> bool {
         self.branch
             .is_some_and(|b| at >= self.ip && b.field.overlaps(at - self.ip, width))
+    }
+
+    /// Whether the instruction is known to leave integer argument `n`'s
+    /// register (1 to 4) alone.
+    pub fn keeps_arg(&self, n: u8) -> bool {
+        self.keeps_args & (1 << n) != 0
     }
 
     /// A direct call, or a direct jump that leaves the function's path (a

@@ -4,7 +4,7 @@ use iced_x86::{
     Decoder, DecoderOptions, Formatter as _, GasFormatter, Instruction, Mnemonic, OpKind, Register,
 };
 
-use super::{AddressLoad, Arch, Branch, Displacement, Field, Insn};
+use super::{AddressLoad, Arch, ArgImmediate, Branch, Displacement, Field, Insn};
 
 /// The x86-64 backend.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,10 +39,9 @@ impl Iterator for Decoded<'_> {
                 is_trap: false,
                 opcode: insn.mnemonic() as u64,
                 prefixes: 0,
-                second_arg_immediate: None,
-                keeps_second_arg: false,
+                arg_immediate: None,
+                keeps_args: 0,
                 address_load: None,
-                keeps_first_arg: false,
             });
         }
         let offsets = self.decoder.get_constant_offsets(insn);
@@ -67,17 +66,21 @@ impl Iterator for Decoded<'_> {
                 .is_ip_rel_memory_operand()
                 .then(|| insn.ip_rel_memory_address()),
         });
-        let second_arg_immediate = (insn.mnemonic() == Mnemonic::Mov
+        let dest_arg = (insn.op_count() > 0 && insn.op0_kind() == OpKind::Register)
+            .then(|| arg_of(insn.op0_register()))
+            .flatten();
+        let arg_immediate = (insn.mnemonic() == Mnemonic::Mov
             && insn.op_count() == 2
-            && insn.op0_kind() == OpKind::Register
-            && insn.op0_register() == Register::ESI
             && insn.op1_kind() == OpKind::Immediate32
-            && offsets.has_immediate())
-        .then(|| {
-            (
-                field(offsets.immediate_offset(), offsets.immediate_size()),
-                u64::from(insn.immediate32()),
+            && matches!(
+                insn.op0_register(),
+                Register::ESI | Register::EDX | Register::ECX
             )
+            && offsets.has_immediate())
+        .then(|| ArgImmediate {
+            arg: dest_arg.unwrap_or_default(),
+            field: field(offsets.immediate_offset(), offsets.immediate_size()),
+            value: u64::from(insn.immediate32()),
         });
         let address_load = (insn.op_count() == 2 && insn.op0_kind() == OpKind::Register)
             .then(|| match (insn.mnemonic(), insn.op1_kind()) {
@@ -92,7 +95,7 @@ impl Iterator for Decoded<'_> {
             .flatten()
             .map(|field| AddressLoad {
                 field,
-                first_arg: matches!(insn.op0_register(), Register::RDI | Register::EDI),
+                arg: dest_arg,
             });
         let accesses_memory = insn.mnemonic() != Mnemonic::Lea
             && (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory);
@@ -111,23 +114,29 @@ impl Iterator for Decoded<'_> {
             ),
             opcode: insn.mnemonic() as u64,
             prefixes: u64::from(insn.has_repne_prefix()) | u64::from(insn.has_rep_prefix()) << 1,
-            second_arg_immediate,
-            keeps_second_arg: keeps(insn, ARG2),
+            arg_immediate,
+            keeps_args: keeps_args(insn, dest_arg),
             address_load,
-            keeps_first_arg: keeps(insn, ARG1),
         })
     }
 }
 
-/// The names of the first and second argument registers, `%rdi` and `%rsi`.
-const ARG1: [Register; 4] = [Register::RDI, Register::EDI, Register::DI, Register::DIL];
-const ARG2: [Register; 4] = [Register::RSI, Register::ESI, Register::SI, Register::SIL];
+/// The integer argument (1 to 4) whose register `reg` names, in any width.
+fn arg_of(reg: Register) -> Option<u8> {
+    match reg {
+        Register::RDI | Register::EDI | Register::DI | Register::DIL => Some(1),
+        Register::RSI | Register::ESI | Register::SI | Register::SIL => Some(2),
+        Register::RDX | Register::EDX | Register::DX | Register::DL | Register::DH => Some(3),
+        Register::RCX | Register::ECX | Register::CX | Register::CL | Register::CH => Some(4),
+        _ => None,
+    }
+}
 
-/// Whether an instruction is known to fall through and leave the register
-/// named by `reg` alone: one that writes at most its first operand, which
-/// is not that register. Anything else (branches, string instructions,
-/// `xchg`, ...) counts as a write.
-fn keeps(insn: &Instruction, reg: [Register; 4]) -> bool {
+/// The argument registers (bits 1 to 4) an instruction is known to leave
+/// alone: one that falls through and writes at most its first operand,
+/// `dest` when that is an argument register. Anything else (branches,
+/// string instructions, `xchg`, `mul`, ...) counts as writing them all.
+fn keeps_args(insn: &Instruction, dest: Option<u8>) -> u8 {
     let writes_op0_only = matches!(
         insn.mnemonic(),
         Mnemonic::Mov
@@ -153,10 +162,14 @@ fn keeps(insn: &Instruction, reg: [Register; 4]) -> bool {
             | Mnemonic::Push
             | Mnemonic::Pop
     );
-    writes_op0_only
-        && !(insn.op_count() > 0
-            && insn.op0_kind() == OpKind::Register
-            && reg.contains(&insn.op0_register()))
+    if !writes_op0_only {
+        return 0;
+    }
+    let all = 0b1_1110;
+    match dest {
+        Some(n) => all & !(1 << n),
+        None => all,
+    }
 }
 
 fn ends_path(m: Mnemonic) -> bool {
@@ -241,20 +254,29 @@ mod tests {
         ];
         let insns: Vec<Insn> = X86_64.decode(&args, 0).collect();
         assert_eq!(
-            insns[0].second_arg_immediate,
-            Some((Field { offset: 1, size: 4 }, 0x2a))
+            insns[0].arg_immediate,
+            Some(ArgImmediate {
+                arg: 2,
+                field: Field { offset: 1, size: 4 },
+                value: 0x2a
+            })
         );
-        assert!(!insns[1].keeps_second_arg && insns[1].second_arg_immediate.is_none());
-        assert!(insns[2].keeps_second_arg && insns[2].second_arg_immediate.is_none());
-        assert!(insns[0].keeps_first_arg && !insns[2].keeps_first_arg);
+        assert!(!insns[1].keeps_arg(2) && insns[1].arg_immediate.is_none());
+        assert!(insns[2].keeps_arg(2) && insns[2].arg_immediate.is_none());
+        assert!(insns[0].keeps_arg(1) && !insns[2].keeps_arg(1) && insns[2].keeps_arg(3));
         assert_eq!(
             insns[2].address_load,
             Some(AddressLoad {
                 field: Field { offset: 1, size: 4 },
-                first_arg: true
+                arg: Some(1)
             })
         );
-        assert!(insns[0].address_load.is_some_and(|a| !a.first_arg));
+        assert!(insns[0].address_load.is_some_and(|a| a.arg == Some(2)));
+        // mov $0x5,%edx: the third argument.
+        let third = X86_64.decode(&[0xba, 0x05, 0, 0, 0], 0).next().unwrap();
+        assert!(third
+            .arg_immediate
+            .is_some_and(|a| a.arg == 3 && a.value == 5));
         assert_eq!(insns[1].address_load, None);
         // lea 0x0(%rip),%r12: an address kept in a callee-saved register.
         let kept = [0x4c, 0x8d, 0x25, 0x00, 0x00, 0x00, 0x00];
@@ -263,7 +285,7 @@ mod tests {
             lea.address_load,
             Some(AddressLoad {
                 field: Field { offset: 3, size: 4 },
-                first_arg: false
+                arg: None
             })
         );
         assert!(!insns[2].is_direct_call_or_jump());

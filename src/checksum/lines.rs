@@ -7,14 +7,16 @@
 //! is proven to hold a line number, since missing a real change is worse
 //! than reporting a line shift:
 //!
-//! - a call site: `mov $imm32, %esi` followed, in the same basic block, by a
-//!   direct call (or tail jump) through a relocation to one of
-//!   [`LINE_CALLEES`], which take `(const char *file, int line, ...)` and
-//!   are only called by macros passing `__FILE__, __LINE__`. Nothing in
-//!   between may write `%rsi`, branch, call, or be the target of a branch
-//!   or of any relocation (a jump table, a `.cold` part jumping back, a
-//!   table entry). An immediate passed explicitly to one of those callees
-//!   cannot be told from a line number; only the patch's line map could.
+//! - a call site: `mov $imm32` into the line argument's register (`%esi`,
+//!   `%edx` or `%ecx`) followed, in the same basic block, by a direct call
+//!   (or tail jump) through a relocation to one of [`LINE_CALLEES`], which
+//!   take `__LINE__` in that argument (`(file, line, ...)`, or ext4's
+//!   `(sb, func, line, ...)`) and are only called by macros passing it.
+//!   Nothing in between may write that register, branch, call, or be the
+//!   target of a branch or of any relocation (a jump table, a `.cold` part
+//!   jumping back, a table entry). An immediate passed explicitly to one of
+//!   those callees cannot be told from a line number; only the patch's line
+//!   map could.
 //! - a `__bug_table` entry of x86 with `CONFIG_DEBUG_BUGVERBOSE`: in 6.1
 //!   `{int bug_addr_disp; int file_disp; u16 line; u16 flags}`, 12 bytes
 //!   with relocations at 0 and 4; from 6.19 (`HAVE_ARCH_BUG_FORMAT`) a
@@ -27,19 +29,21 @@
 //!   gets the line-insensitive checksum; its function hashes it by name.
 //!
 //! Each proven site is also recorded with the file its line belongs to:
-//! the string whose address the caller puts into the first argument (`lea
-//! .LC0(%rip), %rdi` in the same basic block), or the entry's file field.
-//! A caller that keeps `__FILE__` in a callee-saved register across a loop
-//! (`mov %r12, %rdi`) names no file at the site; it is then one of the file
-//! names the function loads anywhere, and the site records those.
+//! the string whose address the caller puts into the callee's file
+//! argument (`lea .LC0(%rip), %rdi` in the same basic block), or the
+//! entry's file field. A caller that keeps `__FILE__` in a callee-saved
+//! register across a loop (`mov %r12, %rdi`) names no file at the site; it
+//! is then one of the file names the function loads anywhere, and the site
+//! records those. A callee that takes `__func__` instead names no file
+//! either; klp-link adds the object's own source to what such a site may be.
 //! With the patch at hand klp-link checks each changed line against the
 //! patch's line map.
 //!
-//! What the line-insensitive checksum gets instead: every `mov $imm32,
-//! %esi` with the immediate zeroed and, once the function's code is
-//! walked, for each of them in order either "line site" or its immediate.
-//! So two functions with equal line-insensitive checksums differ at most
-//! in the immediates of sites both have at the same places.
+//! What the line-insensitive checksum gets instead: every `mov $imm32`
+//! into `%esi`, `%edx` or `%ecx` with the immediate zeroed and, once the
+//! function's code is walked, for each of them in order either "line site"
+//! or its immediate. So two functions with equal line-insensitive checksums
+//! differ at most in the immediates of sites both have at the same places.
 
 use object::elf;
 
@@ -50,26 +54,70 @@ use super::tables::{Entry, Tables};
 use crate::arch::{Field, Insn};
 use crate::elf::{ElfIndex, Reloc, SectionIndex, SectionKind};
 
-/// Kernel functions (Linux 6.1) whose second argument is the caller's
-/// `__LINE__`: `might_sleep()`, `cond_resched()` and the lock variants,
-/// `might_fault()`, `cant_sleep()`, `cant_migrate()`, `RCU_LOCKDEP_WARN()`,
-/// and the generic `WARN()` (x86 puts its line into `__bug_table` instead).
-pub const LINE_CALLEES: &[&str] = &[
-    "__might_sleep",
-    "__might_resched",
-    "__might_fault",
-    "__cant_sleep",
-    "__cant_migrate",
-    "lockdep_rcu_suspicious",
-    "warn_slowpath_fmt",
+/// A kernel function that takes its caller's `__LINE__`: which integer
+/// argument holds it, and which holds the caller's `__FILE__`, if one does
+/// (the others take `__func__`, or nothing that names a file).
+pub struct LineCallee {
+    pub name: &'static str,
+    pub line_arg: u8,
+    pub file_arg: Option<u8>,
+}
+
+const fn callee(name: &'static str, line_arg: u8, file_arg: Option<u8>) -> LineCallee {
+    LineCallee {
+        name,
+        line_arg,
+        file_arg,
+    }
+}
+
+/// Kernel functions (Linux 6.1 to 7.x) only ever called by macros that pass
+/// their caller's `__LINE__`: `might_sleep()`, `cond_resched()` and the
+/// lock variants, `might_fault()`, `cant_sleep()`, `cant_migrate()`,
+/// `RCU_LOCKDEP_WARN()` and the generic `WARN()` (x86 puts its line into
+/// `__bug_table` instead), `jbd2_debug()`; ext4's error, warning and
+/// journal helpers and btrfs's error paths, which take `__func__` and
+/// `__LINE__` (the sites kpatch users meet most in filesystem fixes).
+pub const LINE_CALLEES: &[LineCallee] = &[
+    callee("__might_sleep", 2, Some(1)),
+    callee("__might_resched", 2, Some(1)),
+    callee("__might_fault", 2, Some(1)),
+    callee("__cant_sleep", 2, Some(1)),
+    callee("__cant_migrate", 2, Some(1)),
+    callee("lockdep_rcu_suspicious", 2, Some(1)),
+    callee("warn_slowpath_fmt", 2, Some(1)),
+    callee("__jbd2_debug", 4, Some(2)),
+    callee("__ext4_grp_locked_error", 2, None),
+    callee("__ext4_journal_get_write_access", 2, None),
+    callee("__ext4_journal_get_create_access", 2, None),
+    callee("__ext4_handle_dirty_metadata", 2, None),
+    callee("__ext4_forget", 2, None),
+    callee("__ext4_journal_stop", 2, None),
+    // Linux 6.1's `(sb, line, type, ...)`; from 6.3 `(inode, sb, line,
+    // type, ...)`. Only the second argument is safe in both: a pointer no
+    // `mov $imm32` loads in the later layout, where the third would be
+    // 6.1's `type`, a real constant. So its sites are proven on 6.1 only.
+    callee("__ext4_journal_start_sb", 2, None),
+    callee("__ext4_journal_start_reserved", 2, None),
+    callee("__ext4_error", 3, None),
+    callee("__ext4_error_inode", 3, None),
+    callee("__ext4_error_file", 3, None),
+    callee("__ext4_std_error", 3, None),
+    callee("__ext4_warning", 3, None),
+    callee("__ext4_warning_inode", 3, None),
+    callee("__ext4_mark_inode_dirty", 4, None),
+    callee("__btrfs_handle_fs_error", 3, None),
+    callee("__btrfs_abort_transaction", 3, None),
+    callee("__btrfs_panic", 3, None),
 ];
 
 /// What the line-insensitive checksum gets for a proven site, in place of
 /// the immediate (which is at most 32 bits wide).
 const SITE: u64 = u64::MAX;
 
-/// A `mov $imm32, %esi`, and the call to a line callee it feeds, if any,
-/// with the address in `%rdi` at that call.
+/// A `mov $imm32` into an argument register, and the call to a line
+/// callee it feeds, if any, with the address in the callee's file argument
+/// at that call.
 struct Candidate {
     mov: u64,
     imm: u64,
@@ -77,7 +125,10 @@ struct Candidate {
     file: Option<FileLoad>,
 }
 
-/// An instruction that put a relocated address into `%rdi`.
+/// Integer arguments 1 to 4, indexed by number (0 unused).
+type PerArg<T> = [Option<T>; 5];
+
+/// An instruction that put a relocated address into a register.
 #[derive(Clone, Copy)]
 struct FileLoad {
     ip: u64,
@@ -90,12 +141,14 @@ struct FileLoad {
 #[derive(Default)]
 pub struct LineSites {
     candidates: Vec<Candidate>,
-    /// The candidate whose `%esi` is still live, in the same basic block.
-    open: Option<usize>,
+    /// Per argument register, the candidate whose constant it still holds
+    /// in the same basic block.
+    open: PerArg<usize>,
     /// Where resolved branches of this piece land.
     targets: Vec<u64>,
-    /// What `%rdi` holds, if an address loaded in this basic block.
-    file: Option<FileLoad>,
+    /// Per argument register, the address loaded into it in this basic
+    /// block, if it still holds it.
+    held: PerArg<FileLoad>,
     /// Every relocated address the piece loads into a register.
     loads: Vec<FileLoad>,
 }
@@ -112,8 +165,8 @@ impl LineSites {
         jump_label: bool,
     ) -> Option<Field> {
         if jump_label || !insn.valid {
-            self.open = None;
-            self.file = None;
+            self.open = PerArg::default();
+            self.held = PerArg::default();
             return None;
         }
         let resolved = insn
@@ -122,7 +175,7 @@ impl LineSites {
         if let Some(b) = resolved {
             self.targets.push(b.target);
         }
-        let file_before = self.file;
+        let held_before = self.held;
         let load = insn.address_load.and_then(|a| {
             let reloc = relocs
                 .iter()
@@ -132,39 +185,42 @@ impl LineSites {
                 end: insn.end(),
                 reloc: *reloc,
             };
-            Some((a.first_arg, load))
+            self.loads.push(load);
+            Some((a.arg, load))
         });
-        if let Some((_, l)) = load {
-            self.loads.push(l);
+        for n in 1..=4 {
+            match load {
+                Some((Some(arg), l)) if arg == n => self.held[usize::from(n)] = Some(l),
+                _ if !insn.keeps_arg(n) => self.held[usize::from(n)] = None,
+                _ => {}
+            }
         }
-        match load {
-            Some((true, l)) => self.file = Some(l),
-            _ if !insn.keeps_first_arg => self.file = None,
-            _ => {}
+        if insn.is_direct_call_or_jump() {
+            if let Some(c) = line_callee(index, relocs) {
+                if let Some(open) = self.open[usize::from(c.line_arg)] {
+                    self.candidates[open].call = Some(insn.ip);
+                    self.candidates[open].file =
+                        c.file_arg.and_then(|f| held_before[usize::from(f)]);
+                }
+            }
         }
-        if let Some((field, imm)) = insn
-            .second_arg_immediate
-            .filter(|&(f, _)| !is_relocated(insn.ip, f, relocs))
-        {
-            self.open = Some(self.candidates.len());
-            self.candidates.push(Candidate {
-                mov: insn.ip,
-                imm,
-                call: None,
-                file: None,
-            });
-            return Some(field);
+        let immediate = insn
+            .arg_immediate
+            .filter(|a| !is_relocated(insn.ip, a.field, relocs));
+        for n in 2..=4 {
+            if !insn.keeps_arg(n) {
+                self.open[usize::from(n)] = None;
+            }
         }
-        let open = self.open?;
-        if insn.keeps_second_arg {
-            return None;
-        }
-        if insn.is_direct_call_or_jump() && calls_line_callee(index, relocs) {
-            self.candidates[open].call = Some(insn.ip);
-            self.candidates[open].file = file_before;
-        }
-        self.open = None;
-        None
+        let a = immediate?;
+        self.open[usize::from(a.arg)] = Some(self.candidates.len());
+        self.candidates.push(Candidate {
+            mov: insn.ip,
+            imm: a.value,
+            call: None,
+            file: None,
+        });
+        Some(a.field)
     }
 
     /// Once the piece (section `sec`) is walked: tells the line-insensitive
@@ -239,12 +295,15 @@ pub fn file_at(index: &ElfIndex, r: &Reloc, bias: i64) -> Option<String> {
     SiteFile::writable(name).then(|| name.to_owned())
 }
 
-/// Whether the instruction's relocation names a global line callee (a
+/// The global line callee the instruction's relocation names, if any (a
 /// local function of that name would be someone else's).
-fn calls_line_callee(index: &ElfIndex, relocs: &[Reloc]) -> bool {
-    relocs.iter().any(|r| {
+fn line_callee(index: &ElfIndex, relocs: &[Reloc]) -> Option<&'static LineCallee> {
+    relocs.iter().find_map(|r| {
         let s = &index.symbols[r.symbol];
-        s.binding != elf::STB_LOCAL.0 && LINE_CALLEES.contains(&s.name)
+        if s.binding == elf::STB_LOCAL.0 {
+            return None;
+        }
+        LINE_CALLEES.iter().find(|c| c.name == s.name)
     })
 }
 

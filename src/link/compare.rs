@@ -387,7 +387,13 @@ fn judge_lines<'a>(
     else {
         return change;
     };
-    match map.explains(&orig.line_sites, &patched.line_sites, root) {
+    let source = map.source_of(object, root);
+    match map.explains(
+        &orig.line_sites,
+        &patched.line_sites,
+        root,
+        source.as_deref(),
+    ) {
         Ok(()) => change,
         Err(why) => {
             notes.push(format!(

@@ -125,15 +125,39 @@ impl LineMap {
         }
     }
 
+    /// The source file of `object` (`fs/ext4/super.o`: `fs/ext4/super.c`)
+    /// as the patches name it: a site whose callee takes `__func__` rather
+    /// than `__FILE__` names no file, and its line is most often the
+    /// object's own. An object named outside the tree (`diff-objects`)
+    /// matches the one patched file its path ends with.
+    pub fn source_of(&self, object: &Path, root: Option<&Path>) -> Option<String> {
+        let source = object.with_extension("c");
+        let source = normalise(source.to_str()?, root);
+        if self.files.contains_key(source) {
+            return Some(source.to_owned());
+        }
+        let mut suffixes = self.files.keys().filter(|f| {
+            source
+                .strip_suffix(f.as_str())
+                .is_some_and(|head| head.ends_with('/'))
+        });
+        match (suffixes.next(), suffixes.next()) {
+            (Some(f), None) => Some(f.clone()),
+            _ => Some(source.to_owned()),
+        }
+    }
+
     /// Checks that the patched sites are the original ones moved as the
     /// patches move their lines; otherwise says which is not. A site that
-    /// names no file of its own passes if one of the files it may be moves
-    /// its line there.
+    /// names no file of its own passes if one of the files it may be, or
+    /// `source` (the object's own, [`LineMap::source_of`]), moves its line
+    /// there.
     pub fn explains(
         &self,
         orig: &[LineSite],
         patched: &[LineSite],
         root: Option<&Path>,
+        source: Option<&str>,
     ) -> Result<(), String> {
         if orig.len() != patched.len() {
             return Err(format!(
@@ -152,7 +176,11 @@ impl LineMap {
             }
             let files: Vec<&str> = match &a.file {
                 SiteFile::Known(f) => vec![f],
-                SiteFile::OneOf(names) => names.iter().map(String::as_str).collect(),
+                SiteFile::OneOf(names) => names
+                    .iter()
+                    .map(String::as_str)
+                    .chain(source.filter(|s| !names.iter().any(|n| n == s)))
+                    .collect(),
             };
             if files.is_empty() && a.line != b.line {
                 return Err(format!(
@@ -395,34 +423,69 @@ mod tests {
             &[site(5, "f.c"), site(2, "h.h")],
             &[site(7, "f.c"), site(2, "h.h")],
             None,
+            None,
         );
         assert_eq!(ok, Ok(()));
         let wrong = m
-            .explains(&[site(5, "f.c")], &[site(8, "f.c")], None)
+            .explains(&[site(5, "f.c")], &[site(8, "f.c")], None, None)
             .unwrap_err();
         assert!(wrong.contains("puts it at 7"), "{wrong}");
-        let unpatched = m.explains(&[site(100, "h.h")], &[site(101, "h.h")], None);
+        let unpatched = m.explains(&[site(100, "h.h")], &[site(101, "h.h")], None, None);
         assert!(unpatched.is_err());
         assert!(m
-            .explains(&[one_of(5, &[])], &[one_of(5, &[])], None)
+            .explains(&[one_of(5, &[])], &[one_of(5, &[])], None, None)
             .is_ok());
         assert!(m
-            .explains(&[one_of(5, &[])], &[one_of(6, &[])], None)
+            .explains(&[one_of(5, &[])], &[one_of(6, &[])], None, None)
             .is_err());
         // A site that names no file: one of the files its function loads.
         let both = ["f.c", "h.h"];
         assert!(m
-            .explains(&[one_of(5, &both)], &[one_of(7, &both)], None)
+            .explains(&[one_of(5, &both)], &[one_of(7, &both)], None, None)
             .is_ok());
         assert!(m
-            .explains(&[one_of(5, &both)], &[one_of(5, &both)], None)
+            .explains(&[one_of(5, &both)], &[one_of(5, &both)], None, None)
             .is_ok());
         assert!(m
-            .explains(&[one_of(5, &both)], &[one_of(6, &both)], None)
+            .explains(&[one_of(5, &both)], &[one_of(6, &both)], None, None)
             .is_err());
         assert!(m
-            .explains(&[site(5, "f.c")], &[site(7, "g.c")], None)
+            .explains(&[site(5, "f.c")], &[site(7, "g.c")], None, None)
             .is_err());
-        assert!(m.explains(&[site(5, "f.c")], &[], None).is_err());
+        assert!(m.explains(&[site(5, "f.c")], &[], None, None).is_err());
+        // A `__func__` callee's site: the object's own source.
+        assert!(m
+            .explains(&[one_of(5, &[])], &[one_of(7, &[])], None, Some("f.c"))
+            .is_ok());
+        assert!(m
+            .explains(&[one_of(5, &[])], &[one_of(8, &[])], None, Some("f.c"))
+            .is_err());
+    }
+
+    #[test]
+    fn an_object_s_source_is_named_as_the_patch_names_it() {
+        let m = map("--- a/fs/ext4/super.c\n+++ b/fs/ext4/super.c\n@@ -1,1 +1,2 @@\n a;\n+b;\n");
+        let source = |o: &str, root: Option<&str>| m.source_of(Path::new(o), root.map(Path::new));
+        assert_eq!(
+            source("fs/ext4/super.o", None).as_deref(),
+            Some("fs/ext4/super.c")
+        );
+        assert_eq!(
+            source("/src/linux/fs/ext4/super.o", Some("/src/linux")).as_deref(),
+            Some("fs/ext4/super.c")
+        );
+        assert_eq!(
+            source("/tmp/patched/fs/ext4/super.o", None).as_deref(),
+            Some("fs/ext4/super.c")
+        );
+        // Not `xfs/ext4/super.c`'s: only at a path component.
+        assert_eq!(
+            source("/tmp/xfs/ext4/super.o", None).as_deref(),
+            Some("/tmp/xfs/ext4/super.c")
+        );
+        assert_eq!(
+            source("kernel/fork.o", None).as_deref(),
+            Some("kernel/fork.c")
+        );
     }
 }

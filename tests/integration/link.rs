@@ -1407,12 +1407,25 @@ fn diff_objects_checks_line_sites_against_the_patch() {
         let (r, json) = diff(true);
         assert_eq!(
             names(&json, "line_only"),
-            ["resched_loop", "setup_thing", "sleeper", "warner"],
+            [
+                "checker",
+                "journal_tail",
+                "resched_loop",
+                "setup_thing",
+                "sleeper",
+                "warner"
+            ],
             "{kind}\n{}",
             r.describe()
         );
         let changed = names(&json, "changed");
-        for f in ["edited", "explicit_line", "reporter", "sleeps_and_changes"] {
+        for f in [
+            "edited",
+            "explicit_line",
+            "journal",
+            "reporter",
+            "sleeps_and_changes",
+        ] {
             assert!(
                 changed.iter().any(|c| c == f),
                 "{kind}: {f} changed\n{}",
