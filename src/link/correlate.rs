@@ -54,10 +54,15 @@ struct Key<'a> {
 /// The name symbols are matched by: the demangled name, with the `__LINE__`
 /// and counter that kbuild puts into initcall symbol names removed
 /// (`__initcall__kmod_misc__242_295_misc_init4` becomes
-/// `__initcall__kmod_misc__misc_init4`), since a line shift renames them.
+/// `__initcall__kmod_misc__misc_init4`), since a line shift renames them;
+/// likewise the stub function a Clang LTO build calls the initcall through
+/// (`__initstub__kmod_...`).
 pub fn match_name(s: &SymbolRecord) -> String {
     let name = s.demangled.as_str();
-    let Some(rest) = name.strip_prefix("__initcall__kmod_") else {
+    let Some((kind, rest)) = ["__initcall__kmod_", "__initstub__kmod_"]
+        .into_iter()
+        .find_map(|k| Some((k, name.strip_prefix(k)?)))
+    else {
         return name.to_owned();
     };
     let Some((module, tail)) = rest.split_once("__") else {
@@ -69,7 +74,7 @@ pub fn match_name(s: &SymbolRecord) -> String {
             if id.bytes().all(|b| b.is_ascii_digit())
                 && line.bytes().all(|b| b.is_ascii_digit()) =>
         {
-            format!("__initcall__kmod_{module}__{func}")
+            format!("{kind}{module}__{func}")
         }
         _ => name.to_owned(),
     }
@@ -438,5 +443,20 @@ mod tests {
             1,
         )];
         assert!(correlate(&orig, &patched).is_empty());
+        let f = SymbolKind::Func;
+        let stub = |name| [sym(f, name, name, 1)];
+        assert!(correlate(
+            &stub("__initstub__kmod_misc__242_295_misc_init4"),
+            &stub("__initstub__kmod_misc__243_297_misc_init4")
+        )
+        .is_empty());
+        assert_eq!(
+            correlate(
+                &stub("__initstub__kmod_misc__242_295_misc_init4"),
+                &stub("__initstub__kmod_misc__243_297_other_init4")
+            )
+            .len(),
+            2
+        );
     }
 }
