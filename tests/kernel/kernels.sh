@@ -94,8 +94,7 @@ klp_kernel_select() {
     KLP_TARBALL=$KLP_KERNEL_CACHE/pkg/root/usr/src/$KLP_KERNEL_PKG.tar.xz
     local p pkgs=()
     for p in "${KLP_PKGS[@]}"; do [ "$p" = linux-source-6.1 ] || pkgs+=("$p"); done
-    # openssl: kbuild generates the module signing key (MODULE_SIG below).
-    KLP_PKGS=("${pkgs[@]}" openssl)
+    KLP_PKGS=("${pkgs[@]}")
     klp_kernel_config || return 1
 
     # Replaces lib.sh's (which names the installed linux-source-6.1); the
@@ -143,34 +142,8 @@ klp_kernel_config() {
             +CONFIG_X86_KERNEL_IBT=y
             +CONFIG_MITIGATION_CALL_DEPTH_TRACKING=y
             +CONFIG_CALL_PADDING=y
-            # Also what distro kernels have and 6.1's lab kernel lacks:
-            # paravirt patch sites in real use (a KVM guest);
-            +CONFIG_HYPERVISOR_GUEST=y
-            +CONFIG_PARAVIRT=y
-            +CONFIG_KVM_GUEST=y
-            # pr_debug() descriptors in __dyndbg;
-            +CONFIG_DYNAMIC_DEBUG=y
-            # a CRC per exported symbol and __versions in every module;
-            +CONFIG_MODVERSIONS=y
-            # DWARF 5 debug info: .debug_* sections whose relocations
-            # point into every function klp-link copies.
-            +CONFIG_DEBUG_KERNEL=y
-            +CONFIG_DEBUG_INFO_DWARF5=y
-            # Signed modules, with the key kbuild generates
-            # (certs/signing_key.pem), and a kernel that loads no other:
-            # klp-link must sign the livepatch the way kbuild signs modules.
-            # The hash: SHA-512 on 7.3 (below). This 6.12 configuration's
-            # kernel refuses every module signed with SHA-512, kbuild's own
-            # included, with -ENOENT and no message; SHA-256 (Debian's
-            # choice too) works.
-            +CONFIG_MODULE_SIG=y
-            +CONFIG_MODULE_SIG_ALL=y
-            +CONFIG_MODULE_SIG_FORCE=y
         ) ;;
     esac
-    if [ "$KLP_KERNEL" = 6.12 ]; then
-        edits+=(+CONFIG_MODULE_SIG_SHA256=y)
-    fi
     if [ "$KLP_KERNEL" = 7.3 ]; then
         edits+=(
             # Upstream's klp-build support has no prompt and follows
@@ -182,7 +155,11 @@ klp_kernel_config() {
             # and hide what klp-cc adds.  x86 cannot have it in 7.3, and
             # distro kernels do not: keep it off should that change.
             +CONFIG_LD_DEAD_CODE_DATA_ELIMINATION=n
-            +CONFIG_MODULE_SIG_SHA512=y
+            # SHA-512 for module signatures (6.1 and 6.12 sign with
+            # SHA-256: with SHA-512, this 6.12 configuration's kernel
+            # refuses every module, kbuild's own included, with -ENOENT and
+            # no message).
+            CONFIG_MODULE_SIG_SHA256:CONFIG_MODULE_SIG_SHA512
         )
     fi
     for e in "${edits[@]}"; do

@@ -5,15 +5,18 @@
 #     . tests/kernel/lib.sh
 #
 # It gets Linux 6.1 from Debian's linux-source-6.1 package, configures a small
-# x86-64 kernel that can be live patched (tinyconfig + LIVEPATCH, ORC/objtool,
-# jump labels, retpolines, return thunks, BUG, BINFMT_MISC=m), builds it, and
-# boots a bzImage under qemu with a busybox initramfs.
+# x86-64 kernel that can be live patched, with what distribution kernels have
+# (tinyconfig + LIVEPATCH, ORC/objtool, jump labels, retpolines, return
+# thunks, BUG, paravirt, dynamic debug, DWARF 5, modversions, signed modules,
+# BINFMT_MISC=m), builds it, and boots a bzImage under qemu with a busybox
+# initramfs.
 #
 # Functions (each returns non-zero on failure; none calls exit):
 #   klp_get_source DEST            install missing packages, unpack the source once
 #   klp_build_key [ARGS]           cache key of a build (source, toolchain, this file, env)
 #   klp_fresh_tree PRISTINE DEST   DEST := a fresh copy of an unpacked source tree
 #   klp_configure SRCDIR [CONFIG_X=y|m|n|val ...]   write + verify .config
+#   klp_signing_key                the cache's module signing key (made once)
 #   klp_build SRCDIR [make args]   make bzImage, then make modules (timed)
 #   klp_boot BZIMAGE [MODULES [CHECK]]   boot under qemu, run CHECK in the guest
 #
@@ -35,9 +38,10 @@ KLP_TARBALL=/usr/src/linux-source-6.1.tar.xz
 
 # Debian packages: kernel source, toolchain and kernel build deps, qemu and a
 # static busybox for the initramfs.  `time` is GNU time (/usr/bin/time).
+# openssl makes the module signing key (klp_signing_key).
 KLP_PKGS=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev
           cpio xz-utils kmod python3 perl rsync time gzip
-          qemu-system-x86 busybox-static)
+          qemu-system-x86 busybox-static openssl)
 
 # Options applied on top of tinyconfig; every one is verified after olddefconfig.
 KLP_CONFIG=(
@@ -57,7 +61,7 @@ KLP_CONFIG=(
     # ACPI (which needs PCI for qemu's DSDT): a second CPU (SeaBIOS's MP table
     # lists only CPU0) and a working `poweroff -f`
     CONFIG_PCI=y CONFIG_ACPI=y
-    # modules (no MODVERSIONS, no signing: vermagic "6.1.x SMP mod_unload")
+    # modules; MODVERSIONS and signing are below
     CONFIG_MODULES=y CONFIG_MODULE_UNLOAD=y
     # live patching: ftrace with regs, full kallsyms, a reliable unwinder
     CONFIG_KALLSYMS=y CONFIG_KALLSYMS_ALL=y
@@ -74,6 +78,24 @@ KLP_CONFIG=(
     CONFIG_BUG=y CONFIG_DEBUG_BUGVERBOSE=y
     # a real loadable module to live patch (visible via /proc/sys/fs/binfmt_misc)
     CONFIG_BINFMT_MISC=m
+    # What distribution kernels have besides:
+    # paravirt patch sites in real use (a KVM guest);
+    CONFIG_HYPERVISOR_GUEST=y CONFIG_PARAVIRT=y CONFIG_KVM_GUEST=y
+    # pr_debug() descriptors in __dyndbg;
+    CONFIG_DYNAMIC_DEBUG=y
+    # a CRC per exported symbol and __versions in every module;
+    CONFIG_MODVERSIONS=y
+    # DWARF 5 debug info: .debug_* sections whose relocations point into
+    # every function klp-link copies;
+    CONFIG_DEBUG_KERNEL=y CONFIG_DEBUG_INFO_DWARF5=y
+    # signed modules, and a kernel that loads no other: klp-link must sign
+    # the livepatch the way kbuild signs modules.  SHA-256, Debian's choice
+    # (kernels.sh: 7.3 uses SHA-512).  The key is not kbuild's per-tree one
+    # but the cache's (klp_configure, klp_signing_key), as a distribution
+    # signs all its builds with its own: the running kernel of a two-build
+    # test then trusts what the klp-cc tree signs.
+    CONFIG_MODULE_SIG=y CONFIG_MODULE_SIG_ALL=y CONFIG_MODULE_SIG_FORCE=y
+    CONFIG_MODULE_SIG_SHA256=y
 )
 
 klp_log()  { printf '%s: %s\n' "${KLP_LOG_TAG:-klp}" "$*" >&2; }
@@ -123,8 +145,53 @@ klp_source_id() {
 # must compute keys with this function, so that they agree.
 KLP_LIB=$(readlink -f "${BASH_SOURCE[0]}")
 klp_build_key() {
-    { klp_source_id; cat "$KLP_LIB"; env | grep -E '^KBUILD_' | sort; printf '%s\n' "$@"; } |
+    local key=none
+    if klp_signs_modules; then
+        key=$(klp_signing_key) || return 1
+        key=$(sha256sum < "$key")
+    fi
+    { klp_source_id; cat "$KLP_LIB"; env | grep -E '^KBUILD_' | sort; printf '%s\n' "$@"
+      echo "signing key $key"; } |
         sha256sum | cut -c1-16
+}
+
+# klp_signs_modules - whether KLP_CONFIG asks for signed modules.
+klp_signs_modules() {
+    local o
+    for o in "${KLP_CONFIG[@]}"; do [ "$o" = CONFIG_MODULE_SIG=y ] && return 0; done
+    return 1
+}
+
+# klp_signing_key - print the path of the cache's module signing key (a PEM
+# file with the private key and its self-signed certificate), made once with
+# the hash KLP_CONFIG signs with.  Every tree of the cache signs with it, and
+# its hash is in every build key, so a new key rebuilds every tree.
+klp_signing_key() {
+    local hash=sha256 o key conf
+    for o in "${KLP_CONFIG[@]}"; do
+        case $o in CONFIG_MODULE_SIG_SHA*=y) hash=${o#CONFIG_MODULE_SIG_}; hash=${hash%=y}; hash=${hash,,} ;; esac
+    done
+    key=$KLP_KERNEL_CACHE/signing-key-$hash.pem
+    if [ ! -s "$key" ]; then
+        mkdir -p "$KLP_KERNEL_CACHE" || return 1
+        conf=$(mktemp) || return 1
+        # What the kernel wants of a module signing certificate: not a CA,
+        # for digital signatures, with key identifiers.
+        printf '%s\n' '[ req ]' 'default_bits = 4096' 'distinguished_name = dn' \
+            'prompt = no' 'string_mask = utf8only' 'x509_extensions = ext' \
+            '[ dn ]' 'CN = klp-cc test kernels module signing key' \
+            '[ ext ]' 'basicConstraints = critical,CA:FALSE' 'keyUsage = digitalSignature' \
+            'subjectKeyIdentifier = hash' 'authorityKeyIdentifier = keyid' > "$conf"
+        klp_log "making the module signing key $key ($hash)"
+        if ! openssl req -new -nodes -utf8 -"$hash" -days 36500 -batch -x509 -config "$conf" \
+                -outform PEM -out "$key.tmp.$$" -keyout "$key.tmp.$$" 2>"$conf.err"; then
+            klp_err "openssl could not make a signing key: $(cat "$conf.err")"
+            rm -f "$conf" "$conf.err" "$key.tmp.$$"; return 1
+        fi
+        rm -f "$conf" "$conf.err"
+        mv "$key.tmp.$$" "$key" || return 1
+    fi
+    echo "$key"
 }
 
 # klp_fresh_tree PRISTINE DEST - replace DEST by a full copy of the unpacked
@@ -150,7 +217,7 @@ klp_fresh_tree() {
 klp_configure() {
     [ $# -ge 1 ] || { klp_err "usage: klp_configure SRCDIR [CONFIG_X=y ...]"; return 2; }
     local src=$1; shift
-    local opts=("${KLP_CONFIG[@]}" "$@") o name val bad=0
+    local opts=("${KLP_CONFIG[@]}" "$@") o name val bad=0 key
     make -s -C "$src" tinyconfig >/dev/null || return 1
     for o in "${opts[@]}"; do
         name=${o%%=*}; val=${o#*=}; name=${name#CONFIG_}
@@ -162,6 +229,13 @@ klp_configure() {
         esac || return 1
     done
     make -s -C "$src" olddefconfig || return 1
+    if grep -qx 'CONFIG_MODULE_SIG=y' "$src/.config"; then
+        key=$(klp_signing_key) || return 1
+        "$src/scripts/config" --file "$src/.config" --set-str MODULE_SIG_KEY "$key" || return 1
+        make -s -C "$src" olddefconfig || return 1
+        grep -qxF "CONFIG_MODULE_SIG_KEY=\"$key\"" "$src/.config" ||
+            { klp_err "config: CONFIG_MODULE_SIG_KEY did not take $key"; return 1; }
+    fi
     for o in "${opts[@]}"; do
         name=${o%%=*}; val=${o#*=}
         if [ "$val" = n ]; then
