@@ -8,8 +8,6 @@
 //! klp-cc ran) and how entry sizes are inferred is
 //! [`crate::special_sections`]'s, shared with the extraction.
 
-use std::collections::HashMap;
-
 use crate::elf::{ElfIndex, SectionIndex, SectionKind, SymType};
 use crate::special_sections::{inferred_entry_size, is_derived};
 
@@ -35,21 +33,35 @@ struct Entered {
 /// `S + A + (end - P)`, and an instruction is at most 15 bytes long.
 const MAX_FIELD_REACH: u64 = 15;
 
+/// One list per section, indexed by section number: asked for every
+/// instruction, where a hashed map cost an eighth of a manifest.
+type PerSection<T> = Vec<Vec<T>>;
+
+fn per_section<T>(index: &ElfIndex) -> PerSection<T> {
+    std::iter::repeat_with(Vec::new)
+        .take(index.sections.len())
+        .collect()
+}
+
+fn of<T>(lists: &PerSection<T>, sec: SectionIndex) -> &[T] {
+    lists.get(usize::from(sec)).map_or(&[], Vec::as_slice)
+}
+
 pub struct Tables {
     /// Per code section: the entries pointing into it, by target offset.
-    by_section: HashMap<SectionIndex, Vec<Entry>>,
+    by_section: PerSection<Entry>,
     /// Per code section: offsets of `asm goto` jump-label sites, which objtool
     /// may turn from `jmp` into a NOP of the same length.
-    jump_label_sites: HashMap<SectionIndex, Vec<u64>>,
+    jump_label_sites: PerSection<u64>,
     /// Per code section: where relocations may point, sorted; built on the
     /// first question, since only functions with line sites ask it.
-    entered: std::cell::OnceCell<HashMap<SectionIndex, Vec<Entered>>>,
+    entered: std::cell::OnceCell<PerSection<Entered>>,
 }
 
 impl Tables {
     pub fn new(index: &ElfIndex) -> Self {
-        let mut by_section: HashMap<SectionIndex, Vec<Entry>> = HashMap::new();
-        let mut jump_label_sites: HashMap<SectionIndex, Vec<u64>> = HashMap::new();
+        let mut by_section: PerSection<Entry> = per_section(index);
+        let mut jump_label_sites: PerSection<u64> = per_section(index);
         for (table, sec) in index.sections.enumerate() {
             if !is_table(index, table) {
                 continue;
@@ -65,7 +77,7 @@ impl Tables {
                 }
                 let target_offset = s.value.wrapping_add(r.addend as u64);
                 let start = r.offset - r.offset % size;
-                by_section.entry(target).or_default().push(Entry {
+                by_section[usize::from(target)].push(Entry {
                     target_offset,
                     table,
                     start,
@@ -73,17 +85,14 @@ impl Tables {
                 });
                 // jump_entry.code is the first field of each entry.
                 if sec.name == "__jump_table" && r.offset == start {
-                    jump_label_sites
-                        .entry(target)
-                        .or_default()
-                        .push(target_offset);
+                    jump_label_sites[usize::from(target)].push(target_offset);
                 }
             }
         }
-        for v in by_section.values_mut() {
+        for v in &mut by_section {
             v.sort_by_key(|e| (e.target_offset, e.table, e.start));
         }
-        for v in jump_label_sites.values_mut() {
+        for v in &mut jump_label_sites {
             v.sort_unstable();
             v.dedup();
         }
@@ -106,10 +115,7 @@ impl Tables {
         after: u64,
         upto: u64,
     ) -> bool {
-        let entered = self.entered.get_or_init(|| self.index_entered(index));
-        let Some(v) = entered.get(&sec) else {
-            return false;
-        };
+        let v = of(self.entered.get_or_init(|| self.index_entered(index)), sec);
         let from = v.partition_point(|e| e.first.saturating_add(MAX_FIELD_REACH) < after);
         v[from..]
             .iter()
@@ -117,8 +123,8 @@ impl Tables {
             .any(|e| e.last > after)
     }
 
-    fn index_entered(&self, index: &ElfIndex) -> HashMap<SectionIndex, Vec<Entered>> {
-        let mut entered: HashMap<SectionIndex, Vec<Entered>> = HashMap::new();
+    fn index_entered(&self, index: &ElfIndex) -> PerSection<Entered> {
+        let mut entered: PerSection<Entered> = per_section(index);
         for (i, sec) in index.sections.enumerate() {
             if sec.kind == SectionKind::NotAlloc || is_derived(sec.name) {
                 continue;
@@ -141,13 +147,10 @@ impl Tables {
                 } else {
                     first
                 };
-                entered
-                    .entry(target)
-                    .or_default()
-                    .push(Entered { first, last });
+                entered[usize::from(target)].push(Entered { first, last });
             }
         }
-        for v in entered.values_mut() {
+        for v in &mut entered {
             v.sort_by_key(|e| e.first);
         }
         entered
@@ -155,26 +158,20 @@ impl Tables {
 
     /// Entries pointing into `[start, end)` of section `sec`.
     pub fn entries_into(&self, sec: SectionIndex, start: u64, end: u64) -> &[Entry] {
-        let Some(v) = self.by_section.get(&sec) else {
-            return &[];
-        };
+        let v = of(&self.by_section, sec);
         let a = v.partition_point(|e| e.target_offset < start);
         let b = v.partition_point(|e| e.target_offset < end);
         &v[a..b]
     }
 
     pub fn jump_label_sites(&self, sec: SectionIndex) -> impl Iterator<Item = u64> + '_ {
-        self.jump_label_sites
-            .get(&sec)
-            .into_iter()
-            .flatten()
-            .copied()
+        of(&self.jump_label_sites, sec).iter().copied()
     }
 
     pub fn is_jump_label_site(&self, sec: SectionIndex, offset: u64) -> bool {
-        self.jump_label_sites
-            .get(&sec)
-            .is_some_and(|v| v.binary_search(&offset).is_ok())
+        of(&self.jump_label_sites, sec)
+            .binary_search(&offset)
+            .is_ok()
     }
 }
 
