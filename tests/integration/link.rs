@@ -1412,6 +1412,7 @@ fn diff_objects_checks_line_sites_against_the_patch() {
                 "journal_tail",
                 "resched_loop",
                 "setup_thing",
+                "shutdowner",
                 "sleeper",
                 "warner"
             ],
