@@ -25,7 +25,7 @@
 #                     check/, e2e*/, logs/ and bin/, laid out as 6.1's are at
 #                     the top of the cache, plus pkg/ (the download, below)
 #   KLP_TARBALL       the tarball inside the downloaded package
-#   KLP_PKGS          without linux-source-6.1, with openssl
+#   KLP_PKGS          without linux-source-6.1
 #   KLP_CONFIG        6.1's list with the version's edits, each explained
 #   klp_source_id     the downloaded package's version, the toolchain, and a
 #                     hash of this file: the version's keys cover this file too
