@@ -1,5 +1,5 @@
 #!/bin/bash
-# klp-rebuild.sh [-n | --dependents] TREE PATCH... [-- MAKE_ARGS...]
+# klp-rebuild.sh [-n | --dependents | --plan] TREE PATCH... [-- MAKE_ARGS...]
 #
 # After PATCH is applied to the built kernel tree TREE, runs the smallest
 # kbuild invocation that recompiles every object klp-link will read whose
@@ -22,12 +22,14 @@
 # instead of running it. --dependents prints, one per line, each object
 # that depends on a patched file and its file ("fs/proc/cmdline.o
 # fs/proc/cmdline.c"), for checking a rebuild afterwards; a patched file
-# that no object lists is printed as "- FILE". Exit status: make's, or 2
-# for bad usage.
+# that no object lists is printed as "- FILE". --plan prints both halves
+# of a run without running it, for klp-link patch (which saves what the
+# rebuild will overwrite): "object OBJ FILE" per dependent, then "goal DIR/"
+# per make goal. Exit status: make's, or 2 for bad usage.
 set -euo pipefail
-usage() { echo "usage: $0 [-n | --dependents] TREE PATCH... [-- MAKE_ARGS...]" >&2; exit 2; }
+usage() { echo "usage: $0 [-n | --dependents | --plan] TREE PATCH... [-- MAKE_ARGS...]" >&2; exit 2; }
 mode=run
-case ${1:-} in -n) mode=dry; shift ;; --dependents) mode=dependents; shift ;; esac
+case ${1:-} in -n) mode=dry; shift ;; --dependents) mode=dependents; shift ;; --plan) mode=plan; shift ;; esac
 [ $# -ge 2 ] || usage
 tree=$1; shift
 [ -f "$tree/.config" ] || { echo "$0: $tree is not a built kernel tree (no .config)" >&2; exit 2; }
@@ -58,16 +60,20 @@ dependents() {
 goals=()
 whole=0
 for f in $files; do
+    # Once it is `make ./`, only --plan and --dependents need the rest.
+    if [ $whole = 1 ] && { [ $mode = run ] || [ $mode = dry ]; }; then break; fi
     objs=$(dependents "$f")
     if [ $mode = dependents ]; then
         [ -n "$objs" ] && sed "s|\$| $f|" <<< "$objs" || echo "- $f"
         continue
     fi
+    [ $mode != plan ] || [ -z "$objs" ] || sed "s|^|object |; s|\$| $f|" <<< "$objs"
+    [ $whole = 0 ] || continue
     case $f in
         *.c|*.h|*.S|*.inc) ;;
-        *) whole=1; break ;;
+        *) whole=1; continue ;;
     esac
-    [ -n "$objs" ] || { whole=1; break; }
+    [ -n "$objs" ] || { whole=1; continue; }
     while IFS= read -r obj; do
         goals+=("$(dirname "$obj")/")
     done <<< "$objs"
@@ -81,7 +87,9 @@ else
     case " ${goals[*]} " in *" ./ "*) goals=(./) ;; esac
 fi
 cmd=(make -C "$tree" "$@" "${goals[@]}")
-if [ $mode = dry ]; then
+if [ $mode = plan ]; then
+    printf 'goal %s\n' "${goals[@]}"
+elif [ $mode = dry ]; then
     printf '%q ' "${cmd[@]}"; echo
 else
     exec "${cmd[@]}"
