@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use klp_cc::link::commands;
+use klp_cc::link::{commands, patch};
 
 /// Build a kernel livepatch module from two klp-cc builds of the same tree.
 #[derive(Parser)]
@@ -22,7 +22,14 @@ use klp_cc::link::commands;
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Step,
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Step(Step),
+    Patch(PatchArgs),
 }
 
 #[derive(Subcommand)]
@@ -145,16 +152,147 @@ enum Step {
         /// each number is the one the patch moved that line to.
         #[arg(long = "patch", value_name = "PATCH")]
         patches: Vec<PathBuf>,
+        #[command(flatten)]
+        sign: SignArgs,
     },
+}
+
+/// From source patches to a livepatch module in one command, on a tree
+/// built through klp-cc: snapshot (or reuse it), apply through
+/// fix-lines, rebuild with the tree's settings, build the module, and
+/// restore every file the run changed, also after a failure or a
+/// signal.
+#[derive(clap::Args)]
+struct PatchArgs {
+    /// [TREE] PATCH...: the built tree (default: the working directory;
+    /// its O= folder, if it used one), then the patches, in order.
+    #[arg(required = true, value_name = "TREE|PATCH")]
+    paths: Vec<PathBuf>,
+    /// The module's name (default: livepatch_ and the first patch's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where to write the module (default: NAME.ko).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// The running kernel's vmlinux, as for `build`; without it the
+    /// tree is the running kernel (one-build mode).
+    #[arg(long)]
+    vmlinux: Option<PathBuf>,
+    /// Where the running kernel's modules are, as for `build`.
+    #[arg(long, value_name = "DIR")]
+    modules: Option<PathBuf>,
+    /// make's -j for the rebuild (default: the number of CPUs).
+    #[arg(short, long)]
+    jobs: Option<usize>,
+    /// Do not replace earlier livepatches.
+    #[arg(long)]
+    no_replace: bool,
+    /// Keep the work folder (the patches as applied, make's log).
+    #[arg(long)]
+    keep_tmp: bool,
+    /// Take a new snapshot although the tree changed since the last
+    /// one: only when the running kernel is the tree as it is now.
+    #[arg(long)]
+    new_snapshot: bool,
+    /// Print one JSON object on standard output instead of the report.
+    #[arg(long)]
+    json: bool,
+    /// Print neither the phases nor the report (errors still go to
+    /// standard error; the exit status tells).
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    sign: SignArgs,
+}
+
+/// Signing with a key of one's own instead of the tree's.
+#[derive(clap::Args)]
+struct SignArgs {
+    /// Sign with this private key (a file or PKCS#11 URI) instead of the
+    /// tree's; needs --sign-cert.
+    #[arg(long, value_name = "KEY", requires = "sign_cert")]
+    sign_key: Option<PathBuf>,
+    /// The X.509 certificate of --sign-key.
+    #[arg(long, value_name = "CERT", requires = "sign_key")]
+    sign_cert: Option<PathBuf>,
+}
+
+impl SignArgs {
+    fn pair(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        Some((self.sign_key.as_deref()?, self.sign_cert.as_deref()?))
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = matches!(
         cli.command,
-        Step::Diff { json: true, .. } | Step::DiffObjects { json: true, .. }
+        Command::Step(Step::Diff { json: true, .. } | Step::DiffObjects { json: true, .. })
+            | Command::Patch(PatchArgs { json: true, .. })
     );
-    let result = match cli.command {
+    let result: Result<u8, String> = match cli.command {
+        Command::Patch(PatchArgs {
+            paths,
+            name,
+            output,
+            vmlinux,
+            modules,
+            jobs,
+            no_replace,
+            keep_tmp,
+            new_snapshot,
+            json,
+            quiet,
+            sign,
+        }) => {
+            let (tree, patches) = match paths.split_first() {
+                Some((first, rest)) if first.is_dir() && !rest.is_empty() => (first.clone(), rest),
+                _ => (PathBuf::from("."), &paths[..]),
+            };
+            let opts = patch::PatchOptions {
+                tree: &tree,
+                patches,
+                name: name.as_deref(),
+                output: output.as_deref(),
+                vmlinux: vmlinux.as_deref(),
+                modules: modules.as_deref(),
+                jobs,
+                replace: !no_replace,
+                keep_tmp,
+                new_snapshot,
+                sign_with: sign.pair(),
+                progress: !quiet && !json,
+                json,
+            };
+            patch::run(&opts)
+                .map(|ran| {
+                    if json {
+                        println!("{:#}", ran.json);
+                    } else if !quiet {
+                        eprint!("{}", ran.report);
+                    }
+                    ran.outcome.exit_code()
+                })
+                .map_err(|e| e.to_string())
+        }
+        Command::Step(step) => run_step(step).map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("klp-link: {e}");
+            if json {
+                let doc = klp_cc::link::report::json_failure(&e.to_string());
+                println!("{doc:#}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The steps `patch` runs, one at a time.
+fn run_step(step: Step) -> Result<u8, commands::CommandError> {
+    match step {
         Step::Snapshot {
             tree,
             output,
@@ -218,6 +356,7 @@ fn main() -> ExitCode {
             output,
             no_replace,
             patches,
+            sign,
         } => {
             let output = output.unwrap_or_else(|| PathBuf::from(format!("{name}.ko")));
             let opts = commands::BuildOptions {
@@ -227,22 +366,12 @@ fn main() -> ExitCode {
                 output: &output,
                 replace: !no_replace,
                 patches: &patches,
+                sign_with: sign.pair(),
             };
             commands::build(&snapshot, tree.as_deref(), &opts).map(|(out, outcome)| {
                 eprint!("{out}");
                 outcome.exit_code()
             })
-        }
-    };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("klp-link: {e}");
-            if json {
-                let doc = klp_cc::link::report::json_failure(&e.to_string());
-                println!("{doc:#}");
-            }
-            ExitCode::from(1)
         }
     }
 }

@@ -21,6 +21,7 @@ use super::module::{self, Built, ModuleError, ModuleSpec};
 use super::once_flags::OnceChoice;
 use super::report;
 use super::running::{find_module, Vmlinux};
+use super::signing::Signing;
 use super::snapshot::{
     original_object, snapshot_symbols, snapshot_symvers, Snapshot, SnapshotError,
 };
@@ -560,6 +561,8 @@ pub struct BuildOptions<'a> {
     pub replace: bool,
     /// The patches as applied, for their line map.
     pub patches: &'a [PathBuf],
+    /// A key and certificate to sign with instead of the tree's.
+    pub sign_with: Option<(&'a Path, &'a Path)>,
 }
 
 /// Compares like `diff`, then builds the livepatch module from the changed
@@ -588,6 +591,15 @@ pub fn build(
         extract(&sources(&loaded), &running.kernel())
     })?;
     check_export_types(&tree, &cmp, &running.exports, &extracted, &mut report)?;
+    let signing = match opts.sign_with {
+        Some((key, cert)) => Some(Signing::given(
+            &tree.objtree,
+            tree.signing.as_ref(),
+            key,
+            cert,
+        )),
+        None => tree.signing.clone(),
+    };
     let built = module::build(
         &ModuleSpec {
             name: opts.name,
@@ -596,7 +608,7 @@ pub fn build(
             patch_object: &extracted.object,
         },
         &tree.objtree,
-        tree.signing.as_ref(),
+        signing.as_ref(),
         opts.output,
     )?;
     Ok((
@@ -654,7 +666,7 @@ fn used_exports(object: &[u8]) -> Result<BTreeSet<String>, CommandError> {
 
 /// Refuses what `build` could only refuse after the comparison: a bad
 /// name, an input that is not a file, an output that is not klp-link's.
-fn check_build_options(snapshot: &Path, opts: &BuildOptions) -> Result<(), CommandError> {
+pub fn check_build_options(snapshot: &Path, opts: &BuildOptions) -> Result<(), CommandError> {
     if !valid_module_name(opts.name) {
         return Err(CommandError::ModuleName(opts.name.to_owned()));
     }
@@ -662,6 +674,12 @@ fn check_build_options(snapshot: &Path, opts: &BuildOptions) -> Result<(), Comma
     if let Some(vmlinux) = opts.vmlinux {
         input::regular_file(vmlinux)?;
         inputs.insert(0, vmlinux);
+    }
+    if let Some((key, cert)) = opts.sign_with {
+        if !key.to_string_lossy().starts_with("pkcs11:") {
+            input::regular_file(key)?;
+        }
+        input::regular_file(cert)?;
     }
     check_module_output(opts.output, &inputs)?;
     Ok(())
@@ -724,9 +742,8 @@ impl BuildReport {
             self.text.push_str(&format!("klp-link: kbuild: {w}\n"));
         }
         if let Some(how) = &built.signed {
-            self.text.push_str(&format!(
-                "klp-link: signed it as kbuild signs the tree's modules ({how})\n"
-            ));
+            self.text
+                .push_str(&format!("klp-link: signed it with {how}\n"));
         }
         self.text.push_str(&format!(
             "klp-link: time: compare {:.3} s, symbol tables {:.3} s, extract {:.3} s, kbuild \

@@ -109,6 +109,11 @@ impl LineMap {
         Ok(())
     }
 
+    /// The files the patches touch (`-p1` paths), deleted ones included.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
+    }
+
     fn finish(&mut self, file: Option<(String, Walk)>) {
         if let Some((name, walk)) = file {
             self.files.entry(name).or_default().push(walk.finish());

@@ -19,7 +19,9 @@
 //!   line, to check line-only differences against.
 //! - [`extract`], [`module`] and [`klp_rewrite`] make the livepatch module;
 //!   [`sympos`], [`symvers`] and [`running`] say what the running kernel has.
-//! - [`commands`] ties these together for the `klp-link` binary.
+//! - [`commands`] ties these together for the `klp-link` binary;
+//!   [`patch`] runs them all, from a source patch to a module, on a tree
+//!   it patches, rebuilds and restores.
 
 pub mod commands;
 pub mod compare;
@@ -37,6 +39,7 @@ pub mod line_map;
 pub mod load;
 pub mod module;
 pub mod once_flags;
+pub mod patch;
 pub mod report;
 pub mod running;
 pub mod signing;

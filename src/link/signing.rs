@@ -19,6 +19,8 @@ pub struct Signing {
     /// A file, or a PKCS#11 URI, as CONFIG_MODULE_SIG_KEY gives it.
     key: OsString,
     cert: PathBuf,
+    /// The key came from the command line, not from the tree.
+    given: bool,
 }
 
 #[derive(Debug)]
@@ -69,7 +71,21 @@ impl Signing {
             hash,
             key,
             cert: objtree.join("certs/signing_key.x509"),
+            given: false,
         })
+    }
+
+    /// Signing with a key and certificate given on the command line, by
+    /// the tree's `sign-file` with the tree's hash (sha256 for a tree that
+    /// does not sign modules).
+    pub fn given(objtree: &Path, tree: Option<&Signing>, key: &Path, cert: &Path) -> Signing {
+        Signing {
+            sign_file: objtree.join("scripts/sign-file"),
+            hash: tree.map_or_else(|| "sha256".to_owned(), |t| t.hash.clone()),
+            key: key.as_os_str().to_owned(),
+            cert: cert.to_owned(),
+            given: true,
+        }
     }
 
     /// Signs `ko` in place.
@@ -96,8 +112,18 @@ impl Signing {
         Ok(())
     }
 
-    /// For the report: the hash and the key.
+    /// For the report: whose key, the hash and the key.
     pub fn describe(&self) -> String {
-        format!("{} with {}", self.hash, Path::new(&self.key).display())
+        let whose = if self.given {
+            "the key given"
+        } else {
+            "the tree's key, as kbuild signs its modules"
+        };
+        format!(
+            "{whose}: {} with {} and {}",
+            self.hash,
+            Path::new(&self.key).display(),
+            self.cert.display()
+        )
     }
 }

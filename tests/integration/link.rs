@@ -202,7 +202,7 @@ const SOURCES: &[(&str, &str)] = &[
 ];
 
 /// Every object, built from the `.c` of the same name.
-const OBJECTS: &[&str] = &[
+pub(crate) const OBJECTS: &[&str] = &[
     "kernel/core.o",
     "kernel/data.o",
     "mm/alloc.o",
@@ -295,11 +295,11 @@ impl Fixture {
         self.root.join("snap")
     }
 
-    fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
     }
 
-    fn write(&self, rel: &str, text: &str) {
+    pub(crate) fn write(&self, rel: &str, text: &str) {
         let p = self.path(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, text).unwrap_or_else(|e| panic!("writing {rel}: {e}"));
@@ -319,7 +319,7 @@ impl Fixture {
 
     /// The compile command of `obj` after the compiler name, as kbuild
     /// would give it: from the tree's top, with a `-Wp,-MMD` dependency file.
-    fn compile_args(&self, obj: &str) -> Vec<String> {
+    pub(crate) fn compile_args(&self, obj: &str) -> Vec<String> {
         let mut args = self.cflags.clone();
         args.extend([
             "-Iinclude".to_string(),
@@ -374,6 +374,16 @@ impl Fixture {
             .map(|f| (f.to_owned(), std::fs::read(self.path(f)).unwrap()))
             .collect();
         self.inputs.insert(obj.to_owned(), inputs);
+    }
+
+    /// The files the last compile of `obj` read (its source and headers).
+    pub(crate) fn inputs_of(&self, obj: &str) -> Vec<String> {
+        self.inputs[obj].keys().cloned().collect()
+    }
+
+    /// The compiler's name, as the fixture's compile commands give it.
+    pub(crate) fn compiler(&self) -> &'static str {
+        self.cc.program()
     }
 
     /// The objects make would rebuild: those with an input (source or
@@ -2242,7 +2252,7 @@ const FIXTURE_SYMVERS: &str = "0x0\t__fentry__\tvmlinux\tEXPORT_SYMBOL\t\n\
 /// What `klp-link build` needs of the fixture besides its objects: a
 /// Module.symvers and a stand-in for the kernel's kbuild, whose `make -C
 /// tree M=DIR modules` "links" the module as the patch object alone.
-fn buildable(test: &str) -> Option<Fixture> {
+pub(crate) fn buildable(test: &str) -> Option<Fixture> {
     let fx = Fixture::new(test)?;
     for program in ["ld", "make"] {
         if find_program(program).is_none() {
@@ -2486,7 +2496,7 @@ fn build_signs_the_module_as_the_tree_signs_its_modules() {
     expect_built(&r, &["  vmlinux: tidy (sympos 2)"]);
     assert!(
         r.stderr()
-            .contains("signed it as kbuild signs the tree's modules (sha384 with"),
+            .contains("signed it with the tree's key, as kbuild signs its modules: sha384 with"),
         "{}",
         r.describe()
     );
@@ -2499,6 +2509,31 @@ fn build_signs_the_module_as_the_tree_signs_its_modules() {
         object::File::parse(&*ko).is_ok(),
         "the signed module is ELF"
     );
+
+    // A key of one's own, with the tree's sign-file and hash.
+    fx.write("../keys/mine.pem", "my key\n");
+    fx.write("../keys/mine.x509", "my cert\n");
+    let (key, cert) = (fx.path("../keys/mine.pem"), fx.path("../keys/mine.x509"));
+    let r = fx.build(
+        "lp_own_key",
+        &[
+            OsStr::new("--sign-key"),
+            key.as_os_str(),
+            OsStr::new("--sign-cert"),
+            cert.as_os_str(),
+        ],
+    );
+    expect_built(&r, &["  vmlinux: tidy (sympos 2)"]);
+    assert!(
+        r.stderr()
+            .contains("signed it with the key given: sha384 with"),
+        "{}",
+        r.describe()
+    );
+    let ko = std::fs::read(fx.root.join("lp_own_key.ko")).unwrap();
+    assert!(ko.ends_with(b"SIGNED sha384 mine.pem mine.x509"));
+    let r = fx.build("lp_no_cert", &[OsStr::new("--sign-key"), key.as_os_str()]);
+    assert_eq!(r.output.status.code(), Some(2), "{}", r.describe());
 
     std::fs::write(&sign_file, "#!/bin/sh\necho 'no key' >&2\nexit 1\n").unwrap();
     let r = fx.build("lp2", &[]);

@@ -11,5 +11,6 @@ mod link;
 mod non_utf8;
 mod objtool;
 mod passthrough;
+mod patch_run;
 mod robustness;
 mod support;

@@ -1,0 +1,298 @@
+//! `klp-link patch` on the kbuild-like fixture of `link.rs`, given what
+//! the command reads of a real tree: kbuild's `.cmd` records (the compile
+//! command and the dependency list klp-rebuild.sh greps) and a Makefile
+//! whose folder goals recompile their stale objects through `$(CC)`.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::link::{buildable, Fixture, OBJECTS};
+use crate::support::{find_program, klp_cc_bin, klp_link_bin, skip};
+
+/// The fixture, made into a tree `klp-link patch` can rebuild. The folder
+/// goals sleep `delay` seconds first, for a signal to arrive during make.
+fn patchable(test: &str, delay: u32) -> Option<Fixture> {
+    let fx = buildable(test)?;
+    if find_program("patch").is_none() || find_program("bash").is_none() {
+        skip(test, "no `patch` or `bash` on PATH");
+        return None;
+    }
+    let mut rules = String::from(".PHONY: modules FORCE\n");
+    rules.push_str(&fx.read("Makefile"));
+    let mut dirs: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for obj in OBJECTS {
+        let (dir, name) = obj.rsplit_once('/').unwrap();
+        dirs.entry(dir).or_default().push(obj);
+        let args = fx.compile_args(obj).join(" ");
+        let inputs = fx.inputs_of(obj);
+        let cmd = format!(
+            "cmd_{obj} := {} {} {args}\n\nsource_{obj} := {}\n\ndeps_{obj} := \\\n{}\n\n{obj}: $(deps_{obj})\n",
+            klp_cc_bin().display(),
+            fx.compiler(),
+            obj.replace(".o", ".c"),
+            inputs
+                .iter()
+                .map(|f| format!("  {f} \\"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        fx.write(&format!("{dir}/.{name}.cmd"), &cmd);
+        rules.push_str(&format!("{obj}: {}\n\t$(CC) {args}\n", inputs.join(" ")));
+    }
+    for (dir, objs) in dirs {
+        rules.push_str(&format!(
+            "{dir}/: FORCE\n\tsleep {delay}\n\t$(MAKE) {}\n",
+            objs.join(" ")
+        ));
+    }
+    fx.write("Makefile", &rules);
+    Some(fx)
+}
+
+fn patch_cmd(fx: &Fixture, args: &[&str]) -> Command {
+    let mut cmd = Command::new(klp_link_bin());
+    cmd.current_dir(fx.root.path())
+        .arg("patch")
+        .arg("tree")
+        .args(args);
+    cmd
+}
+
+/// Every file of the tree but klp-link's own folder, with its bytes and
+/// mtime.
+fn state(tree: &Path) -> BTreeMap<String, (Vec<u8>, i64, i64)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![tree.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if e.file_name() == ".klp-link" {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                let m = e.metadata().unwrap();
+                let rel = p.strip_prefix(tree).unwrap().display().to_string();
+                out.insert(rel, (std::fs::read(&p).unwrap(), m.mtime(), m.mtime_nsec()));
+            }
+        }
+    }
+    out
+}
+
+#[track_caller]
+fn assert_same_state(before: &BTreeMap<String, (Vec<u8>, i64, i64)>, tree: &Path) {
+    let after = state(tree);
+    let differ: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "the tree differs from before in {differ:?}"
+    );
+}
+
+const FIX: &str = "--- a/mm/alloc.c\n+++ b/mm/alloc.c\n";
+
+/// A patch of the one line of mm/alloc.c that holds `from`.
+fn fix(fx: &Fixture, from: &str, to: &str) -> String {
+    let text = fx.read("mm/alloc.c");
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.contains(from)).unwrap();
+    let lo = at.saturating_sub(1);
+    let hi = (at + 2).min(lines.len());
+    let mut p = format!(
+        "{FIX}@@ -{},{} +{},{} @@\n",
+        lo + 1,
+        hi - lo,
+        lo + 1,
+        hi - lo
+    );
+    for (i, l) in lines[lo..hi].iter().enumerate() {
+        if lo + i == at {
+            p.push_str(&format!("-{l}\n+{}\n", l.replace(from, to)));
+        } else {
+            p.push_str(&format!(" {l}\n"));
+        }
+    }
+    p
+}
+
+#[test]
+fn patch_builds_the_module_and_leaves_the_tree_as_it_was() {
+    let Some(fx) = patchable("patch_builds_the_module_and_leaves_the_tree_as_it_was", 0) else {
+        return;
+    };
+    std::fs::write(
+        fx.root.path().join("fix.patch"),
+        fix(&fx, "return x + 2;", "return x + 5;"),
+    )
+    .unwrap();
+    let before = state(&fx.tree);
+    let out = patch_cmd(&fx, &["fix.patch", "--name", "lp1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("  vmlinux: tidy (sympos 2)"), "{err}");
+    assert!(err.contains("klp-link: snapshot taken"), "{err}");
+    assert!(fx.root.path().join("lp1.ko").is_file());
+    assert_same_state(&before, &fx.tree);
+    assert!(!fx.tree.join(".klp-link/journal").exists());
+
+    // The tree is as it was, so the snapshot serves again.
+    let out = patch_cmd(&fx, &["fix.patch", "--name", "lp2", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["snapshot"], "reused");
+    assert_eq!(doc["outcome"], "changes");
+    assert_eq!(doc["comparison"]["changed"][0], "tidy");
+    let phases: Vec<&str> = doc["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        ["check", "snapshot", "apply", "rebuild", "build", "restore"]
+    );
+    assert_same_state(&before, &fx.tree);
+}
+
+#[test]
+fn a_patch_that_does_not_apply_changes_nothing() {
+    let Some(fx) = patchable("a_patch_that_does_not_apply_changes_nothing", 0) else {
+        return;
+    };
+    std::fs::write(
+        fx.root.path().join("good.patch"),
+        fix(&fx, "return x + 2;", "return x + 5;"),
+    )
+    .unwrap();
+    let bad = fix(&fx, "return x + 2;", "return x + 7;").replace("return x + 2;", "return x + 3;");
+    std::fs::write(fx.root.path().join("bad.patch"), bad).unwrap();
+    let before = state(&fx.tree);
+    let out = patch_cmd(&fx, &["good.patch", "bad.patch"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad.patch"), "{err}");
+    assert_same_state(&before, &fx.tree);
+}
+
+#[test]
+fn a_patched_tree_that_does_not_build_is_restored() {
+    let Some(fx) = patchable("a_patched_tree_that_does_not_build_is_restored", 0) else {
+        return;
+    };
+    std::fs::write(
+        fx.root.path().join("broken.patch"),
+        fix(&fx, "return x + 2;", "return x +;"),
+    )
+    .unwrap();
+    let before = state(&fx.tree);
+    let out = patch_cmd(&fx, &["broken.patch"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the patched tree does not build"), "{err}");
+    assert_same_state(&before, &fx.tree);
+}
+
+#[test]
+fn sigterm_during_the_rebuild_restores_the_tree_then_ends_klp_link() {
+    let Some(fx) = patchable(
+        "sigterm_during_the_rebuild_restores_the_tree_then_ends_klp_link",
+        3,
+    ) else {
+        return;
+    };
+    std::fs::write(
+        fx.root.path().join("fix.patch"),
+        fix(&fx, "return x + 2;", "return x + 5;"),
+    )
+    .unwrap();
+    let before = state(&fx.tree);
+    let log = fx.root.path().join("stderr");
+    let mut child = patch_cmd(&fx, &["fix.patch"])
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("klp-link: rebuild...")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no rebuild phase"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let err = std::fs::read_to_string(&log).unwrap();
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{err}");
+    assert!(
+        err.contains("interrupted by signal 15; the tree is restored"),
+        "{err}"
+    );
+    assert_same_state(&before, &fx.tree);
+    assert!(!fx.tree.join(".klp-link/journal").exists());
+}
+
+#[test]
+fn a_tree_built_without_klp_cc_is_refused() {
+    let Some(fx) = patchable("a_tree_built_without_klp_cc_is_refused", 0) else {
+        return;
+    };
+    for obj in OBJECTS {
+        let (dir, name) = obj.rsplit_once('/').unwrap();
+        let rel = format!("{dir}/.{name}.cmd");
+        let text = fx
+            .read(&rel)
+            .replace(&klp_cc_bin().display().to_string(), "");
+        fx.write(&rel, text.replacen(":=  ", ":= ", 1).as_str());
+    }
+    std::fs::write(
+        fx.root.path().join("fix.patch"),
+        fix(&fx, "return x + 2;", "return x + 5;"),
+    )
+    .unwrap();
+    let before = state(&fx.tree);
+    let out = patch_cmd(&fx, &["fix.patch"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the tree was not built through klp-cc"),
+        "{err}"
+    );
+    let after = state(&fx.tree);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        fx.read("mm/alloc.c"),
+        String::from_utf8(before["mm/alloc.c"].0.clone()).unwrap()
+    );
+}
