@@ -88,7 +88,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 klp_kernel_select || usage
+ALL_PATCHES=0
 if [ ${#PATCHES[@]} -eq 0 ] && [ $SELF_TEST = 0 ]; then
+    ALL_PATCHES=1
     for p in "$HERE"/patches/*.patch; do
         [ -e "$p" ] || continue
         v=$HERE/patches/$KLP_KERNEL/${p##*/}
@@ -557,15 +559,15 @@ sidecar() {
     esac
 }
 
-# check_expected PATCH OUT APPLIED: when PATCH has a NAME.expect beside it
-# (NAME.patch -> NAME.expect), compare it with what `klp-link diff --patch
-# APPLIED` reports, one "TARGET changed|new|removed FUNCTION" a line (order
-# and # comments do not matter).  Prints why they differ, or nothing.
+# check_expected PATCH OUT: when PATCH has a NAME.expect beside it
+# (NAME.patch -> NAME.expect), compare it with what OUT/klp-link-diff.json
+# (klp-link's comparison) reports, one "TARGET changed|new|removed
+# FUNCTION" a line (order and # comments do not matter).  Prints why they
+# differ, or nothing.
 check_expected() {
     local want out=$2
     want=$(sidecar "$1" expect)
     [ -f "$want" ] || return 0
-    "$KLP_LINK" diff "$out/snapshot" --patch "$3" --json > "$out/klp-link-diff.json" 2>/dev/null || true
     python3 - "$out/klp-link-diff.json" > "$out/diff.lines" <<'PY' || { echo "no JSON from klp-link diff"; return 0; }
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -578,6 +580,71 @@ PY
     sort -o "$out/diff.lines" "$out/diff.lines"
     cmp -s "$out/diff.lines" "$out/expect.lines" ||
         echo "klp-link diff reports [$(paste -sd, "$out/diff.lines")], $(basename "$want") says [$(paste -sd, "$out/expect.lines")]"
+}
+
+# refusal_verdict: the verdict on a -FAIL patch, from run_test's lrc, ko
+# and out/klp-link-build.log (and NAME.refusal, the words it must give).
+refusal_verdict() {
+    local why; why=$(sidecar "$(dirname "$patch")/$name.patch" refusal)
+    if [ -f "$why" ] && ! grep -qF -- "$(head -1 "$why")" "$out/klp-link-build.log"; then
+        record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
+            "${note}refused, but not with '$(head -1 "$why")': $(link_reason "$out/klp-link-build.log" | cut -c1-100)"
+    elif [ $lrc -ne 0 ] && [ $lrc -ne 2 ] && [ $lrc -lt 126 ] && [ ! -e "$ko" ]; then
+        record "$label" "$expect" PASS "$t_apply" "$t_link" "$t_restore" - \
+            "${note}refused (exit $lrc): $(link_reason "$out/klp-link-build.log" | cut -c1-100)"
+    elif [ $lrc -eq 0 ]; then
+        record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "${note}klp-link built a module; it must refuse this patch"
+    else
+        record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
+            "${note}$(link_failure $lrc "$out/klp-link-build.log")$([ -e "$ko" ] && echo '; it left a .ko')"
+    fi
+}
+
+# link_by_patch PATCH OUT MODNAME: the module, in one `klp-link patch` as a
+# user runs it on the klp tree (snapshot reused or taken in KLP/.klp-link,
+# fix-lines, rebuild, build, restore).  Sets run_test's ko, lrc, t_apply
+# (apply + rebuild), t_link (check + snapshot + build), t_restore and
+# unexpected; writes OUT/klp-link-build.log (the report and klp-link's
+# messages) and OUT/klp-link-diff.json (the comparison).  Then checks what
+# the issue promises: the sources are as before, and a make of what the
+# patch touched recompiles nothing.  Returns 1 (after recording) when the
+# tree could not be restored.
+link_by_patch() {
+    local patch=$1 out=$2 mod=$3 args rc=0 rebuilt
+    ko=$out/$mod.ko; lrc=0
+    args=(patch "$KLP" "$patch" --name "$mod" -o "$ko" --json --keep-tmp)
+    [ "$ONE_BUILD" = 1 ] || args+=(--vmlinux "$RUNNING/vmlinux"
+        --modules "$RUNNING/modroot/lib/modules/$(cat "$RUNNING/release")")
+    (cd "$out" && "$KLP_LINK" "${args[@]}") > "$out/klp-link-patch.json" 2> "$out/klp-link-patch.log" || lrc=$?
+    python3 - "$out" <<'PY' || { unexpected+="no JSON from klp-link patch (see $out/klp-link-patch.log); "; }
+import json, sys
+out = sys.argv[1]
+doc = json.load(open(f"{out}/klp-link-patch.json"))
+with open(f"{out}/klp-link-build.log", "w") as f:
+    f.write(open(f"{out}/klp-link-patch.log").read())
+    f.write(doc.get("report", ""))
+    for e in doc.get("errors", []):
+        f.write(f"klp-link: {e}\n")
+if doc.get("comparison"):
+    json.dump(doc["comparison"], open(f"{out}/klp-link-diff.json", "w"))
+t = {p["phase"]: p["seconds"] for p in doc.get("phases", [])}
+g = lambda *names: "%.1f" % sum(t.get(n, 0) for n in names)
+open(f"{out}/phases", "w").write(f"{g('apply', 'rebuild')} {g('check', 'snapshot', 'build')} {g('restore')}\n")
+PY
+    read -r t_apply t_link t_restore < "$out/phases" 2>/dev/null || true
+    [ ! -f "$out/klp-link-diff.json" ] || unexpected+=$(check_expected "$patch" "$out")
+    if [ -n "$(tree_edits "$KLP")" ]; then
+        TREE_BROKEN="klp-link patch left the klp tree edited after $label: $(tree_edits "$KLP" | head -3 | tr '\n' ' ')"
+        rm -f "$KLP/.klp-e2e-key"
+        record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "$TREE_BROKEN"; return 1
+    fi
+    klp_rebuild "$out/build-after.log" "$patch" || rc=$?
+    rebuilt=$(grep -E '^  (CC|AS) .*\.o$' "$out/build-after.log" | awk '{print $2}' | head -5 | tr '\n' ' ' || true)
+    [ $rc -eq 0 ] && [ -z "$rebuilt" ] ||
+        unexpected+="after klp-link patch, make of what the patch touched recompiled: ${rebuilt:-(make failed, exit $rc)}; "
+    rc=0; "$KLP_LINK" diff "$KLP/.klp-link/snapshot" > "$out/klp-link-diff-after.txt" 2>&1 || rc=$?
+    [ $rc -eq 3 ] || unexpected+="after klp-link patch, klp-link diff exits $rc, not 3 (no change); "
+    [ -z "$unexpected" ] || { record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "${note}$unexpected"; return 1; }
 }
 
 # run_test LABEL PATCH|- MODULE_SOURCE CHECK [PRELUDE]
@@ -603,7 +670,17 @@ run_test() {
         record "$label" "$expect" FAIL - - - - "skipped: $TREE_BROKEN"; return
     fi
 
-    if [ "$patch" != - ]; then
+    if [ "$patch" != - ] && [ "$source" = klp-link ]; then
+        link_by_patch "$patch" "$out" "$mod" || return
+        [ "$expect" != refuse ] || { refusal_verdict; return; }
+        if [ $lrc -ne 0 ] || [ ! -f "$ko" ]; then
+            echo "--- $label: klp-link patch (exit $lrc), last lines of $out/klp-link-build.log:" >&2
+            tail -20 "$out/klp-link-build.log" | sed 's/^/    /' >&2
+            record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
+                "${note}no module: $(link_failure $lrc "$out/klp-link-build.log")"
+            return
+        fi
+    elif [ "$patch" != - ]; then
         # Applied as a user would: through `klp-link fix-lines`, so that the
         # code below each change keeps its line numbers (-d: where each hunk
         # really applies, as 6.1's patches do at an offset on newer kernels).
@@ -648,7 +725,8 @@ run_test() {
         else
             t0=$(now)
             "$KLP_LINK" diff "$out/snapshot" --patch "$applied" > "$out/klp-link-diff.txt" 2>&1 || true
-            unexpected=$(check_expected "$patch" "$out" "$applied")
+            "$KLP_LINK" diff "$out/snapshot" --patch "$applied" --json > "$out/klp-link-diff.json" 2>/dev/null || true
+            unexpected=$(check_expected "$patch" "$out")
             [ -z "$stale" ] ||
                 unexpected+="the rebuild left objects older than a patched file they depend on: $stale; "
             case $source in
@@ -695,20 +773,7 @@ run_test() {
             return
         fi
         if [ "$expect" = refuse ]; then
-            local why; why=$(sidecar "$(dirname "$patch")/$name.patch" refusal)
-            if [ -f "$why" ] && ! grep -qF -- "$(head -1 "$why")" "$out/klp-link-build.log"; then
-                record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
-                    "${note}refused, but not with '$(head -1 "$why")': $(link_reason "$out/klp-link-build.log" | cut -c1-100)"
-            elif [ $lrc -ne 0 ] && [ $lrc -ne 2 ] && [ $lrc -lt 126 ] && [ ! -e "$ko" ]; then
-                record "$label" "$expect" PASS "$t_apply" "$t_link" "$t_restore" - \
-                    "${note}refused (exit $lrc): $(link_reason "$out/klp-link-build.log" | cut -c1-100)"
-            elif [ $lrc -eq 0 ]; then
-                record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - "${note}klp-link built a module; it must refuse this patch"
-            else
-                record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
-                    "${note}$(link_failure $lrc "$out/klp-link-build.log")$([ -e "$ko" ] && echo '; it left a .ko')"
-            fi
-            return
+            refusal_verdict; return
         fi
         if [ $lrc -ne 0 ] || [ ! -f "$ko" ]; then
             echo "--- $label: klp-link build (exit $lrc), last lines of $out/klp-link-build.log:" >&2
@@ -765,6 +830,74 @@ run_test() {
         [ -n "$why" ] || why="boot failed (qemu timeout, panic or no result line; see $out/serial.log)"
         record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" "$t_boot" "${note}$why"
     fi
+}
+
+# ---------------------------------------------------------------- interrupts
+# interrupt_test LABEL PHASE SIGNAL PATCH: `klp-link patch` stopped by
+# SIGNAL once it prints that PHASE began (INT to its process group, as a
+# terminal's Ctrl-C; TERM and KILL to klp-link alone) must leave the
+# tree as it was: the sources equal the pristine ones, a make of what the
+# patch touched recompiles nothing and `klp-link diff` finds no change.
+# After KILL, which no program can catch, the next run must restore the
+# tree from the journal first.
+interrupt_test() {
+    local label=$1 phase=$2 sig=$3 patch=$4 out pid rc=0 rebuilt t0 waited=0 note=
+    out=$RUNDIR/$label; mkdir -p "$out"
+    local running=()
+    [ "$ONE_BUILD" = 1 ] || running=(--vmlinux "$RUNNING/vmlinux")
+    local args=(patch "$KLP" "$patch" --name livepatch_interrupted -o "$out/x.ko" "${running[@]}")
+    t0=$(now)
+    setsid "$KLP_LINK" "${args[@]}" > /dev/null 2> "$out/klp-link.log" &
+    pid=$!
+    until grep -q "^klp-link: $phase\.\.\.$" "$out/klp-link.log" 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.02; waited=$((waited + 1))
+        [ $waited -lt 6000 ] || break
+    done
+    # Into the phase, where it has time to be.
+    case $phase in rebuild|build) sleep 0.3 ;; esac
+    case $sig in
+        INT) kill -INT -- "-$pid" 2>/dev/null || note="it ended before the signal; " ;;
+        *) kill -s "$sig" "$pid" 2>/dev/null || note="it ended before the signal; " ;;
+    esac
+    wait "$pid" || rc=$?
+    local want; want=$(( 128 + $(kill -l "$sig") ))
+    [ -n "$note" ] || [ $rc -eq "$want" ] ||
+        { record "$label" restore FAIL - - - - "klp-link exited $rc, not $want (see $out/klp-link.log)"; return; }
+    if [ "$sig" = KILL ]; then
+        # The journal is left; the next run puts the tree back first.
+        [ -d "$KLP/.klp-link/journal" ] || note+="no journal was left; "
+        rc=0; "$KLP_LINK" patch "$KLP" "$patch" --name livepatch_recovery -o "$out/y.ko" \
+            "${running[@]}" > /dev/null 2> "$out/recovery.log" || rc=$?
+        grep -q 'an earlier run did not finish' "$out/recovery.log" ||
+            { record "$label" restore FAIL - - - - "the next run did not restore from the journal (exit $rc; $out/recovery.log)"; return; }
+    fi
+    [ ! -e "$KLP/.klp-link/journal" ] ||
+        { record "$label" restore FAIL - - - - "a journal is left in $KLP/.klp-link"; return; }
+    if [ -n "$(tree_edits "$KLP")" ]; then
+        TREE_BROKEN="klp-link patch stopped by SIG$sig in $phase left the tree edited: $(tree_edits "$KLP" | head -3 | tr '\n' ' ')"
+        rm -f "$KLP/.klp-e2e-key"
+        record "$label" restore FAIL - - - - "$TREE_BROKEN"; return
+    fi
+    rc=0; klp_rebuild "$out/build-after.log" "$patch" || rc=$?
+    rebuilt=$(grep -E '^  (CC|AS) .*\.o$' "$out/build-after.log" | awk '{print $2}' | head -5 | tr '\n' ' ' || true)
+    [ $rc -eq 0 ] || { record "$label" restore FAIL - - - - "make after it failed (exit $rc)"; return; }
+    # A signal that comes while make compiles may leave an object it was
+    # writing with no saved copy: klp-link makes such outputs stale, and
+    # this make then compiles them from the original sources.
+    [ -z "$rebuilt" ] || note+="make compiled again what the run left stale: $rebuilt; "
+    rc=0; "$KLP_LINK" diff "$KLP/.klp-link/snapshot" > "$out/diff-after.txt" 2>&1 || rc=$?
+    [ $rc -eq 3 ] || { record "$label" restore FAIL - - - - "klp-link diff exits $rc after it, not 3 (no change)"; return; }
+    record "$label" restore PASS - "$(secs "$t0" "$(now)")" - - "${note%; }"
+}
+
+interrupt_tests() {
+    local p
+    p=$(printf '%s\n' "${PATCHES[@]}" | grep -m1 '/loadavg-header-macro\.patch$') || { record interrupts restore FAIL - - - - "no loadavg-header-macro.patch to interrupt"; return; }
+    [ -z "$TREE_BROKEN" ] || { record interrupts restore FAIL - - - - "skipped: $TREE_BROKEN"; return; }
+    for ps in check:INT snapshot:TERM apply:INT rebuild:INT rebuild:TERM build:TERM restore:INT rebuild:KILL; do
+        interrupt_test "interrupt-${ps%:*}-${ps#*:}" "${ps%:*}" "${ps#*:}" "$p"
+    done
 }
 
 # ---------------------------------------------------------------- self-test module
@@ -899,6 +1032,8 @@ for p in "${PATCHES[@]}"; do
         run_test "$n" "$p" klp-link ""
     fi
 done
+# With every patch (as CI runs it): `klp-link patch` stopped at each phase.
+[ $ALL_PATCHES = 0 ] || interrupt_tests
 
 # ---------------------------------------------------------------- summary
 echo
