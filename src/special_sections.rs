@@ -116,6 +116,27 @@ pub fn written_by_module_objtool(name: &str) -> bool {
     )
 }
 
+/// Whether `name` is an export table: the `___ksymtab+NAME` and
+/// `___ksymtab_gpl+NAME` entries (and their CRCs, `__kcrctab+NAME`) of
+/// kernels before 6.5, or `.export_symbol`, which modpost reads since. A
+/// patch object leaves them out: the running kernel's export of a
+/// replaced function stays, and livepatch sends callers that come through
+/// it to the copy.
+pub fn is_export_table(name: &str) -> bool {
+    [
+        "___ksymtab+",
+        "___ksymtab_gpl+",
+        "__kcrctab+",
+        "__kcrctab_gpl+",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+        || matches!(
+            name,
+            "__ksymtab" | "__ksymtab_gpl" | "__kcrctab" | "__kcrctab_gpl" | ".export_symbol"
+        )
+}
+
 /// Whether the checksums leave section `name` out.
 pub fn is_derived(name: &str) -> bool {
     lookup(name).is_some_and(|s| s.checksum == Derived)

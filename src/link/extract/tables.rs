@@ -24,7 +24,9 @@ use object::write::SectionId;
 
 use super::{Copier, ExtractError};
 use crate::elf::{Section, SectionIndex, SectionKind as Kind, SymType, SymbolIndex};
-use crate::special_sections::{entry_size, lookup, written_by_module_objtool, InPatch};
+use crate::special_sections::{
+    entry_size, is_export_table, lookup, written_by_module_objtool, InPatch,
+};
 
 /// More relocations than any known kernel table has per entry: a table whose
 /// inferred entry is the whole section but holds more is irregular, and its
@@ -103,6 +105,7 @@ impl Copier<'_, '_> {
                 let name = self.index.sections[t].name;
                 let fate = lookup(name).map_or(InPatch::Refused, |s| s.patch);
                 if fate == InPatch::Dropped
+                    || is_export_table(name)
                     || (self.kernel.objtool_on_modules && written_by_module_objtool(name))
                 {
                     continue;
