@@ -604,6 +604,7 @@ pub fn build(
         &ModuleSpec {
             name: opts.name,
             funcs: &extracted.funcs,
+            callbacks: &extracted.callbacks,
             replace: opts.replace,
             patch_object: &extracted.object,
         },

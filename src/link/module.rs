@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::extract::KlpFunc;
+use super::extract::{Callback, KlpFunc};
 use super::klp_rewrite::{self, RewriteError};
 use super::signing::{SignError, Signing};
 use super::tree::VMLINUX;
@@ -24,6 +24,7 @@ pub struct ModuleSpec<'a> {
     /// The module's name (its file is `<name>.ko`).
     pub name: &'a str,
     pub funcs: &'a [KlpFunc],
+    pub callbacks: &'a [Callback],
     /// Atomic replace: the new patch replaces every earlier one.
     pub replace: bool,
     pub patch_object: &'a [u8],
@@ -34,7 +35,12 @@ pub fn registration(spec: &ModuleSpec) -> String {
     let mut decls = String::new();
     let mut funcs = String::new();
     let mut objects = String::new();
-    let mut targets: Vec<&str> = spec.funcs.iter().map(|f| f.target.as_str()).collect();
+    let mut targets: Vec<&str> = spec
+        .funcs
+        .iter()
+        .map(|f| f.target.as_str())
+        .chain(spec.callbacks.iter().map(|c| c.target.as_str()))
+        .collect();
     targets.sort();
     targets.dedup();
     for (t, target) in targets.iter().enumerate() {
@@ -53,9 +59,30 @@ pub fn registration(spec: &ModuleSpec) -> String {
         } else {
             format!("\"{target}\"")
         };
+        let mut callbacks = String::new();
+        for c in spec.callbacks.iter().filter(|c| c.target == *target) {
+            // Called through the patch's pointer: its value is known only
+            // once the patch object is linked in.
+            let (ret, call) = match c.kind {
+                "pre_patch" => ("int", "return "),
+                _ => ("void", ""),
+            };
+            let _ = writeln!(
+                decls,
+                "extern {ret} (*{ptr})(struct klp_object *);\n\
+                 static {ret} klp_{kind}_{t}(struct klp_object *obj)\n\
+                 {{\n\t{call}{ptr}(obj);\n}}\n",
+                ptr = c.pointer,
+                kind = c.kind
+            );
+            let _ = writeln!(callbacks, "\t\t\t.{kind} = klp_{kind}_{t},", kind = c.kind);
+        }
+        if !callbacks.is_empty() {
+            callbacks = format!("\t\t.callbacks = {{\n{callbacks}\t\t}},\n");
+        }
         let _ = writeln!(
             objects,
-            "\t{{\n\t\t.name = {name},\n\t\t.funcs = klp_funcs_{t},\n\t}},"
+            "\t{{\n\t\t.name = {name},\n\t\t.funcs = klp_funcs_{t},\n{callbacks}\t}},"
         );
     }
     REGISTER
@@ -272,15 +299,24 @@ mod tests {
                 delivers: None,
             },
         ];
+        let callbacks = [Callback {
+            target: "binfmt_misc".into(),
+            kind: "pre_patch",
+            pointer: "__klp_pre_patch_callback_binfmt_misc".into(),
+        }];
         let spec = ModuleSpec {
             name: "livepatch-x",
             funcs: &funcs,
+            callbacks: &callbacks,
             replace: false,
             patch_object: &[],
         };
         let c = registration(&spec);
         for needle in [
             "extern char __klp_new_0_0[];",
+            "extern int (*__klp_pre_patch_callback_binfmt_misc)(struct klp_object *);",
+            "return __klp_pre_patch_callback_binfmt_misc(obj);",
+            ".pre_patch = klp_pre_patch_0,",
             ".old_name = \"cmdline_proc_show\"",
             ".old_sympos = 2,",
             ".name = NULL,",

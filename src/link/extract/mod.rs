@@ -17,6 +17,7 @@
 //! [`delivery`]'s decision.
 
 mod delivery;
+mod helpers;
 mod pieces;
 mod shared;
 mod static_call_keys;
@@ -43,6 +44,7 @@ use crate::elf::{
 };
 use crate::link::once_flags::OnceChoice;
 use delivery::Replaced;
+pub use helpers::{Callback, CALLBACK_SECTION};
 use pieces::Pieces;
 use tables::CarriedTables;
 
@@ -135,6 +137,8 @@ pub struct RunningKernel<'a> {
 pub struct Extracted {
     pub object: Vec<u8>,
     pub funcs: Vec<KlpFunc>,
+    /// The patch's callbacks, for each target's `klp_object`.
+    pub callbacks: Vec<Callback>,
     /// What the patch leaves out or does differently, for the report.
     pub notes: Vec<String>,
 }
@@ -155,6 +159,7 @@ pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, 
     let mut funcs = Vec::new();
     let mut by_name: HashMap<String, SymbolId> = HashMap::new();
     let mut notes = Vec::new();
+    let mut callbacks = Vec::new();
     for (n, (source, index)) in sources.iter().zip(&indexes).enumerate() {
         let mut copier = Copier {
             index,
@@ -173,9 +178,11 @@ pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, 
             escapes: HashMap::new(),
             notes: &mut notes,
         };
+        copier.refuse_ignore_marks()?;
         let replaced = copier.replaced_functions()?;
         funcs.extend(copier.copy_functions(n, &replaced)?);
         copier.copy_new_global_data()?;
+        callbacks.extend(copier.copy_callbacks(&callbacks)?);
         copier.translate_pending()?;
         copier.carry_tables()?;
     }
@@ -198,6 +205,7 @@ pub fn extract(sources: &[Source], kernel: &RunningKernel) -> Result<Extracted, 
     Ok(Extracted {
         object,
         funcs,
+        callbacks,
         notes,
     })
 }
@@ -319,11 +327,20 @@ impl Copier<'_, '_> {
 
     /// Copies section `sec` whole (once) and queues its relocations.
     fn copy_section(&mut self, sec: SectionIndex) -> Result<(SectionId, SymbolId), ExtractError> {
+        self.copy_section_as(sec, self.index.sections[sec].name)
+    }
+
+    /// Copies section `sec` whole, as an output section named `name`.
+    fn copy_section_as(
+        &mut self,
+        sec: SectionIndex,
+        name: &str,
+    ) -> Result<(SectionId, SymbolId), ExtractError> {
         if let Some(&c) = self.copied.get(&sec) {
             return Ok(c);
         }
         let s = &self.index.sections[sec];
-        let id = self.add_section_like(sec, s.name)?;
+        let id = self.add_section_like(sec, name)?;
         if s.kind == Kind::Bss {
             self.out.append_section_bss(id, s.size, s.align.max(1));
         } else {

@@ -200,10 +200,11 @@ impl Phases {
 pub fn run(opts: &PatchOptions) -> Result<Ran, PatchError> {
     signals::catch();
     let result = run_caught(opts);
-    // A signal before the tree was touched (or one that made a phase
-    // fail): nothing to restore, but the signal still ends klp-link.
+    // From here a signal ends klp-link at once; one that came before (the
+    // tree untouched yet, or restored) ends it now.
+    signals::release();
     if let Some(signal) = signals::received() {
-        eprintln!("klp-link: interrupted by signal {signal}; the tree is as it was");
+        eprintln!("klp-link: interrupted by signal {signal}; the tree is as it was before the run");
         signals::die_of(signal);
     }
     result
@@ -422,6 +423,7 @@ fn patched(
 /// Returns the patches as applied.
 fn apply_all(ctx: &Context, journal: &mut Journal) -> Result<Vec<PathBuf>, PatchError> {
     let srctree = &ctx.settings.srctree;
+    install_helpers(srctree, journal)?;
     let mut applied = Vec::new();
     for (i, patch) in ctx.opts.patches.iter().enumerate() {
         let fixed = commands::fix_lines(patch, Some(srctree), None, false)?;
@@ -441,6 +443,41 @@ fn apply_all(ctx: &Context, journal: &mut Journal) -> Result<Vec<PathBuf>, Patch
         applied.push(out);
     }
     Ok(applied)
+}
+
+/// The patch-author helper headers (kbuild-snippets/include/), by their
+/// paths under the source tree's `include/`.
+const HELPERS: [(&str, &str); 3] = [
+    (
+        "linux/livepatch_helpers.h",
+        include_str!("../../../kbuild-snippets/include/linux/livepatch_helpers.h"),
+    ),
+    (
+        "kpatch-macros.h",
+        include_str!("../../../kbuild-snippets/include/kpatch-macros.h"),
+    ),
+    (
+        "kpatch-syscall.h",
+        include_str!("../../../kbuild-snippets/include/kpatch-syscall.h"),
+    ),
+];
+
+/// Puts the helper headers into the source tree's `include/` for the
+/// patched build, each only where the tree has no file of that name (Linux
+/// 6.19+ has its own livepatch_helpers.h); the restore removes them.
+fn install_helpers(srctree: &Path, journal: &mut Journal) -> Result<(), PatchError> {
+    for (rel, text) in HELPERS {
+        let path = srctree.join("include").join(rel);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            continue;
+        }
+        journal.save(&path).map_err(PatchError::Journal)?;
+        std::fs::write(&path, text).map_err(|e| PatchError::State {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 /// Refuses when make left an object that depends on a patched file as it

@@ -31,6 +31,14 @@ pub fn catch() {
     }
 }
 
+/// Lets the termination signals act as usual again: the tree is restored.
+pub fn release() {
+    for s in CAUGHT {
+        // SAFETY: restoring the default action.
+        unsafe { libc::signal(s, libc::SIG_DFL) };
+    }
+}
+
 /// The first termination signal received, if any.
 pub fn received() -> Option<libc::c_int> {
     match RECEIVED.load(Ordering::SeqCst) {
