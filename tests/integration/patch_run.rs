@@ -20,6 +20,10 @@ fn patchable(test: &str, delay: u32) -> Option<Fixture> {
         skip(test, "no `patch` or `bash` on PATH");
         return None;
     }
+    // A kernel source tree has include/linux/, where klp-link patch puts
+    // the helper headers for the patched build; the folder goals check
+    // that they are there.
+    fx.write("include/linux/kconfig.h", "/* empty */\n");
     let mut rules = String::from(".PHONY: modules FORCE\n");
     rules.push_str(&fx.read("Makefile"));
     let mut dirs: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -44,7 +48,8 @@ fn patchable(test: &str, delay: u32) -> Option<Fixture> {
     }
     for (dir, objs) in dirs {
         rules.push_str(&format!(
-            "{dir}/: FORCE\n\tsleep {delay}\n\t$(MAKE) {}\n",
+            "{dir}/: FORCE\n\tsleep {delay}\n\ttest -f include/linux/livepatch_helpers.h\n\
+             \ttest -f include/kpatch-macros.h\n\ttest -f include/kpatch-syscall.h\n\t$(MAKE) {}\n",
             objs.join(" ")
         ));
     }

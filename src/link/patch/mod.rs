@@ -241,14 +241,13 @@ fn run_caught(opts: &PatchOptions) -> Result<Ran, PatchError> {
     let journal_dir = state.join("journal");
     recover(&journal_dir, &mut notes)?;
     let tree = Tree::open(&objtree).map_err(CommandError::Tree)?;
+    let settings = tree_settings(&objtree, &tree)?;
     interrupted()?;
 
     phases.start("snapshot");
     let snap_dir = state.join("snapshot");
     let taken = ensure_snapshot(&snap_dir, &tree, opts.new_snapshot)?;
     notes.push(format!("snapshot {taken}: {}", snap_dir.display()));
-    let snap = Snapshot::read(&snap_dir).map_err(CommandError::Snapshot)?;
-    let settings = tree_settings(&objtree, &snap)?;
     interrupted()?;
 
     let work = tempfile::Builder::new()
@@ -464,11 +463,14 @@ const HELPERS: [(&str, &str); 3] = [
 
 /// Puts the helper headers into the source tree's `include/` for the
 /// patched build, each only where the tree has no file of that name (Linux
-/// 6.19+ has its own livepatch_helpers.h); the restore removes them.
+/// 6.19+ has its own livepatch_helpers.h) and has its folder; the restore
+/// removes them.
 fn install_helpers(srctree: &Path, journal: &mut Journal) -> Result<(), PatchError> {
     for (rel, text) in HELPERS {
         let path = srctree.join("include").join(rel);
-        if std::fs::symlink_metadata(&path).is_ok() {
+        // Only into a kernel source tree's own folders, never a new one.
+        let in_tree = path.parent().is_some_and(Path::is_dir);
+        if !in_tree || std::fs::symlink_metadata(&path).is_ok() {
             continue;
         }
         journal.save(&path).map_err(PatchError::Journal)?;
@@ -660,10 +662,11 @@ fn changed_since(snap: &Snapshot, tree: &Tree) -> Vec<PathBuf> {
         .map(Path::to_owned)
         .collect();
     if snap.targets != tree.targets {
+        let listed: std::collections::HashSet<&Path> = tree.objects().map(|(_, o)| o).collect();
         changed.extend(
             snap.objects
                 .keys()
-                .filter(|o| !tree.objects().any(|(_, t)| t == o.as_path()))
+                .filter(|o| !listed.contains(o.as_path()))
                 .cloned(),
         );
     }
@@ -680,19 +683,18 @@ fn same_manifest(tree: &Tree, object: &Path, text: &str) -> bool {
 }
 
 /// The tree's make settings, from the first vmlinux object kbuild has a
-/// compile command for.
-fn tree_settings(objtree: &Path, snap: &Snapshot) -> Result<MakeSettings, PatchError> {
+/// compile command for (and its manifest, for the section mode).
+fn tree_settings(objtree: &Path, tree: &Tree) -> Result<MakeSettings, PatchError> {
     let config = std::fs::read(objtree.join(".config")).map_err(|e| PatchError::State {
         path: objtree.join(".config"),
         why: e.to_string(),
     })?;
     let config = KernelConfig::new(config);
     let mut first_error = None;
-    for obj in snap.targets.get(VMLINUX).into_iter().flatten().take(20) {
-        let Some(rec) = snap.objects.get(obj) else {
-            continue;
-        };
-        match MakeSettings::read(objtree, obj, &rec.manifest_text, &config) {
+    for obj in tree.targets.get(VMLINUX).into_iter().flatten().take(20) {
+        let manifest = crate::manifest::path_for(&objtree.join(obj));
+        let text = std::fs::read_to_string(manifest).unwrap_or_default();
+        match MakeSettings::read(objtree, obj, &text, &config) {
             Ok(s) => return Ok(s),
             Err(e @ SettingsError::NotKlpCc { .. }) => return Err(PatchError::Settings(e)),
             Err(e) => {

@@ -110,7 +110,7 @@ pub fn save_outputs(
         for path in [
             objtree.join(obj),
             dir.join(format!(".{name}.cmd")),
-            dir.join(format!(".{name}.klp")),
+            crate::manifest::path_for(&objtree.join(obj)),
             // The preprocessor's dependency file, which 6.1's fixdep
             // leaves behind for some objects.
             dir.join(format!(".{name}.d")),
