@@ -130,16 +130,17 @@ fn fix(fx: &Fixture, from: &str, to: &str) -> String {
     p
 }
 
+/// Writes `name` beside the tree: [`fix`] of `from` to `to`.
+fn write_patch(fx: &Fixture, name: &str, from: &str, to: &str) {
+    std::fs::write(fx.root.path().join(name), fix(fx, from, to)).unwrap();
+}
+
 #[test]
 fn patch_builds_the_module_and_leaves_the_tree_as_it_was() {
     let Some(fx) = patchable("patch_builds_the_module_and_leaves_the_tree_as_it_was", 0) else {
         return;
     };
-    std::fs::write(
-        fx.root.path().join("fix.patch"),
-        fix(&fx, "return x + 2;", "return x + 5;"),
-    )
-    .unwrap();
+    write_patch(&fx, "fix.patch", "return x + 2;", "return x + 5;");
     let before = state(&fx.tree);
     let out = patch_cmd(&fx, &["fix.patch", "--name", "lp1"])
         .output()
@@ -185,11 +186,7 @@ fn a_patch_that_does_not_apply_changes_nothing() {
     let Some(fx) = patchable("a_patch_that_does_not_apply_changes_nothing", 0) else {
         return;
     };
-    std::fs::write(
-        fx.root.path().join("good.patch"),
-        fix(&fx, "return x + 2;", "return x + 5;"),
-    )
-    .unwrap();
+    write_patch(&fx, "good.patch", "return x + 2;", "return x + 5;");
     let bad = fix(&fx, "return x + 2;", "return x + 7;").replace("return x + 2;", "return x + 3;");
     std::fs::write(fx.root.path().join("bad.patch"), bad).unwrap();
     let before = state(&fx.tree);
@@ -207,11 +204,7 @@ fn a_patched_tree_that_does_not_build_is_restored() {
     let Some(fx) = patchable("a_patched_tree_that_does_not_build_is_restored", 0) else {
         return;
     };
-    std::fs::write(
-        fx.root.path().join("broken.patch"),
-        fix(&fx, "return x + 2;", "return x +;"),
-    )
-    .unwrap();
+    write_patch(&fx, "broken.patch", "return x + 2;", "return x +;");
     let before = state(&fx.tree);
     let out = patch_cmd(&fx, &["broken.patch"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -228,11 +221,7 @@ fn sigterm_during_the_rebuild_restores_the_tree_then_ends_klp_link() {
     ) else {
         return;
     };
-    std::fs::write(
-        fx.root.path().join("fix.patch"),
-        fix(&fx, "return x + 2;", "return x + 5;"),
-    )
-    .unwrap();
+    write_patch(&fx, "fix.patch", "return x + 2;", "return x + 5;");
     let before = state(&fx.tree);
     let log = fx.root.path().join("stderr");
     let mut child = patch_cmd(&fx, &["fix.patch"])
@@ -278,11 +267,7 @@ fn a_tree_built_without_klp_cc_is_refused() {
             .replace(&klp_cc_bin().display().to_string(), "");
         fx.write(&rel, text.replacen(":=  ", ":= ", 1).as_str());
     }
-    std::fs::write(
-        fx.root.path().join("fix.patch"),
-        fix(&fx, "return x + 2;", "return x + 5;"),
-    )
-    .unwrap();
+    write_patch(&fx, "fix.patch", "return x + 2;", "return x + 5;");
     let before = state(&fx.tree);
     let out = patch_cmd(&fx, &["fix.patch"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

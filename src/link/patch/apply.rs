@@ -88,22 +88,10 @@ pub fn touched(patch: &Path, text: &[u8]) -> Result<Vec<PathBuf>, ApplyError> {
     Ok(files)
 }
 
-/// Checks that `text` applies to `srctree` without changing anything.
-pub fn dry_run(srctree: &Path, patch: &Path, text: &[u8]) -> Result<(), ApplyError> {
-    let (ok, output) = run_patch(srctree, text, true)?;
-    if ok {
-        return Ok(());
-    }
-    Err(ApplyError::DoesNotApply {
-        patch: patch.to_owned(),
-        hunks: failed_hunks(text, &output),
-        output,
-    })
-}
-
-/// Applies `text`, which [`dry_run`] accepted, to `srctree`.
-pub fn apply(srctree: &Path, patch: &Path, text: &[u8]) -> Result<(), ApplyError> {
-    let (ok, output) = run_patch(srctree, text, false)?;
+/// Applies `text` to `srctree`, or with `dry` only checks that it applies
+/// (changing nothing).
+pub fn apply(srctree: &Path, patch: &Path, text: &[u8], dry: bool) -> Result<(), ApplyError> {
+    let (ok, output) = run_patch(srctree, text, dry)?;
     if ok {
         return Ok(());
     }

@@ -427,7 +427,7 @@ fn apply_all(ctx: &Context, journal: &mut Journal) -> Result<Vec<PathBuf>, Patch
     for (i, patch) in ctx.opts.patches.iter().enumerate() {
         let fixed = commands::fix_lines(patch, Some(srctree), None, false)?;
         let files = apply::touched(patch, &fixed).map_err(PatchError::Apply)?;
-        apply::dry_run(srctree, patch, &fixed).map_err(PatchError::Apply)?;
+        apply::apply(srctree, patch, &fixed, true).map_err(PatchError::Apply)?;
         for f in &files {
             journal
                 .save(&srctree.join(f))
@@ -438,7 +438,7 @@ fn apply_all(ctx: &Context, journal: &mut Journal) -> Result<Vec<PathBuf>, Patch
             path: out.clone(),
             why: e.to_string(),
         })?;
-        apply::apply(srctree, patch, &fixed).map_err(PatchError::Apply)?;
+        apply::apply(srctree, patch, &fixed, false).map_err(PatchError::Apply)?;
         applied.push(out);
     }
     Ok(applied)
