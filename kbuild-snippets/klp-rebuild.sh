@@ -1,5 +1,5 @@
 #!/bin/bash
-# klp-rebuild.sh [-n | --dependents | --plan] TREE PATCH... [-- MAKE_ARGS...]
+# klp-rebuild.sh [-n | --dependents | --plan] [--external DIR] TREE PATCH... [-- MAKE_ARGS...]
 #
 # After PATCH is applied to the built kernel tree TREE, runs the smallest
 # kbuild invocation that recompiles every object klp-link will read whose
@@ -25,11 +25,26 @@
 # that no object lists is printed as "- FILE". --plan prints both halves
 # of a run without running it, for klp-link patch (which saves what the
 # rebuild will overwrite): "object OBJ FILE" per dependent, then "goal DIR/"
-# per make goal. Exit status: make's, or 2 for bad usage.
+# per make goal.
+#
+# --external DIR: the patches are against an external module's folder
+# (built with make -C TREE M=DIR, DIR an absolute path), not the kernel's
+# sources. Its objects are found in DIR's .cmd files, where kbuild writes
+# them as DIR/FILE, and are printed that way; the make is
+# `make -C TREE MAKE_ARGS M=DIR`, kbuild's external module build, which
+# relinks the module too (its folder is all it writes).
+# Exit status: make's, or 2 for bad usage.
 set -euo pipefail
-usage() { echo "usage: $0 [-n | --dependents | --plan] TREE PATCH... [-- MAKE_ARGS...]" >&2; exit 2; }
+usage() { echo "usage: $0 [-n | --dependents | --plan] [--external DIR] TREE PATCH... [-- MAKE_ARGS...]" >&2; exit 2; }
 mode=run
 case ${1:-} in -n) mode=dry; shift ;; --dependents) mode=dependents; shift ;; --plan) mode=plan; shift ;; esac
+external=
+if [ "${1:-}" = --external ]; then
+    [ $# -ge 2 ] || usage
+    external=$2; shift 2
+    case $external in /*) ;; *) echo "$0: --external needs an absolute path, not $external" >&2; exit 2 ;; esac
+    [ -d "$external" ] || { echo "$0: $external is not a folder" >&2; exit 2; }
+fi
 [ $# -ge 2 ] || usage
 tree=$1; shift
 [ -f "$tree/.config" ] || { echo "$0: $tree is not a built kernel tree (no .config)" >&2; exit 2; }
@@ -47,13 +62,15 @@ files=$(sed -n 's|^+++ [^/[:space:]]*/\([^[:space:]]*\).*|\1|p' "${patches[@]}" 
 # (source_OBJ := FILE) or, as fixdep writes them, among its dependencies
 # (two spaces in, " \" after all but the last; $(srctree)/ in O= builds).
 dependents() {
-    local re cmd
+    local re cmd base=$tree prefix='\$\(srctree\)/'
+    if [ -n "$external" ]; then base=$external; prefix=$(printf '%s/' "$external" | sed 's/[.[\*^$+?(){}|]/\\&/g'); fi
     re=$(printf '%s' "$1" | sed 's/[.[\*^$]/\\&/g')
-    re="(\\\$\\(srctree\\)/)?$re"
-    (cd "$tree" && grep -rlx --include='.*.o.cmd' -E "  $re( \\\\)?|source_[^ ]+ := $re" . || true) |
+    re="($prefix)?$re"
+    (cd "$base" && grep -rlx --include='.*.o.cmd' -E "  $re( \\\\)?|source_[^ ]+ := $re" . || true) |
         while IFS= read -r cmd; do
             cmd=${cmd#./}
-            echo "$(dirname "$cmd")/$(basename "$cmd" .cmd | cut -c2-)"
+            cmd="$(dirname "$cmd")/$(basename "$cmd" .cmd | cut -c2-)"
+            if [ -n "$external" ]; then echo "$external/${cmd#./}"; else echo "$cmd"; fi
         done
 }
 
@@ -86,6 +103,8 @@ else
     # An object in the top folder (none in Linux today) is under ./ itself.
     case " ${goals[*]} " in *" ./ "*) goals=(./) ;; esac
 fi
+# An external module is made whole: kbuild's M= build has no folder goals.
+[ -z "$external" ] || goals=("M=$external")
 cmd=(make -C "$tree" "$@" "${goals[@]}")
 if [ $mode = plan ]; then
     printf 'goal %s\n' "${goals[@]}"

@@ -44,6 +44,10 @@ enum Step {
         /// The snapshot folder to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// Also an external module's folder, built against the tree with
+        /// `make -C TREE M=DIR` through klp-cc: its modules become targets.
+        #[arg(long, value_name = "DIR")]
+        external: Option<PathBuf>,
         /// Replace the snapshot folder if it exists. Only a folder that is
         /// a klp-link snapshot is ever replaced.
         #[arg(long)]
@@ -174,6 +178,12 @@ struct PatchArgs {
     /// Where to write the module (default: NAME.ko).
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// The patches are to this external module's folder (built against
+    /// the tree with `make -C TREE M=DIR` through klp-cc), not to the
+    /// kernel: they apply there, `make M=DIR` rebuilds it, and the module
+    /// patches its objects.
+    #[arg(long, value_name = "DIR")]
+    external: Option<PathBuf>,
     /// The running kernel's vmlinux, as for `build`; without it the
     /// tree is the running kernel (one-build mode).
     #[arg(long)]
@@ -235,6 +245,7 @@ fn main() -> ExitCode {
             paths,
             name,
             output,
+            external,
             vmlinux,
             modules,
             jobs,
@@ -254,6 +265,7 @@ fn main() -> ExitCode {
                 patches,
                 name: name.as_deref(),
                 output: output.as_deref(),
+                external: external.as_deref(),
                 vmlinux: vmlinux.as_deref(),
                 modules: modules.as_deref(),
                 jobs,
@@ -296,15 +308,22 @@ fn run_step(step: Step) -> Result<u8, commands::CommandError> {
         Step::Snapshot {
             tree,
             output,
+            external,
             force,
             with_objects,
             accept_unavailable,
-        } => {
-            commands::snapshot(&tree, &output, force, with_objects, accept_unavailable).map(|msg| {
-                eprint!("{msg}");
-                0
-            })
-        }
+        } => commands::snapshot(
+            &tree,
+            external.as_deref(),
+            &output,
+            force,
+            with_objects,
+            accept_unavailable,
+        )
+        .map(|msg| {
+            eprint!("{msg}");
+            0
+        }),
         Step::Diff {
             snapshot,
             tree,

@@ -308,12 +308,13 @@ from_layer!(
 
 pub fn snapshot(
     tree: &Path,
+    external: Option<&Path>,
     dest: &Path,
     force: bool,
     with_objects: bool,
     accept_unavailable: bool,
 ) -> Result<String, CommandError> {
-    let tree = Tree::open(tree)?;
+    let tree = open_tree(tree, external)?;
     // Checked before the capture: a wrong `-o` should not cost a minute.
     let destination = SnapshotDestination::check(dest, &tree.objtree, force)?;
     let mut snap = Snapshot::capture(&tree);
@@ -366,11 +367,20 @@ pub fn snapshot(
     Ok(msg)
 }
 
+/// The kernel tree at `dir`, with the external module folder `external`.
+pub fn open_tree(dir: &Path, external: Option<&Path>) -> Result<Tree, CommandError> {
+    let tree = Tree::open(dir)?;
+    Ok(match external {
+        Some(e) => tree.with_external(e)?,
+        None => tree,
+    })
+}
+
 /// The snapshot at `snapshot` and the tree it was taken of (or `tree`,
 /// which must be that tree).
 fn open(snapshot: &Path, tree: Option<&Path>) -> Result<(Snapshot, Tree), CommandError> {
     let snap = Snapshot::read(snapshot)?;
-    let tree = Tree::open(tree.unwrap_or(&snap.objtree))?;
+    let tree = open_tree(tree.unwrap_or(&snap.objtree), snap.external.as_deref())?;
     if tree.objtree != snap.objtree {
         return Err(CommandError::OtherTree {
             snapshot: snapshot.to_owned(),

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! SNAP/snapshot        klp-link-snapshot 1 / tree <objtree> / release <kernel.release>
+//!                      [/ external <dir>: an external module's folder, whose
+//!                      objects are named by absolute paths]
 //! SNAP/targets         "<target> <object>" per line (vmlinux, then modules)
 //! SNAP/objects         per object: "object <path> <size> <mtime_ns> <source>"
 //!                      then its manifest (which ends with its `end` line)
@@ -112,6 +114,8 @@ impl SnapObject {
 pub struct Snapshot {
     pub objtree: PathBuf,
     pub release: Option<String>,
+    /// The external module folder the snapshot includes, if any.
+    pub external: Option<PathBuf>,
     pub targets: BTreeMap<String, Vec<PathBuf>>,
     /// Each target's linked file, relative to the tree (only at capture).
     pub linked: BTreeMap<String, PathBuf>,
@@ -120,9 +124,15 @@ pub struct Snapshot {
     pub missing: Vec<load::LoadError>,
 }
 
-/// Where a snapshot taken `--with-objects` keeps the original of `object`.
+/// Where a snapshot taken `--with-objects` keeps the original of `object`;
+/// an external module's, named by an absolute path, under `external/`
+/// (joined whole, it would name the object itself).
 pub fn original_object(snapshot: &Path, object: &Path) -> PathBuf {
-    snapshot.join(OBJECTS_DIR).join(object)
+    let store = snapshot.join(OBJECTS_DIR);
+    match object.strip_prefix("/") {
+        Ok(rel) => store.join("external").join(rel),
+        Err(_) => store.join(object),
+    }
 }
 
 impl Snapshot {
@@ -158,6 +168,7 @@ impl Snapshot {
         Snapshot {
             objtree: tree.objtree.clone(),
             release: kernel_release(&tree.objtree),
+            external: tree.external.clone(),
             targets: tree.targets.clone(),
             linked: tree.linked.clone(),
             objects,
@@ -198,6 +209,9 @@ impl Snapshot {
         let mut head = format!("{MAGIC}\ntree {}\n", escape_path_line(&self.objtree));
         if let Some(r) = &self.release {
             let _ = writeln!(head, "release {r}");
+        }
+        if let Some(e) = &self.external {
+            let _ = writeln!(head, "external {}", escape_path_line(e));
         }
         write_file(&dir.join("snapshot"), &head)?;
 
@@ -244,7 +258,7 @@ impl Snapshot {
 
         if with_objects {
             for path in self.objects.keys() {
-                let to = dir.join(OBJECTS_DIR).join(path);
+                let to = original_object(dir, path);
                 if let Some(parent) = to.parent() {
                     std::fs::create_dir_all(parent).map_err(io(parent))?;
                 }
@@ -276,13 +290,13 @@ impl Snapshot {
         }
         let mut objtree = None;
         let mut release = None;
+        let mut external = None;
         for (i, l) in lines.enumerate() {
+            let path = |v| unescape_path(v).map_err(|e| fmt(&head_path, i + 2, &e.to_string()));
             match l.split_once(' ') {
-                Some(("tree", v)) => {
-                    objtree =
-                        Some(unescape_path(v).map_err(|e| fmt(&head_path, i + 2, &e.to_string()))?)
-                }
+                Some(("tree", v)) => objtree = Some(path(v)?),
                 Some(("release", v)) => release = Some(v.to_owned()),
+                Some(("external", v)) => external = Some(path(v)?),
                 _ => return Err(fmt(&head_path, i + 2, "unknown line")),
             }
         }
@@ -319,6 +333,7 @@ impl Snapshot {
         Ok(Snapshot {
             objtree,
             release,
+            external,
             targets,
             linked: BTreeMap::new(),
             objects,

@@ -32,6 +32,7 @@ pub enum TreeError {
     NotATree { dir: PathBuf },
     NotBuilt { dir: PathBuf, missing: &'static str },
     Read { path: PathBuf, error: String },
+    External { dir: PathBuf, why: &'static str },
 }
 
 impl fmt::Display for TreeError {
@@ -49,6 +50,12 @@ impl fmt::Display for TreeError {
                 dir.display()
             ),
             TreeError::Read { path, error } => write!(f, "cannot read {}: {error}", path.display()),
+            TreeError::External { dir, why } => write!(
+                f,
+                "{}: {why}; build the external module against this tree first \
+                 (make -C TREE M=$PWD CC=\"klp-cc gcc\", with the tree's own settings)",
+                dir.display()
+            ),
         }
     }
 }
@@ -69,6 +76,11 @@ pub struct Tree {
     pub objtool_on_modules: bool,
     /// How the tree signs modules, if it does.
     pub signing: Option<Signing>,
+    /// The folder of an external module built against the tree (`make
+    /// M=DIR`), absolute: its modules are targets too, with objects and
+    /// `.ko` files named by absolute paths (as kbuild names them there), so
+    /// that joining one to the object tree leaves it as it is.
+    pub external: Option<PathBuf>,
 }
 
 impl Tree {
@@ -111,7 +123,47 @@ impl Tree {
             linked,
             objtool_on_modules,
             signing,
+            external: None,
         })
+    }
+
+    /// Adds the modules of the external module folder `dir` (`make -C
+    /// TREE M=DIR`). One of them named like a module of the tree takes its
+    /// place: the external one is what the running kernel loads by that
+    /// name.
+    pub fn with_external(mut self, dir: &Path) -> Result<Tree, TreeError> {
+        let dir = std::fs::canonicalize(dir).map_err(|e| TreeError::Read {
+            path: dir.to_owned(),
+            error: e.to_string(),
+        })?;
+        if dir == self.objtree {
+            return Err(TreeError::External {
+                dir,
+                why: "is the kernel tree itself, not an external module's folder",
+            });
+        }
+        if !dir.join("modules.order").is_file() {
+            return Err(TreeError::External {
+                dir,
+                why: "has no modules.order",
+            });
+        }
+        let found = modules(&dir)?;
+        if found.is_empty() {
+            return Err(TreeError::External {
+                dir,
+                why: "builds no module (its modules.order is empty)",
+            });
+        }
+        for (name, ko, objects) in found {
+            // kbuild lists them under M= as it was given; relative ones
+            // are relative to the module's folder.
+            let objects = objects.iter().map(|o| dir.join(o)).collect();
+            self.targets.insert(name.clone(), objects);
+            self.linked.insert(name, dir.join(ko));
+        }
+        self.external = Some(dir);
+        Ok(self)
     }
 
     /// Every object with the target it belongs to.

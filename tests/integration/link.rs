@@ -981,6 +981,96 @@ fn module_change_is_reported_under_the_module() {
     assert!(d.human.stdout().contains("my_mod:"), "{}", d.context());
 }
 
+/// An external module folder beside the tree, as `make -C tree M=ext`
+/// leaves it: `ext_mod.o` compiled through klp-cc from absolute paths,
+/// and kbuild's lists naming it by its absolute path.
+fn external_module(fx: &Fixture, body: &str) -> PathBuf {
+    let ext = fx.root.join("ext");
+    std::fs::create_dir_all(&ext).unwrap();
+    std::fs::write(
+        ext.join("ext_mod.c"),
+        format!("int ext_calc(int x)\n{{\n\t{body}\n}}\n"),
+    )
+    .unwrap();
+    let mut cmd = klp_cc_command(&ext);
+    cmd.arg(fx.cc.program())
+        .args(&fx.cflags)
+        .arg("-c")
+        .arg(ext.join("ext_mod.c"))
+        .arg("-o")
+        .arg(ext.join("ext_mod.o"));
+    run(cmd).assert_success();
+    let abs = |name: &str| ext.join(name).display().to_string();
+    std::fs::write(
+        ext.join("modules.order"),
+        format!("{}\n", abs("ext-mod.ko")),
+    )
+    .unwrap();
+    std::fs::write(ext.join("ext-mod.mod"), format!("{}\n", abs("ext_mod.o"))).unwrap();
+    ext
+}
+
+#[test]
+fn external_module_change_is_reported_under_that_module() {
+    let test = "external_module_change_is_reported_under_that_module";
+    let Some(fx) = Fixture::new(test) else {
+        return;
+    };
+    let ext = external_module(&fx, "return x * 7;");
+    let object = ext.join("ext_mod.o");
+    let original = std::fs::read(&object).unwrap();
+    let r = fx.link([
+        "snapshot",
+        "tree",
+        "-o",
+        "snap",
+        "--with-objects",
+        "--external",
+        "ext",
+    ]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.describe());
+    // The kept original sits in the snapshot, not over the object itself.
+    assert_eq!(std::fs::read(&object).unwrap(), original);
+    let kept = fx
+        .snap()
+        .join("objects.d/external")
+        .join(object.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(&kept).unwrap(), original);
+
+    assert_eq!(fx.diff().code(), Some(3), "nothing changed yet");
+    external_module(&fx, "return x * 9;");
+    let d = fx.diff();
+    d.expect(
+        0,
+        &[&format!("ext_mod changed ext_calc {}", object.display())],
+    );
+    d.expect_no_errors();
+
+    // The snapshot needs the folder it was taken with.
+    std::fs::rename(&ext, fx.root.join("moved")).unwrap();
+    let d = fx.link(["diff", "snap"]);
+    assert_eq!(d.output.status.code(), Some(1), "{}", d.describe());
+    assert!(
+        d.stderr().contains(&ext.display().to_string()),
+        "{}",
+        d.describe()
+    );
+}
+
+#[test]
+fn external_folder_without_modules_is_refused() {
+    let Some(fx) = Fixture::new("external_folder_without_modules_is_refused") else {
+        return;
+    };
+    std::fs::create_dir_all(fx.root.join("empty")).unwrap();
+    for dir in ["empty", "tree"] {
+        let r = fx.link(["snapshot", "tree", "-o", "snap", "--external", dir]);
+        assert_eq!(r.output.status.code(), Some(1), "{}", r.describe());
+        assert!(r.stderr().contains("external module"), "{}", r.describe());
+        assert!(!fx.snap().exists(), "no snapshot is written");
+    }
+}
+
 #[track_caller]
 fn expect_data_refused(d: &Diff, symbol: &str) {
     assert_eq!(d.code(), Some(1), "exit status\n{}", d.context());

@@ -272,13 +272,16 @@ fn settle_outputs(
     Ok(())
 }
 
-/// Names kbuild and klp-cc give the files they write in an object folder.
-fn is_build_output(path: &Path) -> bool {
+/// Names kbuild and klp-cc give the files they write in an object folder
+/// (and, linking a module, in an external module's).
+pub fn is_build_output(path: &Path) -> bool {
     let name = path.file_name().unwrap_or_default().as_bytes();
     name.starts_with(b".tmp_")
-        || [".o", ".a", ".mod", ".cmd", ".klp", ".d", ".order"]
-            .iter()
-            .any(|ext| name.ends_with(ext.as_bytes()))
+        || [
+            ".o", ".a", ".mod", ".cmd", ".klp", ".d", ".order", ".ko", ".mod.c", ".symvers",
+        ]
+        .iter()
+        .any(|ext| name.ends_with(ext.as_bytes()))
 }
 
 /// Every regular file under `dir` with its state. Hidden klp-link folders

@@ -44,6 +44,8 @@ pub struct PatchOptions<'a> {
     pub patches: &'a [PathBuf],
     pub name: Option<&'a str>,
     pub output: Option<&'a Path>,
+    /// The patches are to this external module's folder.
+    pub external: Option<&'a Path>,
     pub vmlinux: Option<&'a Path>,
     pub modules: Option<&'a Path>,
     pub jobs: Option<usize>,
@@ -240,12 +242,12 @@ fn run_caught(opts: &PatchOptions) -> Result<Ran, PatchError> {
     let state = state_dir(&objtree)?;
     let journal_dir = state.join("journal");
     recover(&journal_dir, &mut notes)?;
-    let tree = Tree::open(&objtree).map_err(CommandError::Tree)?;
+    let tree = commands::open_tree(&objtree, opts.external)?;
     let settings = tree_settings(&objtree, &tree)?;
     interrupted()?;
 
     phases.start("snapshot");
-    let snap_dir = state.join("snapshot");
+    let snap_dir = state.join(snapshot_name(&tree));
     let taken = ensure_snapshot(&snap_dir, &tree, opts.new_snapshot)?;
     notes.push(format!("snapshot {taken}: {}", snap_dir.display()));
     interrupted()?;
@@ -372,7 +374,8 @@ fn patched(
     interrupted()?;
 
     phases.start("rebuild");
-    let plan = rebuild::plan(ctx.objtree, &applied).map_err(PatchError::Rebuild)?;
+    let plan = rebuild::plan(ctx.objtree, ctx.tree.external.as_deref(), &applied)
+        .map_err(PatchError::Rebuild)?;
     let before = rebuild::save_outputs(ctx.objtree, &plan, pending.journal())
         .map_err(PatchError::Rebuild)?;
     interrupted()?;
@@ -421,24 +424,22 @@ fn patched(
 /// left it, a dry run, then for real; every file it touches saved first.
 /// Returns the patches as applied.
 fn apply_all(ctx: &Context, journal: &mut Journal) -> Result<Vec<PathBuf>, PatchError> {
-    let srctree = &ctx.settings.srctree;
-    install_helpers(srctree, journal)?;
+    install_helpers(&ctx.settings.srctree, journal)?;
+    let root = ctx.tree.external.as_ref().unwrap_or(&ctx.settings.srctree);
     let mut applied = Vec::new();
     for (i, patch) in ctx.opts.patches.iter().enumerate() {
-        let fixed = commands::fix_lines(patch, Some(srctree), None, false)?;
+        let fixed = commands::fix_lines(patch, Some(root), None, false)?;
         let files = apply::touched(patch, &fixed).map_err(PatchError::Apply)?;
-        apply::apply(srctree, patch, &fixed, true).map_err(PatchError::Apply)?;
+        apply::apply(root, patch, &fixed, true).map_err(PatchError::Apply)?;
         for f in &files {
-            journal
-                .save(&srctree.join(f))
-                .map_err(PatchError::Journal)?;
+            journal.save(&root.join(f)).map_err(PatchError::Journal)?;
         }
         let out = ctx.work.join(format!("{i}-applied.patch"));
         std::fs::write(&out, &fixed).map_err(|e| PatchError::State {
             path: out.clone(),
             why: e.to_string(),
         })?;
-        apply::apply(srctree, patch, &fixed, false).map_err(PatchError::Apply)?;
+        apply::apply(root, patch, &fixed, false).map_err(PatchError::Apply)?;
         applied.push(out);
     }
     Ok(applied)
@@ -600,6 +601,18 @@ fn describe_restore(r: &Restored) -> Vec<String> {
     notes
 }
 
+/// The snapshot's folder under `.klp-link/`: one per external module
+/// folder, so that patching one never replaces the kernel's snapshot.
+fn snapshot_name(tree: &Tree) -> String {
+    match &tree.external {
+        None => "snapshot".to_owned(),
+        Some(dir) => format!(
+            "snapshot-external-{:016x}",
+            xxhash_rust::xxh3::xxh3_64(dir.as_os_str().as_encoded_bytes())
+        ),
+    }
+}
+
 /// The snapshot at `dir`: reused when every object is as it was then,
 /// taken when there is none (or it is of another tree, such as the one
 /// this tree was copied from), refused when the tree changed since,
@@ -610,7 +623,7 @@ fn ensure_snapshot(dir: &Path, tree: &Tree, renew: bool) -> Result<&'static str,
         .then(|| Snapshot::read(dir))
         .transpose()
         .map_err(CommandError::Snapshot)?
-        .filter(|s| s.objtree == tree.objtree);
+        .filter(|s| s.objtree == tree.objtree && s.external == tree.external);
     let stale: Vec<PathBuf> = tree
         .objects()
         .map(|(_, o)| o)
@@ -641,7 +654,14 @@ fn ensure_snapshot(dir: &Path, tree: &Tree, renew: bool) -> Result<&'static str,
         None => "taken",
     };
     let force = dir.exists();
-    commands::snapshot(&tree.objtree, dir, force, false, false)?;
+    commands::snapshot(
+        &tree.objtree,
+        tree.external.as_deref(),
+        dir,
+        force,
+        false,
+        false,
+    )?;
     Ok(how)
 }
 

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
-use super::journal::{walk_into, FileState, Journal, JournalError};
+use super::journal::{is_build_output, walk_into, FileState, Journal, JournalError};
 use super::settings::MakeSettings;
 use super::signals;
 
@@ -21,8 +21,22 @@ const SCRIPT: &str = include_str!("../../../kbuild-snippets/klp-rebuild.sh");
 pub struct Plan {
     /// Each object that depends on a patched file, with that file.
     pub dependents: Vec<(PathBuf, PathBuf)>,
-    /// The folders to make (`./` for all of the tree).
+    /// The folders to make (`./` for all of the tree), or `M=DIR` for an
+    /// external module.
     pub goals: Vec<String>,
+}
+
+impl Plan {
+    /// The folders the goals write.
+    fn folders(&self, objtree: &Path) -> Vec<PathBuf> {
+        self.goals
+            .iter()
+            .map(|g| match g.strip_prefix("M=") {
+                Some(dir) => PathBuf::from(dir),
+                None => objtree.join(g),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -64,13 +78,22 @@ impl std::fmt::Display for RebuildError {
     }
 }
 
-/// Asks klp-rebuild.sh what a rebuild for `patches` would make.
-pub fn plan(objtree: &Path, patches: &[PathBuf]) -> Result<Plan, RebuildError> {
-    let out = Command::new("bash")
-        .arg("-c")
+/// Asks klp-rebuild.sh what a rebuild for `patches` (to the kernel, or to
+/// the `external` module folder) would make.
+pub fn plan(
+    objtree: &Path,
+    external: Option<&Path>,
+    patches: &[PathBuf],
+) -> Result<Plan, RebuildError> {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
         .arg(SCRIPT)
         .arg("klp-rebuild.sh")
-        .arg("--plan")
+        .arg("--plan");
+    if let Some(dir) = external {
+        cmd.arg("--external").arg(dir);
+    }
+    let out = cmd
         .arg(objtree)
         .args(patches)
         .stdin(Stdio::null())
@@ -96,9 +119,11 @@ pub fn plan(objtree: &Path, patches: &[PathBuf]) -> Result<Plan, RebuildError> {
 }
 
 /// Saves in `journal` what the rebuild will overwrite: each dependent
-/// object with its `.cmd`, manifest and dependency file, and kbuild's lists in the goal
-/// folders; then the state of every file there, so that a restore can
-/// tell what else the rebuild wrote. Returns that state.
+/// object with its `.cmd`, manifest and dependency file, and kbuild's lists
+/// in the goal folders (in an external module's, every build output: its
+/// make links the module too); then the state of every file there, so
+/// that a restore can tell what else the rebuild wrote. Returns that
+/// state.
 pub fn save_outputs(
     objtree: &Path,
     plan: &Plan,
@@ -118,7 +143,7 @@ pub fn save_outputs(
             journal.save(&path).map_err(RebuildError::Journal)?;
         }
     }
-    let dirs: Vec<PathBuf> = plan.goals.iter().map(|g| objtree.join(g)).collect();
+    let dirs = plan.folders(objtree);
     let mut files = BTreeMap::new();
     for d in &dirs {
         walk_into(d, &mut files).map_err(|error| {
@@ -128,7 +153,11 @@ pub fn save_outputs(
             })
         })?;
     }
-    for path in files.keys().filter(|p| is_kbuild_list(p)) {
+    let external = plan.goals.iter().any(|g| g.starts_with("M="));
+    for path in files
+        .keys()
+        .filter(|p| is_kbuild_list(p) || (external && is_build_output(p)))
+    {
         journal.save(path).map_err(RebuildError::Journal)?;
     }
     journal
