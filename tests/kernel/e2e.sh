@@ -60,6 +60,8 @@ KLP_LOG_TAG=e2e
 . "$HERE/lib.sh"
 # shellcheck source=kernels.sh
 . "$HERE/kernels.sh"
+# shellcheck source=modsign.sh
+. "$HERE/modsign.sh"
 
 die()  { klp_err "$*"; exit 2; }
 usage() {  # [0]: --help prints the header; else a short usage line, exit 2
@@ -211,19 +213,6 @@ build_fresh() {
 # ---------------------------------------------------------------- running kernel
 # $RUNNING holds what the tests need from the plain build: bzImage, vmlinux,
 # .config, release, and modroot/lib/modules/<release>/ (every .ko + depmod).
-# sign_like_kbuild TREE KO: when TREE signs modules (CONFIG_MODULE_SIG), sign
-# KO as its `make modules_install` would (scripts/Makefile.modinst): `make
-# modules` leaves them unsigned, and a MODULE_SIG_FORCE guest loads no other.
-sign_like_kbuild() {
-    local tree=$1 ko=$2 hash key
-    grep -qx 'CONFIG_MODULE_SIG=y' "$tree/.config" || return 0
-    hash=$(sed -n 's/^CONFIG_MODULE_SIG_HASH="\(.*\)"$/\1/p' "$tree/.config")
-    key=$(sed -n 's/^CONFIG_MODULE_SIG_KEY="\(.*\)"$/\1/p' "$tree/.config")
-    case $key in /*|pkcs11:*) ;; *) key=$tree/$key ;; esac
-    "$tree/scripts/sign-file" "$hash" "$key" "$tree/certs/signing_key.x509" "$ko" ||
-        { klp_err "sign-file failed for $ko"; return 1; }
-}
-
 keep_running_outputs() {  # FROM: a built plain tree or kbuild-check's stash
     local from=$1 tmp=$RUNNING.tmp.$$ rel m
     rm -rf "$tmp"; mkdir -p "$tmp"
