@@ -14,6 +14,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/tests/kernel/lib.sh"
 # shellcheck source=tests/kernel/kernels.sh
 . "$ROOT/tests/kernel/kernels.sh"
+# shellcheck source=tests/kernel/e2e-tree.sh
+. "$ROOT/tests/kernel/e2e-tree.sh"
 KLP_LOG_TAG=klp-link-patch
 klp_kernel_args "$@" || exit 2
 set -- "${KLP_ARGS[@]}"
@@ -28,13 +30,7 @@ KLP_LINK=${KLP_LINK:-$ROOT/target/release/klp-link}
 [ -x "$KLP_LINK" ] || { klp_err "build klp-link first (cargo build --release)"; exit 2; }
 E2E=$KLP_KERNEL_CACHE/e2e
 [ $ONE = 0 ] || E2E=$KLP_KERNEL_CACHE/e2e-one-build
-TREE=$E2E/klp RUNNING=$E2E/running
-[ -f "$TREE/.klp-e2e-key" ] && [ -f "$RUNNING/vmlinux" ] ||
-    { klp_err "no e2e trees under $E2E: run tests/kernel/e2e.sh first"; exit 2; }
-exec 9>"$E2E/.lock"
-flock -n 9 || { klp_err "e2e.sh is running"; exit 2; }
-export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2026'
-export KBUILD_BUILD_USER=klp-cc KBUILD_BUILD_HOST=kbuild-check KBUILD_BUILD_VERSION=1
+klp_take_e2e_tree "$E2E" vmlinux
 WORK=$(mktemp -d /var/tmp/klp-link-patch.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 RUNNING_ARGS=()

@@ -60,8 +60,8 @@ KLP_LOG_TAG=e2e
 . "$HERE/lib.sh"
 # shellcheck source=kernels.sh
 . "$HERE/kernels.sh"
-# shellcheck source=modsign.sh
-. "$HERE/modsign.sh"
+# shellcheck source=e2e-tree.sh
+. "$HERE/e2e-tree.sh"
 
 die()  { klp_err "$*"; exit 2; }
 usage() {  # [0]: --help prints the header; else a short usage line, exit 2

@@ -27,23 +27,15 @@ REPO=$(cd "$HERE/../.." && pwd)
 . "$HERE/lib.sh"
 # shellcheck source=tests/kernel/kernels.sh
 . "$HERE/kernels.sh"
-# shellcheck source=tests/kernel/modsign.sh
-. "$HERE/modsign.sh"
+# shellcheck source=tests/kernel/e2e-tree.sh
+. "$HERE/e2e-tree.sh"
 KLP_LOG_TAG=external-check
 klp_kernel_args "$@" || exit 2
 [ ${#KLP_ARGS[@]} -eq 0 ] || { klp_err "usage: $0 [--kernel V]"; exit 2; }
 klp_kernel_select || exit 2
 KLP_LINK=${KLP_LINK:-$REPO/target/release/klp-link}
 [ -x "$KLP_LINK" ] || { klp_err "no klp-link at $KLP_LINK (cargo build --release)"; exit 2; }
-E2E=$KLP_KERNEL_CACHE/e2e-one-build
-TREE=$E2E/klp
-RUNNING=$E2E/running
-[ -f "$TREE/.klp-e2e-key" ] && [ -f "$RUNNING/bzImage" ] ||
-    { klp_err "no one-build klp tree at $TREE: run tests/kernel/e2e.sh --one-build first"; exit 2; }
-exec 9>"$E2E/.lock"
-flock -n 9 || { klp_err "e2e.sh is running (it holds $E2E/.lock)"; exit 2; }
-export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2026'
-export KBUILD_BUILD_USER=klp-cc KBUILD_BUILD_HOST=kbuild-check KBUILD_BUILD_VERSION=1
+klp_take_e2e_tree "$KLP_KERNEL_CACHE/e2e-one-build" bzImage
 # The one-build tree was compiled without klp-cc's section flags.
 export KLP_CC_SECTIONS=0
 WORK=$(mktemp -d /var/tmp/klp-external-check.XXXXXX)

@@ -18,16 +18,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/kernel/lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=tests/kernel/e2e-tree.sh
+. "$HERE/e2e-tree.sh"
 KLP_LOG_TAG=package-check
 KLP_LINK=${KLP_LINK:-$REPO/target/release/klp-link}
 [ -x "$KLP_LINK" ] || { klp_err "no klp-link at $KLP_LINK (cargo build --release)"; exit 2; }
-E2E=$KLP_KERNEL_CACHE/e2e-one-build
-TREE=$E2E/klp
-[ -f "$TREE/.klp-e2e-key" ] || { klp_err "no one-build klp tree at $TREE: run tests/kernel/e2e.sh --one-build first"; exit 2; }
-exec 9>"$E2E/.lock"
-flock -n 9 || { klp_err "e2e.sh is running (it holds $E2E/.lock)"; exit 2; }
-export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2026'
-export KBUILD_BUILD_USER=klp-cc KBUILD_BUILD_HOST=kbuild-check KBUILD_BUILD_VERSION=1
+klp_take_e2e_tree "$KLP_KERNEL_CACHE/e2e-one-build" bzImage
 need=()
 command -v lintian > /dev/null || need+=(lintian)
 command -v rpmbuild > /dev/null || need+=(rpm)
