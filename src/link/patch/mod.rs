@@ -17,9 +17,11 @@ mod rebuild;
 mod settings;
 mod signals;
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 use super::commands::{self, BuildOptions, CommandError, Outcome};
@@ -156,25 +158,63 @@ impl From<CommandError> for PatchError {
     }
 }
 
-/// The phases with their times, printed as they start when asked.
+/// The phases with their times. Shown as they run when asked: on a
+/// terminal a spinner with the phase and its time so far, each finished
+/// phase left as a line; elsewhere (a log) one line as each starts.
 struct Phases {
+    spinner: Option<ProgressBar>,
     progress: bool,
     done: Vec<(&'static str, Duration)>,
     current: Option<(&'static str, Instant)>,
 }
 
 impl Phases {
+    fn new(progress: bool) -> Phases {
+        let spinner = (progress && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} klp-link: {msg} {elapsed}")
+                    .expect("a valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Phases {
+            spinner,
+            progress,
+            done: Vec::new(),
+            current: None,
+        }
+    }
+
     fn start(&mut self, name: &'static str) {
         self.end();
-        if self.progress {
-            eprintln!("klp-link: {name}...");
+        match &self.spinner {
+            Some(bar) => {
+                bar.set_message(name);
+                bar.reset_elapsed();
+            }
+            None if self.progress => eprintln!("klp-link: {name}..."),
+            None => {}
         }
         self.current = Some((name, Instant::now()));
     }
 
     fn end(&mut self) {
         if let Some((name, t)) = self.current.take() {
-            self.done.push((name, t.elapsed()));
+            let took = t.elapsed();
+            if let Some(bar) = &self.spinner {
+                bar.println(format!("klp-link: {name} {:.2} s", took.as_secs_f64()));
+            }
+            self.done.push((name, took));
+        }
+    }
+
+    /// Ends the last phase and takes the spinner off the terminal.
+    fn finish(&mut self) {
+        self.end();
+        if let Some(bar) = self.spinner.take() {
+            bar.finish_and_clear();
         }
     }
 
@@ -213,11 +253,7 @@ pub fn run(opts: &PatchOptions) -> Result<Ran, PatchError> {
 }
 
 fn run_caught(opts: &PatchOptions) -> Result<Ran, PatchError> {
-    let mut phases = Phases {
-        progress: opts.progress,
-        done: Vec::new(),
-        current: None,
-    };
+    let mut phases = Phases::new(opts.progress);
     let mut notes = Vec::new();
 
     phases.start("check");
@@ -273,8 +309,9 @@ fn run_caught(opts: &PatchOptions) -> Result<Ran, PatchError> {
     let result = patched(&ctx, &mut pending, &mut phases);
 
     phases.start("restore");
-    let restored = pending.restore().map_err(PatchError::Journal)?;
-    phases.end();
+    let restored = pending.restore();
+    phases.finish();
+    let restored = restored.map_err(PatchError::Journal)?;
     let restore_notes = describe_restore(&restored);
     if let Some(signal) = signals::received() {
         eprintln!(
@@ -329,6 +366,15 @@ fn run_caught(opts: &PatchOptions) -> Result<Ran, PatchError> {
         report: text,
         json: doc,
     })
+}
+
+impl Drop for Phases {
+    /// An error's message is printed after this: not beside a spinner.
+    fn drop(&mut self) {
+        if let Some(bar) = self.spinner.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// What the patched phases need.
