@@ -25,6 +25,11 @@ impl Vmlinux {
     }
 }
 
+/// The release `vmlinux` names in its `linux_banner`, if it can be read.
+pub fn release_of(vmlinux: &Path) -> Result<Option<String>, SymbolTableError> {
+    read_linked(vmlinux, banner_release)
+}
+
 /// The release in `linux_banner` ("Linux version RELEASE (...) ..."), the
 /// string `uname -r` prints, from the section that holds it.
 fn banner_release(file: &object::File) -> Option<String> {

@@ -412,7 +412,8 @@ fn write_file(path: &Path, text: &str) -> Result<(), SnapshotError> {
     std::fs::write(path, text).map_err(io(path))
 }
 
-fn kernel_release(objtree: &Path) -> Option<String> {
+/// The release a built tree is of (`make kernelrelease`).
+pub fn kernel_release(objtree: &Path) -> Option<String> {
     std::fs::read_to_string(objtree.join("include/config/kernel.release"))
         .ok()
         .map(|s| s.trim().to_owned())

@@ -200,6 +200,41 @@ fn a_patch_that_does_not_apply_changes_nothing() {
 }
 
 #[test]
+fn a_vmlinux_of_another_release_is_refused_before_anything_is_patched() {
+    let test = "a_vmlinux_of_another_release_is_refused_before_anything_is_patched";
+    let Some(fx) = patchable(test, 0) else {
+        return;
+    };
+    fx.write("include/config/kernel.release", "6.1.0-klp\n");
+    let banner = fx.root.path().join("banner.c");
+    std::fs::write(
+        &banner,
+        "const char linux_banner[] = \"Linux version 6.1.0-other (cc) #1 SMP\\n\";\n",
+    )
+    .unwrap();
+    let vmlinux = fx.root.path().join("vmlinux-other");
+    let cc = Command::new(fx.compiler())
+        .arg("-c")
+        .arg(&banner)
+        .arg("-o")
+        .arg(&vmlinux)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    write_patch(&fx, "fix.patch", "return x + 2;", "return x + 5;");
+    let before = state(&fx.tree);
+    let out = patch_cmd(&fx, &["fix.patch", "--vmlinux", "vmlinux-other"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is Linux 6.1.0-other"), "{err}");
+    assert!(err.contains("6.1.0-klp"), "{err}");
+    assert!(!err.contains("apply"), "refused in the check phase: {err}");
+    assert_same_state(&before, &fx.tree);
+}
+
+#[test]
 fn a_patched_tree_that_does_not_build_is_restored() {
     let Some(fx) = patchable("a_patched_tree_that_does_not_build_is_restored", 0) else {
         return;

@@ -28,7 +28,7 @@ use super::commands::{self, BuildOptions, CommandError, Outcome};
 use super::destination::is_snapshot;
 use super::kconfig::KernelConfig;
 use super::load::{self, Stamp};
-use super::snapshot::Snapshot;
+use super::snapshot::{kernel_release, Snapshot};
 use super::tree::{Tree, VMLINUX};
 use apply::ApplyError;
 use journal::{Journal, JournalError, Restored};
@@ -275,6 +275,9 @@ fn run_caught(opts: &PatchOptions) -> Result<Ran, PatchError> {
             sign_with: opts.sign_with,
         },
     )?;
+    if let Some(vmlinux) = opts.vmlinux {
+        check_release(vmlinux, &objtree)?;
+    }
     let state = state_dir(&objtree)?;
     let journal_dir = state.join("journal");
     recover(&journal_dir, &mut notes)?;
@@ -552,6 +555,22 @@ fn check_rebuilt(
         Ok(())
     } else {
         Err(PatchError::Missed { objects: missed })
+    }
+}
+
+/// Refuses, before anything is patched or rebuilt, a `--vmlinux` of
+/// another release than the tree's: `build` would refuse it after the
+/// rebuild.
+fn check_release(vmlinux: &Path, objtree: &Path) -> Result<(), PatchError> {
+    let running = super::running::release_of(vmlinux).map_err(CommandError::SymbolTable)?;
+    match (running, kernel_release(objtree)) {
+        (Some(running), Some(tree)) if running != tree => Err(CommandError::ReleaseDiffers {
+            vmlinux: vmlinux.to_owned(),
+            running,
+            snapshot: tree,
+        }
+        .into()),
+        _ => Ok(()),
     }
 }
 
