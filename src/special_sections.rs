@@ -116,6 +116,34 @@ pub fn written_by_module_objtool(name: &str) -> bool {
     )
 }
 
+/// Whether `name` is one of the annotations objtool reads from the object
+/// it checks: which instructions are reachable after a `ud2` (every WARN),
+/// unwind hints it builds ORC from, retpoline-safe indirect branches,
+/// ENDBR-less entries, `noinstr` bounds and the like. Every kernel link
+/// drops them, but on a kernel that delays objtool ([`written_by_module_objtool`])
+/// objtool reads them again from the livepatch module's linked object, so
+/// a copied function keeps its entries: without them objtool would build
+/// ORC as if code after a WARN were dead and warn of what its kernel build
+/// never did. `.discard.annotate_insn` is 6.13+'s one table for them all;
+/// the others are the tables it replaced.
+pub fn read_by_module_objtool(name: &str) -> bool {
+    matches!(
+        name,
+        ".discard.annotate_insn"
+            | ".discard.unwind_hints"
+            | ".discard.reachable"
+            | ".discard.unreachable"
+            | ".discard.retpoline_safe"
+            | ".discard.noendbr"
+            | ".discard.ibt_endbr_noseal"
+            | ".discard.instr_begin"
+            | ".discard.instr_end"
+            | ".discard.intra_function_calls"
+            | ".discard.ignore_alts"
+            | ".discard.validate_unret"
+    )
+}
+
 /// Whether `name` is an export table: the `___ksymtab+NAME` and
 /// `___ksymtab_gpl+NAME` entries (and their CRCs, `__kcrctab+NAME`) of
 /// kernels before 6.5, or `.export_symbol`, which modpost reads since. A

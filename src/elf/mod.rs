@@ -17,6 +17,7 @@ use object::{
     SymbolSection,
 };
 
+use crate::special_sections::read_by_module_objtool;
 use demangle::demangle;
 
 /// Why an object cannot be read as needed (and so has no checksums). The
@@ -367,7 +368,9 @@ impl<'d> ElfIndex<'d> {
                 comment = comment_text(data);
             }
             let mut relocs = Vec::new();
-            if kind != SectionKind::NotAlloc {
+            // Not the debug sections' many relocations; objtool's few
+            // annotations are carried with the code they are about.
+            if kind != SectionKind::NotAlloc || read_by_module_objtool(name) {
                 for (offset, r) in section.relocations() {
                     let RelocationFlags::Elf { r_type } = r.flags() else {
                         continue;

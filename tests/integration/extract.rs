@@ -1628,6 +1628,69 @@ fn objtool_tables_are_left_to_a_module_objtool_pass() {
     }
 }
 
+/// Two functions with objtool annotations as the kernel's headers write
+/// them: a `ud2` reachable after (WARN), in 6.13+'s one table, and an
+/// unwind hint in its own.
+const ANNOTATED: &str = r#"
+#define REACHABLE_UD2 "ud2\n911:\n\t.pushsection .discard.annotate_insn,\"M\",@progbits,8\n\t" \
+	".long 911b - .\n\t.long 5\n\t.popsection\n\t"
+#define HINT "987:\n\t.pushsection .discard.unwind_hints\n\t.long 987b - .\n\t" \
+	".short 0\n\t.byte 0\n\t.byte 1\n\t.byte 0\n\t.balign 4\n\t.popsection\n\t"
+int shown(int x)
+{
+	if (x > 3)
+		asm volatile(REACHABLE_UD2 HINT "nop");
+	return x + 1;
+}
+int other(int x)
+{
+	if (x > 4)
+		asm volatile(REACHABLE_UD2 "nop");
+	return x + 2;
+}
+"#;
+
+/// Where objtool runs on the livepatch module, a copied function keeps
+/// its own entries of the annotation tables objtool reads (and no other
+/// function's); elsewhere they are dropped like every `.discard` section.
+#[test]
+fn objtool_annotations_travel_where_objtool_checks_the_module() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract of objtool annotations") else {
+        return;
+    };
+    let dir = TempDir::new("extract-annotations");
+    dir.write("patched/m.c", ANNOTATED);
+    compile(&cc, &dir, &[("patched/m.c", "patched/m.o")]);
+    link(dir.path(), "vmlinux", &["patched/m.o"]);
+    for objtool_on_modules in [false, true] {
+        let out = run_extract_with(
+            &dir,
+            "patched/m.o",
+            "vmlinux",
+            &["shown"],
+            Compared {
+                objtool_on_modules,
+                ..Compared::default()
+            },
+            "",
+            &[("vmlinux", "vmlinux")],
+        )
+        .unwrap();
+        let file = object::File::parse(&*out.object).unwrap();
+        for table in [".discard.annotate_insn", ".discard.unwind_hints"] {
+            let targets = reloc_targets(&file, table);
+            if objtool_on_modules {
+                assert_eq!(targets, [".text.shown"], "{table}");
+                let size = file.section_by_name(table).unwrap().size();
+                let entry = if table.ends_with("insn") { 8 } else { 12 };
+                assert_eq!(size, entry, "{table}: one entry");
+            } else {
+                assert!(file.section_by_name(table).is_none(), "{table} is dropped");
+            }
+        }
+    }
+}
+
 /// With CALL_PADDING every function has 16 NOPs before it, recorded in
 /// `__patchable_function_entries`: a function copied out of a shared
 /// `.text` takes them along (call depth tracking writes into them), and

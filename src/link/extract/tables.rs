@@ -3,7 +3,9 @@
 //! for the new code what the kernel did for the old: ftrace call sites
 //! (`__mcount_loc`), static keys (`__jump_table`), static calls,
 //! alternatives (with their replacement pieces), exception and bug tables,
-//! SMP lock prefixes, paravirt sites, retpoline/return thunk sites and ORC.
+//! SMP lock prefixes, paravirt sites, retpoline/return thunk sites and ORC,
+//! and, where objtool runs on the livepatch module, the annotations it
+//! reads there.
 //!
 //! An entry belongs to the code its first field points at. An entry's size
 //! is the section's `sh_entsize` where it has one (objtool sets it on the
@@ -25,7 +27,7 @@ use object::write::SectionId;
 use super::{Copier, ExtractError};
 use crate::elf::{Section, SectionIndex, SectionKind as Kind, SymType, SymbolIndex};
 use crate::special_sections::{
-    entry_size, is_export_table, lookup, written_by_module_objtool, InPatch,
+    entry_size, is_export_table, lookup, read_by_module_objtool, written_by_module_objtool, InPatch,
 };
 
 /// More relocations than any known kernel table has per entry: a table whose
@@ -103,8 +105,9 @@ impl Copier<'_, '_> {
                     continue;
                 }
                 let name = self.index.sections[t].name;
+                let objtool_reads = self.kernel.objtool_on_modules && read_by_module_objtool(name);
                 let fate = lookup(name).map_or(InPatch::Refused, |s| s.patch);
-                if fate == InPatch::Dropped
+                if (fate == InPatch::Dropped && !objtool_reads)
                     || is_export_table(name)
                     || (self.kernel.objtool_on_modules && written_by_module_objtool(name))
                 {
@@ -129,11 +132,17 @@ impl Copier<'_, '_> {
     }
 
     /// A loaded, non-code section with relocations and no named data: a
-    /// table of entries, unless the copied code reads it as a whole.
+    /// table of entries, unless the copied code reads it as a whole. The
+    /// annotations objtool reads are tables too, though never loaded.
     fn is_table(&self, t: SectionIndex) -> bool {
         let s = &self.index.sections[t];
+        let kind_ok = match s.kind {
+            Kind::Code | Kind::Bss => false,
+            Kind::NotAlloc => read_by_module_objtool(s.name),
+            _ => true,
+        };
         !s.relocs.is_empty()
-            && !matches!(s.kind, Kind::NotAlloc | Kind::Code | Kind::Bss)
+            && kind_ok
             && !self.copied.contains_key(&t)
             && !s
                 .named
