@@ -622,6 +622,10 @@ pub fn build(
         signing.as_ref(),
         opts.output,
     )?;
+    let ko = std::fs::read(opts.output).unwrap_or_default();
+    if let Some(note) = super::module_reload::note(&tree.objtree, &ko) {
+        report.note(&note);
+    }
     Ok((
         report.with_module(&extracted, &built, opts.output, &times),
         Outcome::Changes,

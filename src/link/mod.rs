@@ -38,6 +38,7 @@ pub mod klp_rewrite;
 pub mod line_map;
 pub mod load;
 pub mod module;
+pub mod module_reload;
 pub mod once_flags;
 pub mod patch;
 pub mod report;

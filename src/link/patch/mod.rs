@@ -191,8 +191,8 @@ impl Phases {
         self.end();
         match &self.spinner {
             Some(bar) => {
-                bar.set_message(name);
                 bar.reset_elapsed();
+                bar.set_message(name);
             }
             None if self.progress => eprintln!("klp-link: {name}..."),
             None => {}
