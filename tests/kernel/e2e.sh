@@ -851,6 +851,13 @@ interrupt_test() {
         *) kill -s "$sig" "$pid" 2>/dev/null || note="it ended before the signal; " ;;
     esac
     wait "$pid" || rc=$?
+    # kill also reaches a process that has exited and is not yet waited
+    # for: a run whose last phase (the restore takes milliseconds) ended
+    # first says so with its report's last line, and exits 0.
+    if [ -z "$note" ] && [ $rc -eq 0 ] && grep -q '^klp-link: phases: ' "$out/klp-link.log" &&
+            ! grep -q 'interrupted by signal' "$out/klp-link.log"; then
+        note="it ended before the signal; "
+    fi
     local want; want=$(( 128 + $(kill -l "$sig") ))
     [ -n "$note" ] || [ $rc -eq "$want" ] ||
         { record "$label" restore FAIL - - - - "klp-link exited $rc, not $want (see $out/klp-link.log)"; return; }
