@@ -1580,6 +1580,41 @@ asm(".pushsection .orc_unwind_ip,\"a\"\n.long shown - .\n.popsection\n"
     ".pushsection .return_sites,\"a\"\n.long shown - .\n.popsection\n");
 "#;
 
+/// `shown` of `source`, compiled into a vmlinux, extracted for a kernel
+/// that checks its objects with objtool at compile time and for one that
+/// runs objtool on the livepatch module: (that choice, the extraction).
+fn extract_shown_both_ways(
+    test: &str,
+    source: &str,
+    exports: &str,
+) -> Option<Vec<(bool, Extracted)>> {
+    let cc = Cc::find_or_skip(CcKind::Gcc, test)?;
+    let dir = TempDir::new(test);
+    dir.write("patched/m.c", source);
+    compile(&cc, &dir, &[("patched/m.c", "patched/m.o")]);
+    link(dir.path(), "vmlinux", &["patched/m.o"]);
+    let outs = [false, true]
+        .into_iter()
+        .map(|objtool_on_modules| {
+            let out = run_extract_with(
+                &dir,
+                "patched/m.o",
+                "vmlinux",
+                &["shown"],
+                Compared {
+                    objtool_on_modules,
+                    ..Compared::default()
+                },
+                exports,
+                &[("vmlinux", "vmlinux")],
+            )
+            .unwrap();
+            (objtool_on_modules, out)
+        })
+        .collect();
+    Some(outs)
+}
+
 /// When the target kernel runs objtool on the module itself, the patch
 /// object leaves objtool's tables to it, and names the key of each exported
 /// static call it makes, so that objtool's `.static_call_sites` entry names
@@ -1587,29 +1622,13 @@ asm(".pushsection .orc_unwind_ip,\"a\"\n.long shown - .\n.popsection\n"
 /// named.
 #[test]
 fn objtool_tables_are_left_to_a_module_objtool_pass() {
-    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract for module objtool") else {
-        return;
-    };
-    let dir = TempDir::new("extract-module-objtool");
-    dir.write("patched/m.c", OBJTOOL_MADE);
-    compile(&cc, &dir, &[("patched/m.c", "patched/m.o")]);
-    link(dir.path(), "vmlinux", &["patched/m.o"]);
     let exports = "0x0\t__SCT__tp_func_x\tvmlinux\tEXPORT_SYMBOL_GPL\t\n\
                    0x0\t__SCK__tp_func_x\tvmlinux\tEXPORT_SYMBOL_GPL\t\n";
-    for objtool_on_modules in [false, true] {
-        let out = run_extract_with(
-            &dir,
-            "patched/m.o",
-            "vmlinux",
-            &["shown"],
-            Compared {
-                objtool_on_modules,
-                ..Compared::default()
-            },
-            exports,
-            &[("vmlinux", "vmlinux")],
-        )
-        .unwrap();
+    let Some(outs) = extract_shown_both_ways("extract-module-objtool", OBJTOOL_MADE, exports)
+    else {
+        return;
+    };
+    for (objtool_on_modules, out) in outs {
         let file = object::File::parse(&*out.object).unwrap();
         let has = |name: &str| file.section_by_name(name).is_some();
         for table in [".orc_unwind_ip", ".orc_unwind", ".return_sites"] {
@@ -1655,27 +1674,10 @@ int other(int x)
 /// function's); elsewhere they are dropped like every `.discard` section.
 #[test]
 fn objtool_annotations_travel_where_objtool_checks_the_module() {
-    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "extract of objtool annotations") else {
+    let Some(outs) = extract_shown_both_ways("extract-annotations", ANNOTATED, "") else {
         return;
     };
-    let dir = TempDir::new("extract-annotations");
-    dir.write("patched/m.c", ANNOTATED);
-    compile(&cc, &dir, &[("patched/m.c", "patched/m.o")]);
-    link(dir.path(), "vmlinux", &["patched/m.o"]);
-    for objtool_on_modules in [false, true] {
-        let out = run_extract_with(
-            &dir,
-            "patched/m.o",
-            "vmlinux",
-            &["shown"],
-            Compared {
-                objtool_on_modules,
-                ..Compared::default()
-            },
-            "",
-            &[("vmlinux", "vmlinux")],
-        )
-        .unwrap();
+    for (objtool_on_modules, out) in outs {
         let file = object::File::parse(&*out.object).unwrap();
         for table in [".discard.annotate_insn", ".discard.unwind_hints"] {
             let targets = reloc_targets(&file, table);
