@@ -42,6 +42,11 @@
 #   KLP_CC_NAME    the compiler command: gcc or clang-NN (the plain build's
 #                  CC, and the last word of the klp tree's "klp-cc CC")
 #   KLP_LLVM       empty for gcc, else -NN (make's LLVM=)
+#   KLP_CC_PATCHES empty for gcc, else the folder under tests/kernel/patches
+#                  whose NAME.expect, NAME.check and NAME.refusal replace
+#                  the version's: clang for 6.1, V/clang for version V
+#                  (what a patch changes depends on the compiler's inlining
+#                  and cloning)
 
 KLP_KERNEL_CC=${KLP_KERNEL_CC:-gcc}
 KLP_COMPILERS_LIB=$(readlink -f "${BASH_SOURCE[0]}")
@@ -70,7 +75,7 @@ klp_compiler_select() {
     [ -z "${KLP_COMPILER_SELECTED:-}" ] || return 0
     local v
     case $KLP_KERNEL_CC in
-        gcc) KLP_CC_NAME=gcc KLP_LLVM= ;;
+        gcc) KLP_CC_NAME=gcc KLP_LLVM= KLP_CC_PATCHES= ;;
         clang) KLP_CC_NAME=clang-19 KLP_LLVM=-19 ;;
         clang-[0-9]*)
             v=${KLP_KERNEL_CC#clang-}
@@ -81,6 +86,8 @@ klp_compiler_select() {
     KLP_COMPILER_SELECTED=$KLP_CC_NAME
     # gcc is lib.sh and kernels.sh as they stand: nothing to replace.
     [ "$KLP_CC_NAME" != gcc ] || return 0
+    KLP_CC_PATCHES=clang
+    [ "$KLP_KERNEL" = 6.1 ] || KLP_CC_PATCHES=$KLP_KERNEL/clang
 
     KLP_KERNEL_CACHE=$KLP_KERNEL_CACHE/$KLP_CC_NAME
     [ "$KLP_KERNEL" = 6.1 ] ||

@@ -551,15 +551,19 @@ link_failure() {
 }
 
 # sidecar PATCH EXT: the file NAME.EXT for PATCH (NAME.patch): for a patch
-# of patches/ or of its version folder patches/V/, V's own NAME.EXT first
-# (a version can differ in what it reports without a port of the patch),
-# then the one in patches/; for any other patch, the one beside it.
+# of patches/ or of its version folder patches/V/, the compiler's own
+# NAME.EXT first (patches/clang/, patches/V/clang/: compilers.sh's
+# KLP_CC_PATCHES), then V's own (a version can differ in what it reports
+# without a port of the patch), then the one in patches/; for any other
+# patch, the one beside it.
 sidecar() {
     local dir base
     dir=$(dirname "$1") base=$(basename "${1%.patch}")
     case $dir in
         "$HERE/patches"|"$HERE/patches/$KLP_KERNEL")
-            if [ -e "$HERE/patches/$KLP_KERNEL/$base.$2" ]; then
+            if [ -n "$KLP_CC_PATCHES" ] && [ -e "$HERE/patches/$KLP_CC_PATCHES/$base.$2" ]; then
+                echo "$HERE/patches/$KLP_CC_PATCHES/$base.$2"
+            elif [ -e "$HERE/patches/$KLP_KERNEL/$base.$2" ]; then
                 echo "$HERE/patches/$KLP_KERNEL/$base.$2"
             else
                 echo "$HERE/patches/$base.$2"
