@@ -13,6 +13,10 @@ use super::lines::LineSites;
 use super::tables::Tables;
 use crate::arch::{x86_64::X86_64, Arch as _, Field};
 use crate::elf::{Reloc, SectionIndex};
+use object::elf;
+
+/// `call rel32` with its field zeroed: a `call __fentry__` as compiled.
+pub const FENTRY_CALL: [u8; 5] = [0xe8, 0, 0, 0, 0];
 
 /// One contiguous piece of a function: its section and byte range.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +52,16 @@ pub fn hash_range(h: &mut impl HashExt, d: &mut Describer, tables: &Tables, rang
         if jump_label {
             h.tag(tag::JUMP_LABEL);
             h.u64(len);
+            continue;
+        }
+        // objtool --mcount NOPped a `call __fentry__` (clang kernels): hash
+        // the call the compiler wrote, as the branch below would have.
+        if let Some(site) = index.sections[sec].fentry_site_at(ip).filter(|_| len == 5) {
+            h.bytes(&FENTRY_CALL);
+            h.tag(tag::RELOC);
+            h.u64(1);
+            h.u64(u64::from(elf::R_X86_64_PLT32.0));
+            d.symbol(h, site.symbol, site.addend.wrapping_add(4), 0);
             continue;
         }
         bytes.clear();

@@ -11,8 +11,10 @@
 //! section's name, size, bytes and relocations, and every named symbol.
 
 use crate::arch::{x86_64::X86_64, Arch as _};
+use object::elf;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::code::FENTRY_CALL;
 use super::describe::HashExt;
 use super::tables::Tables;
 use crate::elf::{ElfIndex, SectionIndex, SectionKind, SymType, SymbolIndex};
@@ -50,24 +52,44 @@ pub fn fingerprint(index: &ElfIndex, tables: &Tables) -> u64 {
                 sites.push(at as u64..end as u64);
             }
         }
+        // A `call __fentry__` that objtool --mcount NOPped, with its
+        // relocation made R_X86_64_NONE (clang kernels): the call and the
+        // relocation the compiler wrote.
+        let mut relocs: Vec<(u64, u32, SymbolIndex, i64)> = Vec::new();
+        for site in &s.fentry_sites {
+            let Some(at) = usize::try_from(site.offset).ok().filter(|&at| at >= 1) else {
+                continue;
+            };
+            if let Some(call) = bytes.get_mut(at - 1..at + 4) {
+                call.copy_from_slice(&FENTRY_CALL);
+                relocs.push((site.offset, elf::R_X86_64_PLT32.0, site.symbol, site.addend));
+            }
+        }
         h.bytes(&bytes);
         // A site's `jmp` into another section (a .cold part) has a
         // relocation, which objtool drops with the jump.
         let at_site = |offset: &u64| sites.iter().any(|r| r.contains(offset));
-        for r in s.relocs.iter().filter(|r| !at_site(&r.offset)) {
-            h.u64(r.offset);
-            h.u64(u64::from(r.r_type));
-            let target = &index.symbols[r.symbol];
+        relocs.extend(
+            s.relocs
+                .iter()
+                .filter(|r| !at_site(&r.offset))
+                .map(|r| (r.offset, r.r_type, r.symbol, r.addend)),
+        );
+        relocs.sort_by_key(|r| r.0);
+        for (offset, r_type, symbol, addend) in relocs {
+            h.u64(offset);
+            h.u64(u64::from(r_type));
+            let target = &index.symbols[symbol];
             match target.section {
                 Some(sec) => {
                     h.tag(1);
                     h.bytes(index.sections[sec].name.as_bytes());
-                    h.u64(target.value.wrapping_add(r.addend as u64));
+                    h.u64(target.value.wrapping_add(addend as u64));
                 }
                 None => {
                     h.tag(2);
                     h.bytes(target.name.as_bytes());
-                    h.u64(r.addend as u64);
+                    h.u64(addend as u64);
                 }
             }
         }

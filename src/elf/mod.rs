@@ -185,6 +185,10 @@ pub struct Section<'d> {
     pub flags: u64,
     pub sh_type: u32,
     pub relocs: Vec<Reloc>,
+    /// The `call __fentry__` sites whose relocation objtool's `--mcount`
+    /// made `R_X86_64_NONE` (clang kernels), sorted by offset; not in
+    /// `relocs`, since the linker writes nothing there.
+    pub fentry_sites: Vec<FentrySite>,
     /// Indices (into [`ElfIndex::symbols`]) of the named functions and data
     /// objects defined here, sorted by address.
     pub named: Vec<SymbolIndex>,
@@ -203,6 +207,30 @@ pub struct Reloc {
     pub pc_relative: bool,
     pub symbol: SymbolIndex,
     pub addend: i64,
+}
+
+/// A `call __fentry__` that objtool's `--mcount` recorded in
+/// `__mcount_loc` (clang has no `-mrecord-mcount`): it turned the call's
+/// `R_X86_64_PLT32` into `R_X86_64_NONE` and the call into a 5-byte NOP.
+/// The checksums and the fingerprint hash it as the call it was, so that
+/// they stay what klp-cc computed before objtool ran.
+#[derive(Debug, Clone, Copy)]
+pub struct FentrySite {
+    /// Of the call's rel32 field: the instruction starts one byte before.
+    pub offset: u64,
+    pub symbol: SymbolIndex,
+    pub addend: i64,
+}
+
+impl Section<'_> {
+    /// The recorded `__fentry__` call whose 5-byte instruction starts at `ip`.
+    pub fn fentry_site_at(&self, ip: u64) -> Option<&FentrySite> {
+        let field = ip.checked_add(1)?;
+        self.fentry_sites
+            .binary_search_by_key(&field, |s| s.offset)
+            .ok()
+            .map(|i| &self.fentry_sites[i])
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,6 +396,7 @@ impl<'d> ElfIndex<'d> {
                 comment = comment_text(data);
             }
             let mut relocs = Vec::new();
+            let mut fentry_sites = Vec::new();
             // Not the debug sections' many relocations; objtool's few
             // annotations are carried with the code they are about.
             if kind != SectionKind::NotAlloc || read_by_module_objtool(name) {
@@ -380,6 +409,15 @@ impl<'d> ElfIndex<'d> {
                     };
                     let (width, pc_relative) = reloc_shape(r_type);
                     let r_type = r_type.0;
+                    if r_type == elf::R_X86_64_NONE.0
+                        && is_recorded_fentry_call(&file, data, offset, sym)
+                    {
+                        fentry_sites.push(FentrySite {
+                            offset,
+                            symbol: SymbolIndex(sym.0),
+                            addend: r.addend(),
+                        });
+                    }
                     if width == 0 {
                         continue;
                     }
@@ -400,6 +438,7 @@ impl<'d> ElfIndex<'d> {
                     });
                 }
                 relocs.sort_by_key(|r| r.offset);
+                fentry_sites.sort_by_key(|s| s.offset);
             }
             // object's section indices are ELF indices; keep them aligned.
             while sections.len() < section.index().0 {
@@ -415,6 +454,7 @@ impl<'d> ElfIndex<'d> {
                 flags,
                 sh_type,
                 relocs,
+                fentry_sites,
                 named: Vec::new(),
                 starts: Vec::new(),
             });
@@ -648,6 +688,27 @@ fn section_kind(sh_type: u32, flags: u64) -> SectionKind {
     }
 }
 
+/// Whether the `R_X86_64_NONE` relocation at `offset` of a section's `data`,
+/// against symbol `sym`, is a `call __fentry__` that objtool's `--mcount`
+/// recorded: the undefined `__fentry__`, and at `offset - 1` the 5-byte NOP
+/// objtool wrote (or the call itself, should it leave the bytes).
+fn is_recorded_fentry_call(
+    file: &ElfFile64<'_, Endianness>,
+    data: &[u8],
+    offset: u64,
+    sym: object::SymbolIndex,
+) -> bool {
+    let Some(at) = usize::try_from(offset).ok().filter(|&at| at >= 1) else {
+        return false;
+    };
+    matches!(
+        data.get(at - 1..at + 4),
+        Some([0x0f, 0x1f, 0x44, 0x00, 0x00] | [0xe8, 0, 0, 0, 0])
+    ) && file
+        .symbol_by_index(sym)
+        .is_ok_and(|s| s.is_undefined() && s.name() == Ok("__fentry__"))
+}
+
 /// Field width in bytes and whether the value is relative to the field's
 /// own address, for each x86-64 relocation type (0 width: no field).
 fn reloc_shape(r_type: elf::RelocationType) -> (u8, bool) {
@@ -711,6 +772,7 @@ fn empty_section() -> Section<'static> {
         flags: 0,
         sh_type: 0,
         relocs: Vec::new(),
+        fentry_sites: Vec::new(),
         named: Vec::new(),
         starts: Vec::new(),
     }

@@ -54,10 +54,55 @@ impl std::error::Error for RewriteError {
     }
 }
 
+/// `SHT_LLVM_ADDRSIG`: clang's address-significance table (`.llvm_addrsig`),
+/// which ld.lld keeps in a relocatable link such as a module's.
+const SHT_LLVM_ADDRSIG: elf::SectionType = elf::SectionType(0x6fff_4c03);
+
+/// The sections of `ko` that are address-significance tables, with a copy
+/// of `ko` in which they are plain `SHT_PROGBITS`, or `None` when it has
+/// none. object's builder refuses the type; only lld's identical code
+/// folding reads the table (the module loader never does, and a module is
+/// never linked again), and its contents are symbol indices that the
+/// rewrite would make stale, so the rewrite drops it.
+fn neutralise_addrsig(ko: &[u8]) -> Option<(Vec<u8>, Vec<usize>)> {
+    use object::read::elf::{FileHeader as _, SectionHeader as _};
+    let header = elf::FileHeader64::<object::Endianness>::parse(ko).ok()?;
+    let endian = header.endian().ok()?;
+    let headers = header.section_headers(endian, ko).ok()?;
+    let found: Vec<usize> = (0..headers.len())
+        .filter(|&i| headers[i].sh_type(endian) == SHT_LLVM_ADDRSIG)
+        .collect();
+    if found.is_empty() {
+        return None;
+    }
+    let shoff = usize::try_from(header.e_shoff(endian)).ok()?;
+    let entsize = std::mem::size_of::<elf::SectionHeader64<object::Endianness>>();
+    let mut copy = ko.to_vec();
+    for &i in &found {
+        let at = shoff + i * entsize + 4; // sh_type follows sh_name
+        let bytes = match endian {
+            object::Endianness::Little => elf::SHT_PROGBITS.0.to_le_bytes(),
+            object::Endianness::Big => elf::SHT_PROGBITS.0.to_be_bytes(),
+        };
+        copy.get_mut(at..at + 4)?.copy_from_slice(&bytes);
+    }
+    Some((copy, found))
+}
+
 /// Rewrites the linked module `ko`; returns the new file and the number of
 /// klp relocations written.
 pub fn rewrite(ko: &[u8]) -> Result<(Vec<u8>, usize), RewriteError> {
-    let mut b = Builder::read(ko).map_err(RewriteError::Read)?;
+    let neutralised = neutralise_addrsig(ko);
+    let input = neutralised.as_ref().map_or(ko, |(copy, _)| copy);
+    let mut b = Builder::read(input).map_err(RewriteError::Read)?;
+    if let Some((_, addrsig)) = &neutralised {
+        for sec in b.sections.iter_mut() {
+            // The builder's ids count from the first header after the null one.
+            if addrsig.contains(&(sec.id().index() + 1)) {
+                sec.delete = true;
+            }
+        }
+    }
     let mut target_of = HashMap::new();
     for sym in b.symbols.iter_mut() {
         let name = String::from_utf8_lossy(&sym.name).into_owned();
@@ -206,6 +251,54 @@ mod tests {
             .find(|s| s.name() == Ok(".rela.text.f"))
             .unwrap();
         assert_eq!(normal.elf_section_header().sh_size(endian), 24);
+    }
+
+    #[test]
+    fn clangs_address_significance_table_is_dropped() {
+        // What ld.lld -r leaves in a module compiled by clang.
+        let mut w = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+        let text = w.add_section(Vec::new(), b".text.f".to_vec(), SectionKind::Text);
+        w.set_section_data(text, vec![0xe8, 0, 0, 0, 0, 0xc3], 16);
+        let klp = w.add_symbol(Symbol {
+            name: b".klp.sym.vmlinux.saved_command_line,0".to_vec(),
+            value: 0,
+            size: 0,
+            kind: SymbolKind::Unknown,
+            scope: SymbolScope::Dynamic,
+            weak: false,
+            section: SymbolSection::Undefined,
+            flags: SymbolFlags::None,
+        });
+        w.add_relocation(
+            text,
+            Relocation {
+                offset: 1,
+                symbol: klp,
+                addend: -4,
+                flags: RelocationFlags::Elf {
+                    r_type: elf::R_X86_64_PC32,
+                },
+            },
+        )
+        .unwrap();
+        let addrsig = w.add_section(Vec::new(), b".llvm_addrsig".to_vec(), SectionKind::Metadata);
+        w.set_section_data(addrsig, vec![1, 2], 1);
+        w.section_mut(addrsig).flags = object::SectionFlags::Elf {
+            sh_type: SHT_LLVM_ADDRSIG,
+            sh_flags: elf::SHF_EXCLUDE,
+        };
+        let ko = w.write().unwrap();
+        assert!(
+            Builder::read(&*ko).is_err(),
+            "object's builder refuses the type"
+        );
+        let (out, moved) = rewrite(&ko).unwrap();
+        assert_eq!(moved, 1);
+        let file = ElfFile64::<Endianness>::parse(&*out).unwrap();
+        assert!(file.sections().all(|s| s.name() != Ok(".llvm_addrsig")));
+        assert!(file
+            .sections()
+            .any(|s| s.name() == Ok(".klp.rela.vmlinux..text.f")));
     }
 
     #[test]

@@ -190,10 +190,11 @@ fn compile_as(cc: &Cc, dir: &TempDir, pairs: &[(&str, &str)], sections: Sections
     }
 }
 
-/// What objtool's `--mcount` adds to a clang object in a kernel build
+/// What objtool's `--mcount` does to a clang object in a kernel build
 /// (clang has no `-mrecord-mcount`): an `__mcount_loc` entry for each
 /// function whose first instruction calls `__fentry__`, which is how
-/// klp-link tells that livepatch can hook it.
+/// klp-link tells that livepatch can hook it; the call itself becomes a
+/// 5-byte NOP with an `R_X86_64_NONE` relocation.
 fn record_mcount(object: &Path) {
     use object::build::elf::{Builder, Relocation, SectionData};
     use object::elf;
@@ -265,6 +266,31 @@ fn record_mcount(object: &Path) {
             })
             .collect(),
     );
+    // And, as objtool does, each recorded call becomes a 5-byte NOP and its
+    // relocation R_X86_64_NONE.
+    let mut nops = Vec::new();
+    for rela in b.sections.iter_mut() {
+        let Some(text) = rela.sh_info_section else {
+            continue;
+        };
+        if let SectionData::Relocation(relocs) = &mut rela.data {
+            for r in relocs
+                .iter_mut()
+                .filter(|r| r.symbol.is_some() && r.symbol == fentry)
+            {
+                r.r_type = elf::R_X86_64_NONE;
+                nops.push((text, r.r_offset as usize - 1));
+            }
+        }
+    }
+    for (text, at) in nops {
+        if let SectionData::Data(data) = &mut b.sections.get_mut(text).data {
+            let mut bytes = data.to_vec();
+            assert_eq!(bytes[at], 0xe8, "a call __fentry__");
+            bytes[at..at + 5].copy_from_slice(&[0x0f, 0x1f, 0x44, 0x00, 0x00]);
+            *data = bytes.into();
+        }
+    }
     let mut out = Vec::new();
     b.write(&mut out).unwrap();
     std::fs::write(object, out).unwrap();

@@ -94,3 +94,103 @@ fn a_nopped_jump_label_keeps_checksums_and_fingerprint() {
         "fingerprint changed under objtool's jump-label edit"
     );
 }
+
+/// What objtool's `--mcount` does in a clang kernel (clang has no
+/// `-mrecord-mcount`): record the `call __fentry__` in `__mcount_loc`, turn
+/// its relocation into `R_X86_64_NONE` and the call into a 5-byte NOP.
+fn record_mcount_like_objtool(object: &[u8]) -> Vec<u8> {
+    use object::build::elf::Relocation;
+    use object::elf;
+    let mut b = Builder::read(object).unwrap();
+    let fentry = b
+        .symbols
+        .iter()
+        .find(|s| &*s.name == b"__fentry__")
+        .map(|s| s.id())
+        .expect("an undefined __fentry__");
+    let text = b
+        .sections
+        .iter()
+        .find(|s| &*s.name == b".text.f")
+        .map(|s| s.id())
+        .unwrap();
+    let f = b
+        .symbols
+        .iter()
+        .find(|s| &*s.name == b"f")
+        .map(|s| s.id())
+        .unwrap();
+    let mut changed = Vec::new();
+    for s in b.sections.iter_mut() {
+        if s.sh_info_section != Some(text) {
+            continue;
+        }
+        if let SectionData::Relocation(relocs) = &mut s.data {
+            for r in relocs.iter_mut().filter(|r| r.symbol == Some(fentry)) {
+                r.r_type = elf::R_X86_64_NONE;
+                changed.push(r.r_offset as usize);
+            }
+        }
+    }
+    assert_eq!(changed, [1], "one call __fentry__, at the start of f");
+    let SectionData::Data(data) = &mut b.sections.get_mut(text).data else {
+        panic!("no data")
+    };
+    let mut bytes = data.to_vec();
+    assert_eq!(bytes[0], 0xe8, "expected a call rel32");
+    bytes[0..5].copy_from_slice(&[0x0f, 0x1f, 0x44, 0x00, 0x00]);
+    *data = bytes.into();
+    let symtab = b
+        .sections
+        .iter()
+        .find(|s| s.sh_type == elf::SHT_SYMTAB)
+        .map(|s| s.id())
+        .unwrap();
+    let table = b.sections.add();
+    table.name = b"__mcount_loc".to_vec().into();
+    table.sh_type = elf::SHT_PROGBITS;
+    table.sh_flags = elf::SHF_ALLOC;
+    table.sh_addralign = 8;
+    table.data = SectionData::Data(vec![0; 8].into());
+    let table = table.id();
+    let rela = b.sections.add();
+    rela.name = b".rela__mcount_loc".to_vec().into();
+    rela.sh_type = elf::SHT_RELA;
+    rela.sh_flags = elf::SHF_INFO_LINK;
+    rela.sh_link_section = Some(symtab);
+    rela.sh_info_section = Some(table);
+    rela.sh_addralign = 8;
+    rela.sh_entsize = 24;
+    rela.data = SectionData::Relocation(vec![Relocation {
+        r_offset: 0,
+        symbol: Some(f),
+        r_type: elf::R_X86_64_64,
+        r_addend: 0,
+    }]);
+    let mut out = Vec::new();
+    b.write(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn an_mcount_recorded_fentry_call_keeps_checksums_and_fingerprint() {
+    let Some(_cc) = Cc::find_or_skip(CcKind::Gcc, "objtool invariance") else {
+        return;
+    };
+    let dir = TempDir::new("objtool-mcount");
+    dir.write("jl.S", ASM);
+    run_klp_cc(dir.path(), ["gcc", "-c", "jl.S", "-o", "jl.o"]).assert_success();
+    let before = std::fs::read(dir.join("jl.o")).unwrap();
+    let after = record_mcount_like_objtool(&before);
+    assert_ne!(before, after);
+    let a = klp_cc::checksum::checksum_object(&before).unwrap();
+    let b = klp_cc::checksum::checksum_object(&after).unwrap();
+    assert_eq!(
+        a.symbols, b.symbols,
+        "checksums changed under objtool's --mcount edit"
+    );
+    assert_eq!(
+        a.fingerprint, b.fingerprint,
+        "fingerprint changed under objtool's --mcount edit"
+    );
+}

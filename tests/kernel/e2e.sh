@@ -3,7 +3,7 @@
 # build -> klp-link -> livepatch module -> loaded into a running kernel under
 # qemu -> the patched behaviour is checked in the guest.
 #
-# Usage: tests/kernel/e2e.sh [--kernel V] [--one-build] [--self-test] [--module-for NAME=KO]... [PATCH...]
+# Usage: tests/kernel/e2e.sh [--kernel V] [--cc C] [--one-build] [--self-test] [--module-for NAME=KO]... [PATCH...]
 #
 #   --kernel V   the Linux version: 6.1 (the default, or $KLP_KERNEL), 6.12
 #                or 7.3 (kernels.sh); other than 6.1, every tree lives under
@@ -13,6 +13,10 @@
 #                where V must refuse what 6.1 loads) replaces one; V's own
 #                .check, .expect and .refusal there serve both ports and
 #                the 6.1 patches, else those of patches/ do.
+#   --cc C       the compiler: gcc (the default, or $KLP_KERNEL_CC), clang
+#                (clang-19) or clang-NN, with make LLVM=-NN (compilers.sh);
+#                other than gcc, every tree lives under a clang-NN/ folder
+#                of the version's cache.
 #   PATCH        a -p1 patch against that kernel.  With no PATCH (and no
 #                --self-test) every tests/kernel/patches/*.patch runs.
 #                NAME.patch       klp-link must build a module that loads
@@ -62,11 +66,13 @@ KLP_LOG_TAG=e2e
 . "$HERE/kernels.sh"
 # shellcheck source=e2e-tree.sh
 . "$HERE/e2e-tree.sh"
+# shellcheck source=compilers.sh
+. "$HERE/compilers.sh"
 
 die()  { klp_err "$*"; exit 2; }
 usage() {  # [0]: --help prints the header; else a short usage line, exit 2
     if [ "${1:-2}" = 0 ]; then sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0; fi
-    echo "usage: $0 [--kernel V] [--one-build] [--self-test] [--module-for NAME=KO]... [PATCH...]  (--help for more)" >&2; exit 2
+    echo "usage: $0 [--kernel V] [--cc C] [--one-build] [--self-test] [--module-for NAME=KO]... [PATCH...]  (--help for more)" >&2; exit 2
 }
 
 # ---------------------------------------------------------------- arguments
@@ -75,6 +81,7 @@ ONE_BUILD=0
 PATCHES=()
 declare -A MODULE_FOR=()
 klp_kernel_args "$@" || usage
+klp_compiler_args "${KLP_ARGS[@]}" || usage
 set -- "${KLP_ARGS[@]}"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -90,6 +97,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 klp_kernel_select || usage
+klp_compiler_select || usage
 ALL_PATCHES=0
 if [ ${#PATCHES[@]} -eq 0 ] && [ $SELF_TEST = 0 ]; then
     ALL_PATCHES=1
@@ -119,6 +127,7 @@ export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2026'
 export KBUILD_BUILD_USER=klp-cc KBUILD_BUILD_HOST=kbuild-check KBUILD_BUILD_VERSION=1
 unset O KBUILD_OUTPUT KCFLAGS KCPPFLAGS KAFLAGS KBUILD_EXTRA_SYMBOLS LLVM \
       CROSS_COMPILE ARCH KLP_CC_SECTIONS KLP_CC_ACTIVE KLP_CC_COMPILER KLP_CC_LOG
+klp_compiler_env || die "no compiler selected"   # LLVM=-NN for clang
 
 CACHE=$KLP_KERNEL_CACHE
 case $CACHE/ in "$REPO"/*) die "KLP_KERNEL_CACHE must be outside the repository";; esac
@@ -146,7 +155,7 @@ if [ ! -x "$KLP_CC_PRIV" ]; then
         mv "$KLP_CC_PRIV.tmp.$$" "$KLP_CC_PRIV" || die "cannot copy klp-cc to $KLP_CC_PRIV"
 fi
 case $KLP_CC_PRIV in *[[:space:]:]*) die "the cache path must not contain blanks or colons: $CACHE";; esac
-KLPCC_CC="$KLP_CC_PRIV gcc"      # the klp tree's CC, exactly as in its .cmd files
+KLPCC_CC="$KLP_CC_PRIV $KLP_CC_NAME"  # the klp tree's CC, exactly as in its .cmd files
 # One-build mode: the production build itself goes through klp-cc without
 # the section flags, and so must every rebuild of it (klp-link refuses
 # objects built with other flags).
@@ -187,7 +196,7 @@ klp_kernel_source "$SRC" >&2 || die "could not get the kernel source"
 # klp-cc's sha256; for a version other than 6.1 also rustc's version and
 # kernels.sh), so that equal keys mean the same build.
 build_key() { klp_build_key "$@"; }
-KEY_PLAIN=$(build_key CC=gcc)
+KEY_PLAIN=$(build_key "CC=$KLP_CC_NAME")
 KEY_KLP=$(build_key "klp-cc $KLP_CC_SHA" "CC=$KLPCC_CC" "${KLP_MAKE_ENV[@]}")
 key_is() { [ "${KLP_E2E_FRESH:-0}" != 1 ] && [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
@@ -262,7 +271,7 @@ prepare_running() {
         fi
         klp_log "could not take $CHECK_PLAIN (it changed while copying?); building our own"
     fi
-    build_fresh "$RUNNING_TREE" "$CACHE/logs/e2e-running.log" CC=gcc || return 1
+    build_fresh "$RUNNING_TREE" "$CACHE/logs/e2e-running.log" "CC=$KLP_CC_NAME" || return 1
     keep_running_outputs "$RUNNING_TREE" || return 1
     echo "built:$RUNNING_TREE" > "$RUNNING/origin"
     echo "$KEY_PLAIN" > "$RUNNING/.klp-e2e-key"
@@ -531,15 +540,19 @@ link_failure() {
 }
 
 # sidecar PATCH EXT: the file NAME.EXT for PATCH (NAME.patch): for a patch
-# of patches/ or of its version folder patches/V/, V's own NAME.EXT first
-# (a version can differ in what it reports without a port of the patch),
-# then the one in patches/; for any other patch, the one beside it.
+# of patches/ or of its version folder patches/V/, the compiler's own
+# NAME.EXT first (patches/clang/, patches/V/clang/: compilers.sh's
+# KLP_CC_PATCHES), then V's own (a version can differ in what it reports
+# without a port of the patch), then the one in patches/; for any other
+# patch, the one beside it.
 sidecar() {
     local dir base
     dir=$(dirname "$1") base=$(basename "${1%.patch}")
     case $dir in
         "$HERE/patches"|"$HERE/patches/$KLP_KERNEL")
-            if [ -e "$HERE/patches/$KLP_KERNEL/$base.$2" ]; then
+            if [ -n "$KLP_CC_PATCHES" ] && [ -e "$HERE/patches/$KLP_CC_PATCHES/$base.$2" ]; then
+                echo "$HERE/patches/$KLP_CC_PATCHES/$base.$2"
+            elif [ -e "$HERE/patches/$KLP_KERNEL/$base.$2" ]; then
                 echo "$HERE/patches/$KLP_KERNEL/$base.$2"
             else
                 echo "$HERE/patches/$base.$2"
