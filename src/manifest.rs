@@ -3,7 +3,7 @@
 //! and by `diff` as much as by klp-link.
 //!
 //! ```text
-//! klp-cc-manifest 5
+//! klp-cc-manifest 6
 //! object fs/proc/cmdline.o
 //! compiler GCC: (Debian 12.2.0-14+deb12u1) 12.2.0
 //! driver /usr/bin/x86_64-linux-gnu-gcc-12
@@ -34,9 +34,13 @@
 //! the order the checksum meets them, each `LINE:FILE`, or
 //! `LINE:?NAME|NAME...` when the site names no file and it is one of the
 //! file names the function loads (`LINE:?` for none), so that klp-link can
-//! check each changed line against the patch's line map. The `end` line
-//! carries the symbol count, so a truncated file is never mistaken for a
-//! complete one. A manifest that could not be computed says
+//! check each changed line against the patch's line map. Version 6 has the
+//! same lines, with checksums and fingerprints that see through the `call
+//! __fentry__` objtool's `--mcount` turns into a NOP (so an object objtool
+//! rewrote after the compile keeps its checksums): a version-5 manifest is
+//! recomputed rather than compared, and a snapshot holding them is refused.
+//! The `end` line carries the symbol count, so a truncated file is never
+//! mistaken for a complete one. A manifest that could not be computed says
 //! `status unavailable <reason>` and lists no symbols. Values escape `\`,
 //! space, tab and newline as `\\`, `\s`, `\t` and `\n`. Paths are bytes:
 //! a byte that is not part of valid UTF-8 is written `\xNN` (two lower-case
@@ -51,7 +55,7 @@ use crate::checksum::{Binding, LineSite, SiteFile, SymbolKind, SymbolRecord};
 
 /// First line of every manifest; the number is bumped on any incompatible change.
 pub const MAGIC: &str = "klp-cc-manifest";
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 /// How a symbol line spells its kind.
 impl SymbolKind {

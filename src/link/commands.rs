@@ -380,6 +380,7 @@ pub fn open_tree(dir: &Path, external: Option<&Path>) -> Result<Tree, CommandErr
 /// which must be that tree).
 fn open(snapshot: &Path, tree: Option<&Path>) -> Result<(Snapshot, Tree), CommandError> {
     let snap = Snapshot::read(snapshot)?;
+    snap.comparable(snapshot)?;
     let tree = open_tree(tree.unwrap_or(&snap.objtree), snap.external.as_deref())?;
     if tree.objtree != snap.objtree {
         return Err(CommandError::OtherTree {

@@ -36,6 +36,7 @@ use super::sympos::{linked_symbols, LinkedSymbol, SymbolTableError};
 use super::tree::{Tree, TreeError};
 use crate::manifest::{
     escape_path_field, escape_path_line, unescape_path, Content, Manifest, ParseError,
+    MAGIC as MANIFEST_MAGIC, VERSION as MANIFEST_VERSION,
 };
 
 const MAGIC: &str = SNAPSHOT_MAGIC;
@@ -53,6 +54,12 @@ pub enum SnapshotError {
         line: usize,
         what: String,
     },
+    /// Manifests written by a klp-cc whose checksums are not comparable
+    /// with this one's.
+    OldManifests {
+        path: PathBuf,
+        version: String,
+    },
     Destination(DestinationError),
     Symbols(SymbolTableError),
 }
@@ -68,6 +75,15 @@ impl std::fmt::Display for SnapshotError {
                  with `klp-link snapshot`)",
                 path.display()
             ),
+            SnapshotError::OldManifests { path, version } => write!(
+                f,
+                "{}: the snapshot holds manifests of format version {version}, whose \
+                 checksums this klp-link ({MANIFEST_MAGIC} {MANIFEST_VERSION}) cannot compare; \
+                 take the snapshot again with this klp-link (`klp-link snapshot --force`) while the \
+                 tree is still the original build: older manifests are then recomputed from \
+                 the objects",
+                path.display()
+            ),
             SnapshotError::Destination(e) => e.fmt(f),
             SnapshotError::Symbols(e) => e.fmt(f),
         }
@@ -79,7 +95,7 @@ impl std::error::Error for SnapshotError {
         match self {
             SnapshotError::Tree(e) => Some(e),
             SnapshotError::Io { error, .. } => Some(error),
-            SnapshotError::Format { .. } => None,
+            SnapshotError::Format { .. } | SnapshotError::OldManifests { .. } => None,
             SnapshotError::Destination(e) => Some(e),
             SnapshotError::Symbols(e) => Some(e),
         }
@@ -122,6 +138,9 @@ pub struct Snapshot {
     pub objects: BTreeMap<PathBuf, SnapObject>,
     /// Objects a target lists that were missing from the tree.
     pub missing: Vec<load::LoadError>,
+    /// The format version of its manifests, when an older klp-cc wrote
+    /// them: their checksums are not comparable with this one's.
+    pub older_manifests: Option<String>,
 }
 
 /// Where a snapshot taken `--with-objects` keeps the original of `object`;
@@ -136,6 +155,19 @@ pub fn original_object(snapshot: &Path, object: &Path) -> PathBuf {
 }
 
 impl Snapshot {
+    /// Refuses a snapshot whose manifests an older klp-cc wrote: comparing
+    /// checksums of two algorithms would report unchanged functions as
+    /// changed or, worse, changed ones as unchanged.
+    pub fn comparable(&self, dir: &Path) -> Result<(), SnapshotError> {
+        match &self.older_manifests {
+            Some(version) => Err(SnapshotError::OldManifests {
+                path: dir.to_owned(),
+                version: version.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Reads everything from a built tree. Objects are loaded (and their
     /// manifests verified) on all cores.
     pub fn capture(tree: &Tree) -> Snapshot {
@@ -173,6 +205,7 @@ impl Snapshot {
             linked: tree.linked.clone(),
             objects,
             missing,
+            older_manifests: None,
         }
     }
 
@@ -316,6 +349,10 @@ impl Snapshot {
         let objects_path = dir.join("objects");
         let text = std::fs::read_to_string(&objects_path).map_err(io(&objects_path))?;
         let objects = parse_objects(&text, &objects_path)?;
+        let older_manifests = objects
+            .values()
+            .find_map(|o| other_manifest_version(&o.manifest_text))
+            .map(str::to_owned);
         // Every object a target lists must be there: a snapshot cut at an
         // object boundary would otherwise pass for one whose objects are
         // all new.
@@ -338,6 +375,7 @@ impl Snapshot {
             linked: BTreeMap::new(),
             objects,
             missing: Vec::new(),
+            older_manifests,
         })
     }
 }
@@ -394,6 +432,16 @@ fn parse_objects(text: &str, path: &Path) -> Result<BTreeMap<PathBuf, SnapObject
         );
     }
     Ok(out)
+}
+
+/// The format version of `manifest_text` when it is a manifest of another
+/// one; a damaged first line is left for the manifest parser to report.
+fn other_manifest_version(manifest_text: &str) -> Option<&str> {
+    let first = manifest_text.lines().next()?;
+    first
+        .strip_prefix(MANIFEST_MAGIC)
+        .and_then(|r| r.strip_prefix(' '))
+        .filter(|v| *v != MANIFEST_VERSION.to_string())
 }
 
 /// The byte offset just past the first `end N` line of `text`.

@@ -1831,6 +1831,43 @@ fn damaged_snapshot_is_a_clear_error() {
     fx.diff().expect(3, &[]);
 }
 
+/// A snapshot taken by a klp-cc whose checksum algorithm differs (an older
+/// manifest format) is refused as a whole, saying to take it again: its
+/// checksums compared with this klp-cc's would misreport functions.
+#[test]
+fn snapshot_of_older_manifests_is_refused() {
+    let Some(fx) = snapshotted("snapshot_of_older_manifests_is_refused") else {
+        return;
+    };
+    let root = fx.root.path();
+    let snap = fx.snap();
+    let objects_path = snap.join("objects");
+    let objects = std::fs::read_to_string(&objects_path).unwrap();
+    let current = format!(
+        "{} {}\n",
+        klp_cc::manifest::MAGIC,
+        klp_cc::manifest::VERSION
+    );
+    let older = format!(
+        "{} {}\n",
+        klp_cc::manifest::MAGIC,
+        klp_cc::manifest::VERSION - 1
+    );
+    assert!(objects.contains(&current), "{objects}");
+    std::fs::write(&objects_path, objects.replace(&current, &older)).unwrap();
+    let diff = [OsStr::new("diff"), snap.as_os_str()];
+    let older_version = format!("format version {}", klp_cc::manifest::VERSION - 1);
+    expect_failure(
+        root,
+        &diff,
+        &[&older_version, "klp-link snapshot", "original build"],
+    );
+    // Taken again from the original tree, it compares.
+    let again = fx.link(["snapshot", "tree", "-o", "snap", "--force"]);
+    assert_eq!(again.output.status.code(), Some(0), "{}", again.describe());
+    fx.diff().expect(3, &[]);
+}
+
 /// A snapshot whose `objects` file lost whole objects (cut at an object's
 /// end, or emptied) still parses; the objects its `targets` lists without a
 /// manifest must make it damaged, not turn every function of theirs "new".

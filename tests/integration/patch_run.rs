@@ -179,6 +179,35 @@ fn patch_builds_the_module_and_leaves_the_tree_as_it_was() {
         ["check", "snapshot", "apply", "rebuild", "build", "restore"]
     );
     assert_same_state(&before, &fx.tree);
+
+    // A snapshot an older klp-cc wrote is not compared: the tree is as it
+    // was, so it is taken anew.
+    let objects = fx.tree.join(".klp-link/snapshot/objects");
+    let current = format!(
+        "{} {}\n",
+        klp_cc::manifest::MAGIC,
+        klp_cc::manifest::VERSION
+    );
+    let older = format!(
+        "{} {}\n",
+        klp_cc::manifest::MAGIC,
+        klp_cc::manifest::VERSION - 1
+    );
+    let text = std::fs::read_to_string(&objects).unwrap();
+    assert!(text.contains(&current), "{text}");
+    std::fs::write(&objects, text.replace(&current, &older)).unwrap();
+    let out = patch_cmd(&fx, &["fix.patch", "--name", "lp3", "--json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["snapshot"], "taken anew");
+    assert_eq!(doc["comparison"]["changed"][0], "tidy");
+    assert!(std::fs::read_to_string(&objects)
+        .unwrap()
+        .contains(&current));
+    assert_same_state(&before, &fx.tree);
 }
 
 #[test]

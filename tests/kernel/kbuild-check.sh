@@ -236,8 +236,8 @@ for man, obj in sorted(expected.items()):
     if lines and lines[-1] == "":
         lines.pop()
     why = None
-    if not lines or lines[0] != "klp-cc-manifest 5":
-        why = "first line is not 'klp-cc-manifest 5'"
+    if not lines or lines[0] != "klp-cc-manifest 6":
+        why = "first line is not 'klp-cc-manifest 6'"
     elif not re.fullmatch(r"end \d+", lines[-1]):
         why = "incomplete: last line is not 'end N': %r" % lines[-1][:80]
     else:

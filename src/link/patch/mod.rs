@@ -705,10 +705,13 @@ fn ensure_snapshot(dir: &Path, tree: &Tree, renew: bool) -> Result<&'static str,
     let how = match old {
         Some(snap) => {
             let changed = changed_since(&snap, tree);
-            if changed.is_empty() {
+            if changed.is_empty() && snap.older_manifests.is_none() {
                 return Ok("reused");
             }
-            if !renew {
+            // Retaking one of older manifests is safe only while the
+            // tree is still the one it describes.
+            if !changed.is_empty() && !renew {
+                snap.comparable(dir).map_err(CommandError::Snapshot)?;
                 return Err(PatchError::TreeChanged {
                     snapshot: dir.to_owned(),
                     changed,
