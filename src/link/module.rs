@@ -35,6 +35,9 @@ pub fn registration(spec: &ModuleSpec) -> String {
     let mut decls = String::new();
     let mut funcs = String::new();
     let mut objects = String::new();
+    let mut new_funcs = String::new();
+    let mut set_new_funcs = String::new();
+    let mut n_new = 0;
     let mut targets: Vec<&str> = spec
         .funcs
         .iter()
@@ -45,13 +48,24 @@ pub fn registration(spec: &ModuleSpec) -> String {
     targets.dedup();
     for (t, target) in targets.iter().enumerate() {
         let _ = writeln!(funcs, "static struct klp_func klp_funcs_{t}[] = {{");
-        for f in spec.funcs.iter().filter(|f| f.target == *target) {
+        for (i, f) in spec
+            .funcs
+            .iter()
+            .filter(|f| f.target == *target)
+            .enumerate()
+        {
             let _ = writeln!(decls, "extern char {}[];", f.new_symbol);
             let _ = writeln!(
                 funcs,
-                "\t{{\n\t\t.old_name = \"{}\",\n\t\t.new_func = {},\n\t\t.old_sympos = {},\n\t}},",
-                f.old_name, f.new_symbol, f.sympos
+                "\t{{\n\t\t.old_name = \"{}\",\n\t\t.old_sympos = {},\n\t}},",
+                f.old_name, f.sympos
             );
+            let _ = writeln!(new_funcs, "\t{},", f.new_symbol);
+            let _ = writeln!(
+                set_new_funcs,
+                "\tklp_funcs_{t}[{i}].new_func = new_funcs[{n_new}];"
+            );
+            n_new += 1;
         }
         funcs.push_str("\t{ }\n};\n\n");
         let name = if *target == VMLINUX {
@@ -90,6 +104,8 @@ pub fn registration(spec: &ModuleSpec) -> String {
         .replace("@DECLARATIONS@", &decls)
         .replace("@FUNCS@", &funcs)
         .replace("@OBJECTS@", &objects)
+        .replace("@NEW_FUNCS@", &new_funcs)
+        .replace("@SET_NEW_FUNCS@", &set_new_funcs)
         .replace("@REPLACE@", if spec.replace { "true" } else { "false" })
 }
 
@@ -319,6 +335,9 @@ mod tests {
             ".pre_patch = klp_pre_patch_0,",
             ".old_name = \"cmdline_proc_show\"",
             ".old_sympos = 2,",
+            "__section(\".init.klp_funcs\") __used = {\n\t__klp_new_1_0,\n\t__klp_new_0_0,\n};",
+            "klp_funcs_0[0].new_func = new_funcs[0];",
+            "klp_funcs_1[0].new_func = new_funcs[1];",
             ".name = NULL,",
             ".name = \"binfmt_misc\",",
             ".replace = false,",
