@@ -539,6 +539,16 @@ link_failure() {
     esac
 }
 
+# no_module LABEL COMMAND: records that `klp-link COMMAND` gave LABEL no
+# module, with the end of its log on stderr (run_test's locals: lrc, out,
+# expect, note and the phase times).
+no_module() {
+    echo "--- $1: klp-link $2 (exit $lrc), last lines of $out/klp-link-build.log:" >&2
+    tail -20 "$out/klp-link-build.log" | sed 's/^/    /' >&2
+    record "$1" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
+        "${note}no module: $(link_failure $lrc "$out/klp-link-build.log")"
+}
+
 # sidecar PATCH EXT: the file NAME.EXT for PATCH (NAME.patch): for a patch
 # of patches/ or of its version folder patches/V/, the compiler's own
 # NAME.EXT first (patches/clang/, patches/V/clang/: compilers.sh's
@@ -677,11 +687,7 @@ run_test() {
         link_by_patch "$patch" "$out" "$mod" || return 0
         [ "$expect" != refuse ] || { refusal_verdict; return; }
         if [ $lrc -ne 0 ] || [ ! -f "$ko" ]; then
-            echo "--- $label: klp-link patch (exit $lrc), last lines of $out/klp-link-build.log:" >&2
-            tail -20 "$out/klp-link-build.log" | sed 's/^/    /' >&2
-            record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
-                "${note}no module: $(link_failure $lrc "$out/klp-link-build.log")"
-            return
+            no_module "$label" patch; return
         fi
     elif [ "$patch" != - ]; then
         # Applied as a user would: through `klp-link fix-lines`, so that the
@@ -779,11 +785,7 @@ run_test() {
             refusal_verdict; return
         fi
         if [ $lrc -ne 0 ] || [ ! -f "$ko" ]; then
-            echo "--- $label: klp-link build (exit $lrc), last lines of $out/klp-link-build.log:" >&2
-            tail -20 "$out/klp-link-build.log" | sed 's/^/    /' >&2
-            record "$label" "$expect" FAIL "$t_apply" "$t_link" "$t_restore" - \
-                "${note}no module: $(link_failure $lrc "$out/klp-link-build.log")"
-            return
+            no_module "$label" build; return
         fi
     else
         ko=$out/$(basename "${source#file:}")
