@@ -125,11 +125,13 @@ pub fn written_by_module_objtool(name: &str) -> bool {
 /// a copied function keeps its entries: without them objtool would build
 /// ORC as if code after a WARN were dead and warn of what its kernel build
 /// never did. `.discard.annotate_insn` is 6.13+'s one table for them all;
-/// the others are the tables it replaced.
+/// the others are the tables it replaced. `STACK_FRAME_NON_STANDARD`'s
+/// table names whole functions objtool must not validate.
 pub fn read_by_module_objtool(name: &str) -> bool {
     matches!(
         name,
         ".discard.annotate_insn"
+            | ".discard.func_stack_frame_non_standard"
             | ".discard.unwind_hints"
             | ".discard.reachable"
             | ".discard.unreachable"

@@ -1674,8 +1674,8 @@ fn objtool_tables_are_left_to_a_module_objtool_pass() {
 }
 
 /// Two functions with objtool annotations as the kernel's headers write
-/// them: a `ud2` reachable after (WARN), in 6.13+'s one table, and an
-/// unwind hint in its own.
+/// them: a `ud2` reachable after (WARN), in 6.13+'s one table, an unwind
+/// hint in its own, and `STACK_FRAME_NON_STANDARD` for both.
 const ANNOTATED: &str = r#"
 #define REACHABLE_UD2 "ud2\n911:\n\t.pushsection .discard.annotate_insn,\"M\",@progbits,8\n\t" \
 	".long 911b - .\n\t.long 5\n\t.popsection\n\t"
@@ -1693,6 +1693,11 @@ int other(int x)
 		asm volatile(REACHABLE_UD2 "nop");
 	return x + 2;
 }
+#define STACK_FRAME_NON_STANDARD(func) \
+	static void __attribute__((used, section(".discard.func_stack_frame_non_standard"))) \
+		*__func_stack_frame_non_standard_##func = func
+STACK_FRAME_NON_STANDARD(shown);
+STACK_FRAME_NON_STANDARD(other);
 "#;
 
 /// Where objtool runs on the livepatch module, a copied function keeps
@@ -1705,12 +1710,19 @@ fn objtool_annotations_travel_where_objtool_checks_the_module() {
     };
     for (objtool_on_modules, out) in outs {
         let file = object::File::parse(&*out.object).unwrap();
-        for table in [".discard.annotate_insn", ".discard.unwind_hints"] {
+        for table in [
+            ".discard.annotate_insn",
+            ".discard.unwind_hints",
+            ".discard.func_stack_frame_non_standard",
+        ] {
             let targets = reloc_targets(&file, table);
             if objtool_on_modules {
                 assert_eq!(targets, [".text.shown"], "{table}");
                 let size = file.section_by_name(table).unwrap().size();
-                let entry = if table.ends_with("insn") { 8 } else { 12 };
+                let entry = match table {
+                    ".discard.annotate_insn" | ".discard.func_stack_frame_non_standard" => 8,
+                    _ => 12,
+                };
                 assert_eq!(size, entry, "{table}: one entry");
             } else {
                 assert!(file.section_by_name(table).is_none(), "{table} is dropped");

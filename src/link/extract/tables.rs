@@ -133,21 +133,24 @@ impl Copier<'_, '_> {
 
     /// A loaded, non-code section with relocations and no named data: a
     /// table of entries, unless the copied code reads it as a whole. The
-    /// annotations objtool reads are tables too, though never loaded.
+    /// annotations objtool reads are tables too, though never loaded, and
+    /// though `STACK_FRAME_NON_STANDARD` names each entry: no code reads them.
     fn is_table(&self, t: SectionIndex) -> bool {
         let s = &self.index.sections[t];
+        let annotation = read_by_module_objtool(s.name);
         let kind_ok = match s.kind {
             Kind::Code | Kind::Bss => false,
-            Kind::NotAlloc => read_by_module_objtool(s.name),
+            Kind::NotAlloc => annotation,
             _ => true,
         };
         !s.relocs.is_empty()
             && kind_ok
             && !self.copied.contains_key(&t)
-            && !s
-                .named
-                .iter()
-                .any(|&i| self.index.symbols[i].sym_type == SymType::Object)
+            && (annotation
+                || !s
+                    .named
+                    .iter()
+                    .any(|&i| self.index.symbols[i].sym_type == SymType::Object))
     }
 
     /// The entries of table `t` not carried yet whose first field points
