@@ -26,7 +26,7 @@ mod record;
 mod tables;
 pub mod trace;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub use object_manifest::manifest_of;
 pub use record::{Binding, LineSite, SiteFile, SymbolKind, SymbolRecord};
@@ -155,7 +155,35 @@ fn functions(index: &ElfIndex) -> Result<Vec<DefinedFunction>, ObjectError> {
             Err(_) => {}
         }
     }
+    let starts: HashSet<(SectionIndex, u64, &str)> = functions
+        .iter()
+        .map(|f| (f.section(), f.start(), index.symbols[f.symbol()].name))
+        .collect();
+    functions.retain(|&f| !is_objtool_prefix(index, &starts, f));
     Ok(functions)
+}
+
+/// Whether `f` is the `__pfx_NAME` symbol objtool's `--prefix` lays over
+/// the NOPs before function NAME (`starts`: every function's section,
+/// start and name): NAME's padding, not a function. objtool adds them after
+/// the compile (on 6.x to every object, on 7.x to single-object modules),
+/// so counting them would make the compile-time manifest and one
+/// recomputed from the final object list different functions, and make a
+/// new function's prefix a new function of its own.
+fn is_objtool_prefix(
+    index: &ElfIndex,
+    starts: &HashSet<(SectionIndex, u64, &str)>,
+    f: DefinedFunction,
+) -> bool {
+    const NOP: u8 = 0x90;
+    let Some(name) = index.symbols[f.symbol()].name.strip_prefix("__pfx_") else {
+        return false;
+    };
+    let code = &index.sections[f.section()].data;
+    starts.contains(&(f.section(), f.end(), name))
+        && code
+            .get(f.start() as usize..f.end() as usize)
+            .is_some_and(|b| b.iter().all(|&x| x == NOP))
 }
 
 /// `section`, if there is one and it is loaded at run time.

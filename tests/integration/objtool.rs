@@ -194,3 +194,66 @@ fn an_mcount_recorded_fentry_call_keeps_checksums_and_fingerprint() {
         "fingerprint changed under objtool's --mcount edit"
     );
 }
+
+/// `g` after 16 NOPs of padding, as `-fpatchable-function-entry=16,16`
+/// leaves it; `PFX` is where objtool's `--prefix` names the padding. `h`
+/// has a `__pfx_h` that is not padding: a function of that name.
+const PADDED: &str = r#"
+	.section .text,"ax",@progbits
+PFX
+	.rept 16
+	nop
+	.endr
+	.globl g
+	.type g, @function
+g:
+	call __fentry__
+	ret
+	.size g, .-g
+
+	.type __pfx_h, @function
+__pfx_h:
+	ud2
+	.size __pfx_h, .-__pfx_h
+	.globl h
+	.type h, @function
+h:
+	ret
+	.size h, .-h
+"#;
+
+/// objtool's `--prefix` (on 6.x every object, on 7.x single-object
+/// modules) adds a `__pfx_NAME` function symbol over each function's
+/// padding after the compile: it is padding, not a function, so the
+/// manifest lists the same functions with the same checksums either way.
+#[test]
+fn an_objtool_prefix_symbol_is_not_a_function() {
+    let Some(_cc) = Cc::find_or_skip(CcKind::Gcc, "objtool prefix") else {
+        return;
+    };
+    let dir = TempDir::new("objtool-prefix");
+    let prefix = "\t.type __pfx_g, @function\n__pfx_g:\n\t.size __pfx_g, g - __pfx_g";
+    dir.write("plain.S", PADDED.replace("PFX", ""));
+    dir.write("prefixed.S", PADDED.replace("PFX", prefix));
+    for name in ["plain", "prefixed"] {
+        run_klp_cc(
+            dir.path(),
+            [
+                "gcc",
+                "-c",
+                &format!("{name}.S"),
+                "-o",
+                &format!("{name}.o"),
+            ],
+        )
+        .assert_success();
+    }
+    let sums = |name: &str| {
+        let object = std::fs::read(dir.join(format!("{name}.o"))).unwrap();
+        klp_cc::checksum::checksum_object(&object).unwrap().symbols
+    };
+    let (plain, prefixed) = (sums("plain"), sums("prefixed"));
+    let names: Vec<&str> = prefixed.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["__pfx_h", "g", "h"], "{prefixed:#?}");
+    assert_eq!(plain, prefixed, "the prefix symbol changed the manifest");
+}
