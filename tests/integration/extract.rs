@@ -348,6 +348,8 @@ fn run_extract(
 /// What the compare tells the extraction beside the changed functions.
 #[derive(Default)]
 struct Compared<'x> {
+    /// Functions the patch adds.
+    new: &'x [&'x str],
     /// Data objects the patch adds.
     new_data: &'x [&'x str],
     /// Which once-flags a copy shares with the running kernel.
@@ -382,7 +384,7 @@ fn run_extract_with(
         object_name: object.into(),
         data: &data,
         changed: changed.iter().map(|s| s.to_string()).collect(),
-        new: vec![],
+        new: compared.new.iter().map(|s| s.to_string()).collect(),
         new_data: compared.new_data.iter().map(|s| s.to_string()).collect(),
         once_flags: compared.once_flags,
     };
@@ -1589,6 +1591,53 @@ fn new_global_data_in_a_shared_bss_is_copied_alone() {
             "the old global stays the running kernel's: {targets:?}"
         );
         assert_relocated_fields_are_zero(&file, ".text");
+    }
+}
+
+/// A callback the patch adds, as the helper macros make it: a new global
+/// pointer in `.discard.klp_callback_ptrs`. Being new data, it must not be
+/// copied under that name (every link drops it, and the registration's
+/// call through it would not link): it is carried under a kept one.
+#[test]
+fn a_new_callback_pointer_is_carried_under_a_kept_section() {
+    let Some(cc) = Cc::find_or_skip(CcKind::Gcc, "callback pointer") else {
+        return;
+    };
+    for sections in [Sections::On, Sections::Off] {
+        let dir = TempDir::new("extract-callback-pointer");
+        let orig = "extern void sink(int);\nint count(int x) { sink(x); return x; }\n";
+        let patched = "extern void sink(int);\nstruct klp_object;\n\
+            static void cb(struct klp_object *obj) { sink(7); }\n\
+            void (*__klp_post_patch_callback_vmlinux)(struct klp_object *)\n\
+              __attribute__((used, section(\".discard.klp_callback_ptrs\"))) = cb;\n\
+            int count(int x) { sink(x + 1); return x; }\n";
+        let out = Pair::build_as(&cc, &dir, "cb", orig, patched, sections)
+            .extract_with(
+                "vmlinux",
+                &["count"],
+                Compared {
+                    new: &["cb"],
+                    new_data: &["__klp_post_patch_callback_vmlinux"],
+                    ..Compared::default()
+                },
+                SINK,
+            )
+            .unwrap();
+        assert_eq!(out.callbacks.len(), 1, "{:?}", out.callbacks);
+        assert_eq!(out.callbacks[0].kind, "post_patch");
+        let file = object::File::parse(&*out.object).unwrap();
+        let pointer = file
+            .symbols()
+            .find(|s| s.name() == Ok("__klp_post_patch_callback_vmlinux"))
+            .expect("the pointer keeps its name");
+        let section = file
+            .section_by_index(pointer.section_index().unwrap())
+            .unwrap();
+        assert_eq!(section.name(), Ok(".data.klp_callback_ptrs"));
+        assert!(
+            file.section_by_name(".discard.klp_callback_ptrs").is_none(),
+            "nothing is left in a section the link drops"
+        );
     }
 }
 

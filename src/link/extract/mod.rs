@@ -692,10 +692,14 @@ impl Copier<'_, '_> {
         let index = self.index;
         for (i, s) in index.symbols.enumerate() {
             let Some(sec) = s.section else { continue };
+            // Every kernel link drops `.discard.*`: what the patch needs
+            // of it (the callback pointers) is carried under a kept name
+            // by its own step, which a copy under this one would pre-empt.
             if s.sym_type != SymType::Object
                 || s.binding == elf::STB_LOCAL.0
                 || !self.source.new_data.contains(s.name)
                 || !self.new_globals.contains(s.name)
+                || index.sections[sec].name.starts_with(".discard.")
             {
                 continue;
             }
