@@ -58,12 +58,21 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do patches+=("$1"); shift; done
 files=$(sed -n 's|^+++ [^/[:space:]]*/\([^[:space:]]*\).*|\1|p' "${patches[@]}" | sort -u)
 [ -n "$files" ] || { echo "$0: no file names in ${patches[*]}" >&2; exit 2; }
 
+# ere_path PATH: PATH/ as an extended regular expression.
+ere_path() { printf '%s/' "$1" | sed 's/[.[\*^$+?(){}|]/\\&/g'; }
+
 # dependents FILE: the objects whose .cmd file lists FILE as its source
 # (source_OBJ := FILE) or, as fixdep writes them, among its dependencies
-# (two spaces in, " \" after all but the last; $(srctree)/ in O= builds).
+# (two spaces in, " \" after all but the last). In O= builds the path is
+# under $(srctree)/ (6.1) or the source tree's path (7.x), which the O=
+# folder's `source` link names.
 dependents() {
-    local re cmd base=$tree prefix='\$\(srctree\)/'
-    if [ -n "$external" ]; then base=$external; prefix=$(printf '%s/' "$external" | sed 's/[.[\*^$+?(){}|]/\\&/g'); fi
+    local re cmd base=$tree prefix='\$\(srctree\)/' src
+    if src=$(readlink "$tree/source" 2>/dev/null); then
+        prefix="$prefix|$(ere_path "$src")"
+        src=$(readlink -f "$tree/source") && prefix="$prefix|$(ere_path "$src")"
+    fi
+    if [ -n "$external" ]; then base=$external; prefix=$(ere_path "$external"); fi
     re=$(printf '%s' "$1" | sed 's/[.[\*^$]/\\&/g')
     re="($prefix)?$re"
     (cd "$base" && grep -rlx --include='.*.o.cmd' -E "  $re( \\\\)?|source_[^ ]+ := $re" . || true) |

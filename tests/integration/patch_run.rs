@@ -350,3 +350,72 @@ fn a_tree_built_without_klp_cc_is_refused() {
         String::from_utf8(before["mm/alloc.c"].0.clone()).unwrap()
     );
 }
+
+/// In an `O=` build kbuild's `.cmd` records name sources under
+/// `$(srctree)/` (6.1) or by the source tree's own path (7.x), which the
+/// O= folder's `source` link gives: klp-rebuild.sh finds the objects of a
+/// patched file either way, and rebuilds only their folders.
+#[test]
+fn the_rebuild_plan_finds_the_objects_of_an_o_build() {
+    if find_program("bash").is_none() {
+        skip(
+            "the_rebuild_plan_finds_the_objects_of_an_o_build",
+            "no bash",
+        );
+        return;
+    }
+    let root = crate::support::TempDir::new("rebuild-plan-o");
+    let src = root.mkdir("src");
+    let obj = root.mkdir("obj");
+    std::os::unix::fs::symlink("../src", obj.join("source")).unwrap();
+    root.write("obj/.config", "CONFIG_LIVEPATCH=y\n");
+    let abs = src.display().to_string();
+    root.write(
+        "obj/fs/.new.o.cmd",
+        format!(
+            "savedcmd_fs/new.o := gcc -c -o fs/new.o {abs}/fs/new.c\n\n\
+             source_fs/new.o := {abs}/fs/new.c\n\n\
+             deps_fs/new.o := \\\n  {abs}/include/x.h \\\n  include/generated/autoconf.h\n"
+        ),
+    );
+    root.write(
+        "obj/mm/.old.o.cmd",
+        "savedcmd_mm/old.o := gcc -c -o mm/old.o $(srctree)/mm/old.c\n\n\
+         source_mm/old.o := $(srctree)/mm/old.c\n\n\
+         deps_mm/old.o := \\\n  $(srctree)/include/x.h\n",
+    );
+    root.write(
+        "obj/lib/.other.o.cmd",
+        "source_lib/other.o := /elsewhere/fs/new.c\n",
+    );
+    let patch = |file: &str| format!("--- a/{file}\n+++ b/{file}\n@@ -1 +1 @@\n-a\n+b\n");
+    let plan = |files: &[&str]| {
+        let text: String = files.iter().map(|f| patch(f)).collect();
+        let p = root.write("p.patch", text);
+        let out = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("kbuild-snippets/klp-rebuild.sh"))
+            .arg("--plan")
+            .arg(&obj)
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // grep -r meets the folders in no set order.
+        let mut lines: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    };
+    assert_eq!(plan(&["fs/new.c"]), "goal fs/\nobject fs/new.o fs/new.c");
+    assert_eq!(
+        plan(&["include/x.h"]),
+        "goal fs/\ngoal mm/\nobject fs/new.o include/x.h\nobject mm/old.o include/x.h"
+    );
+}
