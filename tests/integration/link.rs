@@ -1831,6 +1831,17 @@ fn damaged_snapshot_is_a_clear_error() {
     fx.diff().expect(3, &[]);
 }
 
+/// Rewrites the snapshot file `objects` as a klp-cc of the previous
+/// manifest format would have written it.
+pub(crate) fn as_if_written_by_an_older_klp_cc(objects: &Path) {
+    use klp_cc::manifest::{MAGIC, VERSION};
+    let text = std::fs::read_to_string(objects).unwrap();
+    let current = format!("{MAGIC} {VERSION}\n");
+    assert!(text.contains(&current), "{text}");
+    let older = format!("{MAGIC} {}\n", VERSION - 1);
+    std::fs::write(objects, text.replace(&current, &older)).unwrap();
+}
+
 /// A snapshot taken by a klp-cc whose checksum algorithm differs (an older
 /// manifest format) is refused as a whole, saying to take it again: its
 /// checksums compared with this klp-cc's would misreport functions.
@@ -1841,20 +1852,7 @@ fn snapshot_of_older_manifests_is_refused() {
     };
     let root = fx.root.path();
     let snap = fx.snap();
-    let objects_path = snap.join("objects");
-    let objects = std::fs::read_to_string(&objects_path).unwrap();
-    let current = format!(
-        "{} {}\n",
-        klp_cc::manifest::MAGIC,
-        klp_cc::manifest::VERSION
-    );
-    let older = format!(
-        "{} {}\n",
-        klp_cc::manifest::MAGIC,
-        klp_cc::manifest::VERSION - 1
-    );
-    assert!(objects.contains(&current), "{objects}");
-    std::fs::write(&objects_path, objects.replace(&current, &older)).unwrap();
+    as_if_written_by_an_older_klp_cc(&snap.join("objects"));
     let diff = [OsStr::new("diff"), snap.as_os_str()];
     let older_version = format!("format version {}", klp_cc::manifest::VERSION - 1);
     expect_failure(

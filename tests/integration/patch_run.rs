@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::link::{buildable, Fixture, OBJECTS};
+use crate::link::{as_if_written_by_an_older_klp_cc, buildable, Fixture, OBJECTS};
 use crate::support::{find_program, klp_cc_bin, klp_link_bin, skip};
 
 /// The fixture, made into a tree `klp-link patch` can rebuild. The folder
@@ -183,19 +183,7 @@ fn patch_builds_the_module_and_leaves_the_tree_as_it_was() {
     // A snapshot an older klp-cc wrote is not compared: the tree is as it
     // was, so it is taken anew.
     let objects = fx.tree.join(".klp-link/snapshot/objects");
-    let current = format!(
-        "{} {}\n",
-        klp_cc::manifest::MAGIC,
-        klp_cc::manifest::VERSION
-    );
-    let older = format!(
-        "{} {}\n",
-        klp_cc::manifest::MAGIC,
-        klp_cc::manifest::VERSION - 1
-    );
-    let text = std::fs::read_to_string(&objects).unwrap();
-    assert!(text.contains(&current), "{text}");
-    std::fs::write(&objects, text.replace(&current, &older)).unwrap();
+    as_if_written_by_an_older_klp_cc(&objects);
     let out = patch_cmd(&fx, &["fix.patch", "--name", "lp3", "--json"])
         .output()
         .unwrap();
@@ -204,6 +192,11 @@ fn patch_builds_the_module_and_leaves_the_tree_as_it_was() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["snapshot"], "taken anew");
     assert_eq!(doc["comparison"]["changed"][0], "tidy");
+    let current = format!(
+        "{} {}\n",
+        klp_cc::manifest::MAGIC,
+        klp_cc::manifest::VERSION
+    );
     assert!(std::fs::read_to_string(&objects)
         .unwrap()
         .contains(&current));
