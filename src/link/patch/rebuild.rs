@@ -33,7 +33,8 @@ impl Plan {
             .iter()
             .map(|g| match g.strip_prefix("M=") {
                 Some(dir) => PathBuf::from(dir),
-                None => objtree.join(g),
+                // `./` (the whole tree) would show in every path named.
+                None => objtree.join(g.trim_start_matches("./")),
             })
             .collect()
     }
