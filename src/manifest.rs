@@ -36,9 +36,11 @@
 //! file names the function loads (`LINE:?` for none), so that klp-link can
 //! check each changed line against the patch's line map. Version 6 has the
 //! same lines, with checksums and fingerprints that see through the `call
-//! __fentry__` objtool's `--mcount` turns into a NOP (so an object objtool
-//! rewrote after the compile keeps its checksums): a version-5 manifest is
-//! recomputed rather than compared, and a snapshot holding them is refused.
+//! __fentry__` objtool's `--mcount` turns into a NOP, and without the
+//! `__pfx_` symbols objtool's `--prefix` lays over a function's padding (so
+//! an object objtool rewrote after the compile keeps its symbols and
+//! checksums): a version-5 manifest is recomputed rather than compared, and
+//! a snapshot holding them is refused.
 //! The `end` line carries the symbol count, so a truncated file is never
 //! mistaken for a complete one. A manifest that could not be computed says
 //! `status unavailable <reason>` and lists no symbols. Values escape `\`,
@@ -56,6 +58,13 @@ use crate::checksum::{Binding, LineSite, SiteFile, SymbolKind, SymbolRecord};
 /// First line of every manifest; the number is bumped on any incompatible change.
 pub const MAGIC: &str = "klp-cc-manifest";
 pub const VERSION: u32 = 6;
+
+/// The format version a manifest's first line gives, if it is one.
+pub fn format_version(first_line: &str) -> Option<&str> {
+    first_line
+        .strip_prefix(MAGIC)
+        .and_then(|r| r.strip_prefix(' '))
+}
 
 /// How a symbol line spells its kind.
 impl SymbolKind {
@@ -343,9 +352,7 @@ impl<'a> Parser<'a> {
 
     fn manifest(mut self) -> Result<Manifest, ParseError> {
         let first = self.next_line()?;
-        let version = first
-            .strip_prefix(MAGIC)
-            .and_then(|r| r.strip_prefix(' '))
+        let version = format_version(first)
             .ok_or_else(|| self.error("not a klp-cc manifest (bad first line)"))?;
         if version != VERSION.to_string() {
             return Err(self.error(format!(

@@ -155,13 +155,21 @@ fn functions(index: &ElfIndex) -> Result<Vec<DefinedFunction>, ObjectError> {
             Err(_) => {}
         }
     }
-    let starts: HashSet<(SectionIndex, u64, &str)> = functions
-        .iter()
-        .map(|f| (f.section(), f.start(), index.symbols[f.symbol()].name))
-        .collect();
-    functions.retain(|&f| !is_objtool_prefix(index, &starts, f));
+    // A compile's own output has no prefix symbols: only an object objtool
+    // rewrote pays for the lookup.
+    let name = |f: &DefinedFunction| index.symbols[f.symbol()].name;
+    if functions.iter().any(|f| name(f).starts_with(PREFIX)) {
+        let starts: HashSet<(SectionIndex, u64, &str)> = functions
+            .iter()
+            .map(|f| (f.section(), f.start(), name(f)))
+            .collect();
+        functions.retain(|&f| !is_objtool_prefix(index, &starts, f));
+    }
     Ok(functions)
 }
+
+/// What objtool's `--prefix` names a function's padding by.
+const PREFIX: &str = "__pfx_";
 
 /// Whether `f` is the `__pfx_NAME` symbol objtool's `--prefix` lays over
 /// the NOPs before function NAME (`starts`: every function's section,
@@ -176,7 +184,7 @@ fn is_objtool_prefix(
     f: DefinedFunction,
 ) -> bool {
     const NOP: u8 = 0x90;
-    let Some(name) = index.symbols[f.symbol()].name.strip_prefix("__pfx_") else {
+    let Some(name) = index.symbols[f.symbol()].name.strip_prefix(PREFIX) else {
         return false;
     };
     let code = &index.sections[f.section()].data;

@@ -35,8 +35,8 @@ use super::load::{self, ManifestSource, Stamp};
 use super::sympos::{linked_symbols, LinkedSymbol, SymbolTableError};
 use super::tree::{Tree, TreeError};
 use crate::manifest::{
-    escape_path_field, escape_path_line, unescape_path, Content, Manifest, ParseError,
-    MAGIC as MANIFEST_MAGIC, VERSION as MANIFEST_VERSION,
+    escape_path_field, escape_path_line, format_version, unescape_path, Content, Manifest,
+    ParseError, MAGIC as MANIFEST_MAGIC, VERSION as MANIFEST_VERSION,
 };
 
 const MAGIC: &str = SNAPSHOT_MAGIC;
@@ -437,11 +437,8 @@ fn parse_objects(text: &str, path: &Path) -> Result<BTreeMap<PathBuf, SnapObject
 /// The format version of `manifest_text` when it is a manifest of another
 /// one; a damaged first line is left for the manifest parser to report.
 fn other_manifest_version(manifest_text: &str) -> Option<&str> {
-    let first = manifest_text.lines().next()?;
-    first
-        .strip_prefix(MANIFEST_MAGIC)
-        .and_then(|r| r.strip_prefix(' '))
-        .filter(|v| *v != MANIFEST_VERSION.to_string())
+    format_version(manifest_text.lines().next()?)
+        .filter(|v| v.parse::<u32>().ok() != Some(MANIFEST_VERSION))
 }
 
 /// The byte offset just past the first `end N` line of `text`.
