@@ -121,7 +121,9 @@ for patch in "${PATCHES[@]}"; do
     T_S2[$name]=$(median "${times[@]}")
     LIST_THEIRS[$name]=$(sed -n 's/^[^ ]*\.o: \(changed\|new\) function: \(.*\)$/\1 \2/p' "$OUT/$name.s2.log" | sort -u | paste -sd, -)
     ko=$OUT/$(modname "$name").ko
-    "$E2E_TREE/scripts/sign-file" sha512 "$E2E_TREE/certs/signing_key.pem" \
+    # The cache's one key, which the trees' CONFIG_MODULE_SIG_KEY names
+    # (lib.sh); kbuild wrote its certificate into the tree.
+    "$E2E_TREE/scripts/sign-file" sha512 "$(klp_signing_key)" \
         "$E2E_TREE/certs/signing_key.x509" "$ko"
 done
 
